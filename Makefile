@@ -1,0 +1,23 @@
+# The two commands of the README:
+#   make run   - set up and run the whole system in simulation mode
+#   make test  - set up and run the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast setup bench
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run.sh
+
+test: setup
+	@bash scripts/test.sh $(PYTEST_ARGS)
+
+test-fast: setup
+	@bash scripts/test.sh -m "not slow and not browser" $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,0 +1,159 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from .models import RISK_FIELDS, Account, AuditLog, TradingSwitch
+
+
+class AccountForm(forms.ModelForm):
+    """Credentials are write-only: the form never renders the stored password, and leaving the
+    field empty keeps it."""
+
+    platform_url = forms.URLField(assume_scheme="https", help_text="Broker platform origin.")
+    new_password = forms.CharField(
+        label="Broker password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted. Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = Account
+        exclude = ("password", "session_token", "trading_api_token", "token_expires_at")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("new_password"):
+            self.add_error("new_password", "A new account needs its broker password.")
+        if cleaned.get("halted") and not cleaned.get("halt_reason"):
+            self.add_error("halt_reason", "Say why the account is halted.")
+        return cleaned
+
+    def save(self, commit=True):
+        account = super().save(commit=False)
+        if self.cleaned_data.get("new_password"):
+            account.password = self.cleaned_data["new_password"]
+            # A new password invalidates the cached broker session.
+            account.session_token = account.trading_api_token = ""
+            account.token_expires_at = None
+        if commit:
+            account.save()
+            self.save_m2m()
+        return account
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    form = AccountForm
+    list_display = (
+        "name", "mode", "enabled", "halted", "halt_reason", "email", "system_uuid",
+        "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
+    )
+    list_filter = ("mode", "enabled", "halted", "needs_reconciliation")
+    search_fields = ("name", "email", "system_uuid", "trading_account_id")
+    readonly_fields = (
+        "credentials_status", "halted_at", "last_reconciled_at", "balance", "equity",
+        "balance_updated_at", "created_at", "updated_at",
+    )
+    filter_horizontal = ("allowed_symbols",)
+    actions = ("enable_accounts", "disable_accounts", "halt_accounts", "resume_accounts")
+    fieldsets = (
+        (None, {"fields": ("name", "mode", "enabled")}),
+        ("Broker", {"fields": ("platform_url", "broker_id", "email", "new_password", "credentials_status",
+                               "trading_account_id", "system_uuid", "currency")}),
+        ("Risk", {"fields": ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol",
+                             "daily_loss_limit", "allowed_symbols")}),
+        ("State", {"fields": ("halted", "halt_reason", "halted_at", "needs_reconciliation", "last_reconciled_at",
+                              "balance", "equity", "balance_updated_at", "created_at", "updated_at")}),
+    )
+
+    @admin.display(description="Credentials")
+    def credentials_status(self, obj):
+        if not obj.pk:
+            return "-"
+        parts = ["password set" if obj.password else "no password"]
+        parts.append("session cached" if obj.trading_api_token else "no session")
+        return ", ".join(parts)
+
+    def save_model(self, request, obj, form, change):
+        before = Account.objects.filter(pk=obj.pk).values(*RISK_FIELDS, "halted", "enabled").first() if change else None
+        super().save_model(request, obj, form, change)
+        if before:
+            changes = {f: [str(before[f]), str(getattr(obj, f))] for f in RISK_FIELDS if before[f] != getattr(obj, f)}
+            if changes:
+                AuditLog.record(request.user, AuditLog.Action.LIMIT_CHANGE, account=obj, changes=changes)
+            if before["halted"] != obj.halted:
+                action = AuditLog.Action.HALT if obj.halted else AuditLog.Action.RESUME
+                AuditLog.record(request.user, action, account=obj, reason=obj.halt_reason)
+            if before["enabled"] != obj.enabled:
+                action = AuditLog.Action.ENABLE if obj.enabled else AuditLog.Action.DISABLE
+                AuditLog.record(request.user, action, account=obj)
+        if "new_password" in form.changed_data:
+            AuditLog.record(request.user, AuditLog.Action.CREDENTIALS, account=obj)
+
+    @admin.action(description="Enable selected accounts")
+    def enable_accounts(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected accounts")
+    def disable_accounts(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled):
+        action = AuditLog.Action.ENABLE if enabled else AuditLog.Action.DISABLE
+        changed = 0
+        for account in queryset.filter(enabled=not enabled).order_by("pk"):
+            if Account.objects.filter(pk=account.pk, enabled=not enabled).update(enabled=enabled):
+                AuditLog.record(request.user, action, account=account)
+                changed += 1
+        self.message_user(request, f"{changed} account(s) {'enabled' if enabled else 'disabled'}.", messages.SUCCESS)
+
+    @admin.action(description="Halt selected accounts (no new orders)")
+    def halt_accounts(self, request, queryset):
+        reason = f"halted from the admin by {request.user.get_username()}"
+        halted = sum(account.halt(reason, actor=request.user) for account in queryset.order_by("pk"))
+        self.message_user(request, f"{halted} account(s) halted.", messages.WARNING)
+
+    @admin.action(description="Resume selected halted accounts")
+    def resume_accounts(self, request, queryset):
+        resumed = sum(account.resume(actor=request.user) for account in queryset.order_by("pk"))
+        self.message_user(request, f"{resumed} account(s) resumed.", messages.SUCCESS)
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "action", "account", "details")
+    list_filter = ("action", "actor")
+    search_fields = ("actor", "account__name")
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at", "actor", "action", "account", "details")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TradingSwitch)
+class TradingSwitchAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "reason", "changed_at", "changed_by")
+    readonly_fields = ("changed_at", "changed_by")
+    fields = ("kill_switch", "reason", "changed_at", "changed_by")
+
+    def has_add_permission(self, request):
+        return not TradingSwitch.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if "kill_switch" in form.changed_data or not change:
+            obj.changed_at, obj.changed_by = timezone.now(), request.user.get_username()
+            action = AuditLog.Action.KILL_SWITCH_ON if obj.kill_switch else AuditLog.Action.KILL_SWITCH_OFF
+            AuditLog.record(request.user, action, reason=obj.reason)
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,162 @@
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from tradeops.fields import EncryptedTextField
+
+
+class Account(models.Model):
+    """A Match-Trader trading account that the strategy trades.
+
+    Login needs the platform origin, broker id, email and password (see the protocol notes in
+    ``matchtrader/``); the login answer gives the ``system_uuid`` scoping every trading call and
+    the session/trading tokens. The password and tokens are encrypted at rest and never shown.
+    """
+
+    class Mode(models.TextChoices):
+        SIMULATION = "simulation", "Simulation"
+        LIVE = "live", "Live"
+
+    name = models.CharField(max_length=64, unique=True)
+    platform_url = models.URLField(help_text="Broker platform origin, e.g. https://mtr-demo-prod.match-trader.com")
+    broker_id = models.CharField(max_length=32, default="0")
+    email = models.EmailField()
+    password = EncryptedTextField(blank=True, help_text="Encrypted at rest; never displayed.")
+    trading_account_id = models.CharField(max_length=64, blank=True)
+    system_uuid = models.CharField(max_length=64, blank=True, db_index=True, help_text="From the login answer.")
+    session_token = EncryptedTextField(blank=True, default="")
+    trading_api_token = EncryptedTextField(blank=True, default="")
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    currency = models.CharField(max_length=8, default="USD")
+
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SIMULATION)
+    enabled = models.BooleanField(default=True, db_index=True)
+    halted = models.BooleanField(default=False, db_index=True)
+    halt_reason = models.CharField(max_length=500, blank=True)
+    halted_at = models.DateTimeField(null=True, blank=True)
+    needs_reconciliation = models.BooleanField(
+        default=False, help_text="Set after an order outcome was lost; no new order until reconciled."
+    )
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    # Risk settings
+    risk_per_trade_pct = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("10"))],
+        help_text="Percent of equity risked between entry and stop-loss.",
+    )
+    max_open_positions = models.PositiveIntegerField(default=5)
+    max_volume_per_symbol = models.DecimalField(
+        max_digits=20, decimal_places=8, default=Decimal("10"), validators=[MinValueValidator(Decimal("0"))],
+        help_text="Lots open at once on one symbol.",
+    )
+    daily_loss_limit = models.DecimalField(
+        max_digits=20, decimal_places=2, default=Decimal("500"), validators=[MinValueValidator(Decimal("0"))],
+        help_text="Realized + unrealized loss today (UTC, account currency) that halts the account.",
+    )
+    allowed_symbols = models.ManyToManyField(
+        "marketdata.Symbol", blank=True, related_name="accounts", help_text="Empty means every enabled symbol."
+    )
+
+    # Last balance snapshot read from the broker (for sizing and the dashboard).
+    balance = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    balance_updated_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(halted=False) | ~models.Q(halt_reason=""), name="account_halt_has_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def can_trade(self) -> bool:
+        return self.enabled and not self.halted and not self.needs_reconciliation
+
+    def halt(self, reason: str, actor: str = "system") -> bool:
+        """Halt the account (compare-and-set, so only the first halt is recorded). Returns True if
+        this call halted it."""
+        reason = (reason or "halted")[:500]
+        changed = Account.objects.filter(pk=self.pk, halted=False).update(
+            halted=True, halt_reason=reason, halted_at=timezone.now()
+        )
+        if changed:
+            self.halted, self.halt_reason = True, reason
+            AuditLog.record(actor, AuditLog.Action.HALT, account=self, reason=reason)
+        return bool(changed)
+
+    def resume(self, actor: str = "system") -> bool:
+        changed = Account.objects.filter(pk=self.pk, halted=True).update(halted=False, halt_reason="", halted_at=None)
+        if changed:
+            self.halted, self.halt_reason = False, ""
+            AuditLog.record(actor, AuditLog.Action.RESUME, account=self)
+        return bool(changed)
+
+
+class TradingSwitch(models.Model):
+    """The global kill switch: a single row. While ``kill_switch`` is on, no new order leaves."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    kill_switch = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="trading_switch_singleton")]
+
+    def __str__(self) -> str:
+        return "KILL SWITCH ON" if self.kill_switch else "trading allowed"
+
+    @classmethod
+    def get(cls) -> "TradingSwitch":
+        obj, _ = cls.objects.get_or_create(id=1)
+        return obj
+
+
+class AuditLog(models.Model):
+    """Who changed what, when: limit changes, halts, resumes, kill-switch use."""
+
+    class Action(models.TextChoices):
+        HALT = "halt", "Halt"
+        RESUME = "resume", "Resume"
+        ENABLE = "enable", "Enable"
+        DISABLE = "disable", "Disable"
+        LIMIT_CHANGE = "limit_change", "Risk limit change"
+        KILL_SWITCH_ON = "kill_switch_on", "Kill switch on"
+        KILL_SWITCH_OFF = "kill_switch_off", "Kill switch off"
+        CLOSE_ALL = "close_all", "Close all positions"
+        RECONCILE = "reconcile", "Reconciliation repair"
+        CREDENTIALS = "credentials", "Credentials changed"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, help_text="User name, or 'system' / the process name.")
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
+    @classmethod
+    def record(cls, actor, action, account=None, **details) -> "AuditLog":
+        actor_name = getattr(actor, "get_username", lambda: str(actor))()
+        return cls.objects.create(actor=actor_name or "system", action=action, account=account, details=details)
+
+
+RISK_FIELDS = ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol", "daily_loss_limit")

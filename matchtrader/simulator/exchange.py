@@ -1,0 +1,472 @@
+"""The simulated broker's books: accounts, positions, pending orders, fills, PnL, ledger.
+
+Pure and synchronous, protected by one lock; no aiohttp and no clock reads (``now_ms`` is passed
+in). Hedging accounts: several positions per symbol. All money/volume/prices are ``Decimal``.
+
+Fills: market BUY at ask, SELL at bid, worsened by ``slippage_points``. SL/TP trigger on the
+closing side: bid for BUY positions, ask for SELL positions. Pending LIMIT/STOP orders trigger on
+quote updates (BUY on ask, SELL on bid) and fill at the triggering price.
+PnL is converted from the quote currency into the account currency (USD) with current rates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from .. import protocol as P
+from .instruments import Spec
+
+ZERO = Decimal("0")
+TWO_PLACES = Decimal("0.01")
+
+
+class Reject(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Position:
+    id: str
+    account: str
+    symbol: str
+    side: str
+    volume: Decimal
+    open_price: Decimal
+    open_ms: int
+    sl: Decimal | None = None
+    tp: Decimal | None = None
+    commission: Decimal = ZERO
+    order_id: str = ""
+
+
+@dataclass(slots=True)
+class PendingOrder:
+    id: str
+    account: str
+    symbol: str
+    side: str
+    type: str
+    volume: Decimal
+    price: Decimal
+    created_ms: int
+    sl: Decimal | None = None
+    tp: Decimal | None = None
+
+
+@dataclass(slots=True)
+class Account:
+    uuid: str
+    trading_account_id: str
+    email: str
+    password: str
+    broker_id: str
+    balance: Decimal
+    leverage: int
+    currency: str = "USD"
+    positions: dict[str, Position] = field(default_factory=dict)
+    orders: dict[str, PendingOrder] = field(default_factory=dict)
+    closed: list[dict] = field(default_factory=list)
+    finance: list[dict] = field(default_factory=list)
+    ledger: list[dict] = field(default_factory=list)
+
+
+def _q(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+class Exchange:
+    def __init__(self, specs: dict[str, Spec], *, commission_per_lot: Decimal = Decimal("3.5"),
+                 slippage_points: int = 0, id_seed: int = 6910422326):
+        self.specs = specs
+        self.commission_per_lot = Decimal(commission_per_lot)
+        self.slippage_points = slippage_points
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.by_email: dict[tuple[str, str], list[str]] = {}
+        self.prices: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (bid, ask)
+        self.closed_symbols: set[str] = set()
+        self.positions: dict[str, Position] = {}  # id -> position (all accounts)
+        self.orders: dict[str, PendingOrder] = {}
+        self.by_symbol_pos: dict[str, set[str]] = {}
+        self.by_symbol_ord: dict[str, set[str]] = {}
+        self._ids = itertools.count(id_seed)
+        self._accounts_seq = itertools.count(100001)
+        self.dirty: set[str] = set()  # accounts whose positions/orders/balance changed (WS pushes)
+        self.executions = 0
+
+    def _next_id(self) -> str:
+        return f"W{next(self._ids)}"
+
+    # -- accounts ----------------------------------------------------------------------------------
+    def create_account(self, email: str, password: str, broker_id: str = "0", balance: Decimal = Decimal("10000"),
+                       leverage: int = 100, currency: str = "USD", uuid: str | None = None, now_ms: int = 0) -> Account:
+        import uuid as uuid_mod
+
+        if not email or not isinstance(email, str) or not isinstance(password, str):
+            raise ValueError("email and password are required strings")
+        balance = Decimal(str(balance))
+        if balance < 0 or int(leverage) <= 0:
+            raise ValueError("balance must be >= 0 and leverage > 0")
+        with self.lock:
+            acc = Account(uuid=uuid or str(uuid_mod.uuid4()), trading_account_id=str(next(self._accounts_seq)),
+                          email=email, password=password, broker_id=str(broker_id), balance=_q(balance, 2),
+                          leverage=int(leverage), currency=currency)
+            self.accounts[acc.uuid] = acc
+            self.by_email.setdefault((email.lower(), acc.broker_id), []).append(acc.uuid)
+            acc.finance.append({"id": self._next_id(), "type": "DEPOSIT", "time": now_ms, "profit": acc.balance,
+                                "comment": "initial deposit", "uid": acc.uuid})
+            return acc
+
+    def record(self, uuid: str, entry: dict) -> None:
+        with self.lock:
+            acc = self.accounts.get(uuid)
+            if acc is not None:
+                acc.ledger.append(entry)
+
+    # -- prices ------------------------------------------------------------------------------------
+    def rate_to_account(self, ccy: str, acc_ccy: str = "USD") -> Decimal:
+        """Multiply an amount in ``ccy`` by this to get it in ``acc_ccy`` (USD only for now)."""
+        if ccy == acc_ccy:
+            return Decimal(1)
+        direct = self.prices.get(f"{ccy}{acc_ccy}")
+        if direct:
+            return (direct[0] + direct[1]) / 2
+        inverse = self.prices.get(f"{acc_ccy}{ccy}")
+        if inverse:
+            return 2 / (inverse[0] + inverse[1])
+        return Decimal(1)
+
+    def _pnl(self, pos: Position, close_price: Decimal) -> Decimal:
+        spec = self.specs[pos.symbol]
+        diff = (close_price - pos.open_price) if pos.side == P.SIDE_BUY else (pos.open_price - close_price)
+        in_quote = diff * pos.volume * spec.contract_size
+        if spec.quote == "USD":
+            return in_quote
+        if spec.base == "USD":  # e.g. USDJPY: PnL in JPY / USDJPY rate
+            return in_quote / close_price
+        return in_quote * self.rate_to_account(spec.quote)
+
+    def _margin(self, symbol: str, volume: Decimal, price: Decimal, leverage: int) -> Decimal:
+        spec = self.specs[symbol]
+        notional_quote = volume * spec.contract_size * price
+        if spec.base == "USD":
+            notional = volume * spec.contract_size
+        elif spec.quote == "USD":
+            notional = notional_quote
+        else:
+            notional = notional_quote * self.rate_to_account(spec.quote)
+        return notional / Decimal(leverage)
+
+    def _close_price(self, pos: Position) -> Decimal:
+        bid, ask = self.prices[pos.symbol]
+        return bid if pos.side == P.SIDE_BUY else ask
+
+    def account_summary(self, acc: Account) -> dict:
+        with self.lock:
+            profit = ZERO
+            margin = ZERO
+            commission = ZERO
+            for pos in acc.positions.values():
+                if pos.symbol in self.prices:
+                    profit += self._pnl(pos, self._close_price(pos))
+                margin += self._margin(pos.symbol, pos.volume, pos.open_price, acc.leverage)
+                commission += pos.commission
+            equity = acc.balance + profit + commission
+            return {
+                "balance": _q(acc.balance, 2), "equity": _q(equity, 2), "margin": _q(margin, 2),
+                "freeMargin": _q(equity - margin, 2),
+                "marginLevel": _q(equity / margin * 100, 2) if margin > 0 else ZERO,
+                "profit": _q(profit, 2), "netProfit": _q(profit + commission, 2), "credit": ZERO,
+                "currency": acc.currency, "currencyPrecision": 2,
+            }
+
+    # -- validation --------------------------------------------------------------------------------
+    def _account(self, uuid: str) -> Account:
+        acc = self.accounts.get(uuid)
+        if acc is None:
+            raise KeyError(uuid)
+        return acc
+
+    def _spec(self, symbol) -> Spec:
+        if not isinstance(symbol, str) or symbol not in self.specs:
+            raise Reject(P.REJECT_UNKNOWN_INSTRUMENT, f"Unknown instrument {symbol!r}")
+        if symbol in self.closed_symbols:
+            raise Reject(P.REJECT_MARKET_CLOSED, f"Market for {symbol} is closed")
+        if symbol not in self.prices:
+            raise Reject(P.REJECT_MARKET_CLOSED, f"No price for {symbol} yet")
+        return self.specs[symbol]
+
+    @staticmethod
+    def _check_volume(spec: Spec, volume: Decimal) -> None:
+        if volume <= 0 or volume < spec.volume_min or volume > spec.volume_max:
+            raise Reject(P.REJECT_INVALID_VOLUME,
+                         f"Volume {volume} outside [{spec.volume_min}, {spec.volume_max}] for {spec.symbol}")
+        if volume % spec.volume_step != 0:
+            raise Reject(P.REJECT_INVALID_VOLUME, f"Volume {volume} is not a multiple of step {spec.volume_step}")
+
+    def _check_stops(self, spec: Spec, side: str, ref: Decimal, sl: Decimal | None, tp: Decimal | None) -> None:
+        """BUY: SL below and TP above the reference (closing) price; SELL the reverse."""
+        if side == P.SIDE_BUY:
+            if sl is not None and sl >= ref:
+                raise Reject(P.REJECT_INVALID_STOPS, f"Stop loss {sl} must be below {ref}")
+            if tp is not None and tp <= ref:
+                raise Reject(P.REJECT_INVALID_STOPS, f"Take profit {tp} must be above {ref}")
+        else:
+            if sl is not None and sl <= ref:
+                raise Reject(P.REJECT_INVALID_STOPS, f"Stop loss {sl} must be above {ref}")
+            if tp is not None and tp >= ref:
+                raise Reject(P.REJECT_INVALID_STOPS, f"Take profit {tp} must be below {ref}")
+
+    def _fill_price(self, spec: Spec, side: str) -> Decimal:
+        bid, ask = self.prices[spec.symbol]
+        slip = Decimal(self.slippage_points) * Decimal(1).scaleb(-spec.price_precision)
+        return ask + slip if side == P.SIDE_BUY else bid - slip
+
+    # -- trading -----------------------------------------------------------------------------------
+    def open_position(self, uuid: str, symbol, side: str, volume: Decimal, sl: Decimal | None,
+                      tp: Decimal | None, now_ms: int) -> tuple[str, str]:
+        """Market order. Returns (order_id, position_id)."""
+        with self.lock:
+            acc = self._account(uuid)
+            spec = self._spec(symbol)
+            self._check_volume(spec, volume)
+            bid, ask = self.prices[symbol]
+            self._check_stops(spec, side, bid if side == P.SIDE_BUY else ask, sl, tp)
+            price = self._fill_price(spec, side)
+            return self._open(acc, spec, side, volume, price, sl, tp, now_ms, reason="market")
+
+    def _open(self, acc, spec, side, volume, price, sl, tp, now_ms, reason, order_id=None) -> tuple[str, str]:
+        need = self._margin(spec.symbol, volume, price, acc.leverage)
+        if need > self.account_summary(acc)["freeMargin"]:
+            raise Reject(P.REJECT_NOT_ENOUGH_MONEY, f"Not enough money: margin {_q(need, 2)} required")
+        order_id = order_id or self._next_id()
+        pos = Position(id=self._next_id(), account=acc.uuid, symbol=spec.symbol, side=side, volume=volume,
+                       open_price=price, open_ms=now_ms, sl=sl, tp=tp,
+                       commission=-_q(self.commission_per_lot * volume, 2), order_id=order_id)
+        acc.positions[pos.id] = pos
+        self.positions[pos.id] = pos
+        self.by_symbol_pos.setdefault(spec.symbol, set()).add(pos.id)
+        self.executions += 1
+        acc.ledger.append({"kind": "execution", "action": "open", "reason": reason, "orderId": order_id,
+                           "positionId": pos.id, "symbol": spec.symbol, "side": side, "volume": str(volume),
+                           "price": str(price), "ts": now_ms})
+        self.dirty.add(acc.uuid)
+        return order_id, pos.id
+
+    def _find_position(self, acc: Account, position_id) -> Position:
+        pos = acc.positions.get(str(position_id)) if position_id is not None else None
+        if pos is None:
+            raise Reject(P.REJECT_POSITION_NOT_FOUND, f"Position {position_id!r} not found")
+        return pos
+
+    def edit_position(self, uuid: str, position_id, sl: Decimal | None, tp: Decimal | None, now_ms: int) -> str:
+        with self.lock:
+            acc = self._account(uuid)
+            pos = self._find_position(acc, position_id)
+            spec = self._spec(pos.symbol)
+            self._check_stops(spec, pos.side, self._close_price(pos), sl, tp)
+            pos.sl, pos.tp = sl, tp
+            oid = self._next_id()
+            acc.ledger.append({"kind": "execution", "action": "edit", "orderId": oid, "positionId": pos.id,
+                               "sl": str(sl), "tp": str(tp), "ts": now_ms})
+            self.dirty.add(acc.uuid)
+            return oid
+
+    def close_position(self, uuid: str, position_id, volume: Decimal | None, now_ms: int,
+                       reason: str = P.CLOSE_REASON_MANUAL, price: Decimal | None = None) -> str:
+        """Close all (``volume`` None or equal) or part of a position. Returns the closing order id."""
+        with self.lock:
+            acc = self._account(uuid)
+            pos = self._find_position(acc, position_id)
+            if pos.symbol in self.closed_symbols and reason == P.CLOSE_REASON_MANUAL:
+                raise Reject(P.REJECT_MARKET_CLOSED, f"Market for {pos.symbol} is closed")
+            spec = self.specs[pos.symbol]
+            if volume is None or volume == pos.volume:
+                volume = pos.volume
+            elif volume <= 0 or volume > pos.volume or volume % spec.volume_step != 0:
+                raise Reject(P.REJECT_INVALID_VOLUME, f"Cannot close {volume} of {pos.volume}")
+            elif pos.volume - volume < spec.volume_min:
+                raise Reject(P.REJECT_INVALID_VOLUME, f"Remaining volume would be below {spec.volume_min}")
+            if price is None:
+                opp = P.SIDE_SELL if pos.side == P.SIDE_BUY else P.SIDE_BUY
+                price = self._fill_price(spec, opp)
+            part = volume != pos.volume
+            commission = _q(pos.commission * volume / pos.volume, 2)
+            profit = _q(self._pnl(Position(pos.id, acc.uuid, pos.symbol, pos.side, volume, pos.open_price, 0), price), 2)
+            oid = self._next_id()
+            acc.balance += profit + commission
+            acc.closed.append({
+                "id": pos.id, "uid": acc.uuid, "closingOrderID": oid, "symbol": pos.symbol, "side": pos.side,
+                "volume": volume, "openTime": pos.open_ms, "time": now_ms, "openPrice": pos.open_price,
+                "closePrice": price, "profit": profit, "netProfit": profit + commission,
+                "closeReason": P.CLOSE_REASON_PARTIAL if part else reason,
+            })
+            if part:
+                pos.volume -= volume
+                pos.commission -= commission
+            else:
+                del acc.positions[pos.id]
+                self.positions.pop(pos.id, None)
+                self.by_symbol_pos.get(pos.symbol, set()).discard(pos.id)
+            self.executions += 1
+            acc.ledger.append({"kind": "execution", "action": "close_partial" if part else "close", "reason": reason,
+                               "orderId": oid, "positionId": pos.id, "symbol": pos.symbol, "volume": str(volume),
+                               "price": str(price), "profit": str(profit), "ts": now_ms})
+            self.dirty.add(acc.uuid)
+            return oid
+
+    def create_pending(self, uuid: str, symbol, side: str, otype: str, volume: Decimal, price: Decimal,
+                       sl: Decimal | None, tp: Decimal | None, now_ms: int) -> str:
+        with self.lock:
+            acc = self._account(uuid)
+            spec = self._spec(symbol)
+            self._check_volume(spec, volume)
+            self._check_pending_price(spec, side, otype, price)
+            self._check_stops(spec, side, price, sl, tp)
+            o = PendingOrder(self._next_id(), acc.uuid, spec.symbol, side, otype, volume, price, now_ms, sl, tp)
+            acc.orders[o.id] = o
+            self.orders[o.id] = o
+            self.by_symbol_ord.setdefault(spec.symbol, set()).add(o.id)
+            acc.ledger.append({"kind": "execution", "action": "pending_create", "orderId": o.id, "symbol": o.symbol,
+                               "side": side, "type": otype, "volume": str(volume), "price": str(price), "ts": now_ms})
+            self.dirty.add(acc.uuid)
+            return o.id
+
+    def _check_pending_price(self, spec: Spec, side: str, otype: str, price: Decimal) -> None:
+        bid, ask = self.prices[spec.symbol]
+        ok = {
+            (P.SIDE_BUY, P.ORDER_LIMIT): price < ask,
+            (P.SIDE_BUY, P.ORDER_STOP): price > ask,
+            (P.SIDE_SELL, P.ORDER_LIMIT): price > bid,
+            (P.SIDE_SELL, P.ORDER_STOP): price < bid,
+        }[(side, otype)]
+        if not ok or price <= 0:
+            raise Reject(P.REJECT_INVALID_STOPS, f"{side} {otype} price {price} on the wrong side of {bid}/{ask}")
+
+    def _find_order(self, acc: Account, order_id) -> PendingOrder:
+        o = acc.orders.get(str(order_id)) if order_id is not None else None
+        if o is None:
+            raise Reject(P.REJECT_ORDER_NOT_FOUND, f"Order {order_id!r} not found")
+        return o
+
+    def edit_pending(self, uuid: str, order_id, price: Decimal | None, volume: Decimal | None,
+                     sl: Decimal | None, tp: Decimal | None, now_ms: int) -> str:
+        with self.lock:
+            acc = self._account(uuid)
+            o = self._find_order(acc, order_id)
+            spec = self._spec(o.symbol)
+            new_price = price if price is not None else o.price
+            new_volume = volume if volume is not None else o.volume
+            self._check_volume(spec, new_volume)
+            self._check_pending_price(spec, o.side, o.type, new_price)
+            self._check_stops(spec, o.side, new_price, sl, tp)
+            o.price, o.volume, o.sl, o.tp = new_price, new_volume, sl, tp
+            acc.ledger.append({"kind": "execution", "action": "pending_edit", "orderId": o.id,
+                               "price": str(new_price), "volume": str(new_volume), "ts": now_ms})
+            self.dirty.add(acc.uuid)
+            return o.id
+
+    def cancel_pending(self, uuid: str, order_id, now_ms: int) -> str:
+        with self.lock:
+            acc = self._account(uuid)
+            o = self._find_order(acc, order_id)
+            self._remove_order(acc, o)
+            acc.ledger.append({"kind": "execution", "action": "pending_cancel", "orderId": o.id, "ts": now_ms})
+            return o.id
+
+    def _remove_order(self, acc: Account, o: PendingOrder) -> None:
+        acc.orders.pop(o.id, None)
+        self.orders.pop(o.id, None)
+        self.by_symbol_ord.get(o.symbol, set()).discard(o.id)
+        self.dirty.add(acc.uuid)
+
+    # -- market events -----------------------------------------------------------------------------
+    def on_quote(self, symbol: str, bid: Decimal, ask: Decimal, now_ms: int) -> None:
+        """New top of book: trigger pending orders, then SL/TP."""
+        with self.lock:
+            self.prices[symbol] = (bid, ask)
+            for oid in list(self.by_symbol_ord.get(symbol, ())):
+                o = self.orders[oid]
+                buy = o.side == P.SIDE_BUY
+                px = ask if buy else bid
+                hit = (px <= o.price) if (o.type == P.ORDER_LIMIT) == buy else (px >= o.price)
+                if not hit:
+                    continue
+                acc = self.accounts[o.account]
+                self._remove_order(acc, o)
+                try:
+                    self._open(acc, self.specs[symbol], o.side, o.volume, px, o.sl, o.tp, now_ms,
+                               reason=f"pending_{o.type.lower()}", order_id=o.id)
+                except Reject as rej:
+                    acc.ledger.append({"kind": "execution", "action": "pending_failed", "orderId": o.id,
+                                       "code": rej.code, "ts": now_ms})
+            for pid in list(self.by_symbol_pos.get(symbol, ())):
+                pos = self.positions.get(pid)
+                if pos is None or (pos.sl is None and pos.tp is None):
+                    continue
+                px = bid if pos.side == P.SIDE_BUY else ask
+                up = pos.side == P.SIDE_BUY
+                if pos.sl is not None and ((px <= pos.sl) if up else (px >= pos.sl)):
+                    self.close_position(pos.account, pid, None, now_ms, reason=P.CLOSE_REASON_SL, price=px)
+                elif pos.tp is not None and ((px >= pos.tp) if up else (px <= pos.tp)):
+                    self.close_position(pos.account, pid, None, now_ms, reason=P.CLOSE_REASON_TP, price=px)
+
+    def close_by_broker(self, position_id: str, now_ms: int) -> str:
+        with self.lock:
+            pos = self.positions.get(position_id)
+            if pos is None:
+                raise Reject(P.REJECT_POSITION_NOT_FOUND, f"Position {position_id!r} not found")
+            return self.close_position(pos.account, position_id, None, now_ms, reason=P.CLOSE_REASON_BROKER,
+                                       price=self._close_price(pos))
+
+    # -- views (JSON-ready, numbers as strings like real brokers do, doc §3) -----------------------
+    def position_json(self, pos: Position) -> dict:
+        spec = self.specs[pos.symbol]
+        cur = self._close_price(pos) if pos.symbol in self.prices else pos.open_price
+        profit = _q(self._pnl(pos, cur), 2)
+        return {
+            "id": pos.id, "symbol": pos.symbol, "alias": pos.symbol, "side": pos.side, "volume": str(pos.volume),
+            "openPrice": str(pos.open_price), "currentPrice": str(cur),
+            "stopLoss": str(pos.sl) if pos.sl is not None else "0",
+            "takeProfit": str(pos.tp) if pos.tp is not None else "0",
+            "profit": str(profit), "netProfit": str(profit + pos.commission), "swap": "0",
+            "commission": str(pos.commission), "openTime": _iso(pos.open_ms), "openTimeMillis": pos.open_ms,
+            "contractSize": str(spec.contract_size),
+        }
+
+    def order_json(self, o: PendingOrder) -> dict:
+        return {"id": o.id, "symbol": o.symbol, "alias": o.symbol, "side": o.side, "type": o.type,
+                "volume": str(o.volume), "activationPrice": str(o.price), "creationTime": _iso(o.created_ms),
+                "stopLoss": str(o.sl) if o.sl is not None else "0",
+                "takeProfit": str(o.tp) if o.tp is not None else "0", "comment": ""}
+
+    def positions_json(self, uuid: str) -> list[dict]:
+        with self.lock:
+            acc = self._account(uuid)
+            return [self.position_json(p) for p in acc.positions.values()]
+
+    def orders_json(self, uuid: str) -> list[dict]:
+        with self.lock:
+            return [self.order_json(o) for o in self._account(uuid).orders.values()]
+
+    def closed_json(self, uuid: str, from_ms: int, to_ms: int, symbols: list[str] | None = None) -> list[dict]:
+        with self.lock:
+            out = []
+            for c in self._account(uuid).closed:
+                if from_ms <= c["time"] <= to_ms and (not symbols or c["symbol"] in symbols):
+                    d = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()}
+                    d["openTime"], d["time"] = _iso(c["openTime"]), _iso(c["time"])
+                    out.append(d)
+            return out
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,45 @@
+from django.contrib import admin
+
+from .models import Order, Position, Trade
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "account", "symbol", "side", "purpose", "volume", "status", "reason",
+                    "attempts", "fill_price", "broker_order_id")
+    list_filter = ("status", "side", "purpose", "order_type", "symbol")
+    search_fields = ("account__name", "idempotency_key", "broker_order_id", "broker_position_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("account", "symbol")
+    readonly_fields = [f.name for f in Order._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Position)
+class PositionAdmin(admin.ModelAdmin):
+    list_display = ("id", "opened_at", "account", "symbol", "side", "volume", "open_price", "status",
+                    "close_reason", "unrealized_pnl", "realized_pnl", "commission")
+    list_filter = ("status", "side", "close_reason", "symbol")
+    search_fields = ("account__name", "broker_position_id")
+    date_hierarchy = "opened_at"
+    list_select_related = ("account", "symbol")
+    readonly_fields = [f.name for f in Position._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Trade)
+class TradeAdmin(admin.ModelAdmin):
+    list_display = ("id", "executed_at", "account", "symbol", "kind", "side", "volume", "price", "realized_pnl",
+                    "commission")
+    list_filter = ("kind", "side", "symbol")
+    search_fields = ("account__name", "broker_trade_id")
+    date_hierarchy = "executed_at"
+    list_select_related = ("account", "symbol")
+    readonly_fields = [f.name for f in Trade._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from .lifecycle import OrderStatus, StaleTransition, check_transition
+
+DEC = {"max_digits": 20, "decimal_places": 10}
+VOL = {"max_digits": 20, "decimal_places": 8}
+MONEY = {"max_digits": 20, "decimal_places": 2}
+
+
+class Side(models.TextChoices):
+    BUY = "BUY", "Buy"
+    SELL = "SELL", "Sell"
+
+
+def idempotency_key_for(signal_id: int, account_id: int) -> str:
+    """The deterministic key of the one order a signal may cause on an account."""
+    return f"sig:{signal_id}:acc:{account_id}"
+
+
+class Order(models.Model):
+    class Type(models.TextChoices):
+        MARKET = "MARKET", "Market"
+        LIMIT = "LIMIT", "Limit"
+        STOP = "STOP", "Stop"
+
+    class Purpose(models.TextChoices):
+        OPEN = "open", "Open a position"
+        CLOSE = "close", "Close a position"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="orders")
+    signal = models.ForeignKey("signals.Signal", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="orders")
+    position = models.ForeignKey(
+        "orders.Position", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders",
+        help_text="The position this order opened or closes.",
+    )
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=8, choices=Type.choices, default=Type.MARKET)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.OPEN)
+    volume = models.DecimalField(**VOL)
+    price = models.DecimalField(**DEC, null=True, blank=True, help_text="Limit/stop price; reference for market.")
+    stop_loss = models.DecimalField(**DEC, null=True, blank=True)
+    take_profit = models.DecimalField(**DEC, null=True, blank=True)
+    fill_price = models.DecimalField(**DEC, null=True, blank=True)
+
+    idempotency_key = models.CharField(max_length=96, unique=True)
+    broker_order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    broker_position_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    status = models.CharField(max_length=16, choices=OrderStatus.CHOICES, default=OrderStatus.NEW, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=64, blank=True, help_text="Machine-readable reason (skip/reject/fail code).")
+    last_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(volume__gte=0), name="order_volume_not_negative"),
+        ]
+        indexes = [models.Index(fields=["account", "status"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.side} {self.volume} {self.symbol_id} [{self.status}]"
+
+    def transition(self, target: str, **fields) -> None:
+        """Move to ``target`` if the table allows it, as a compare-and-set on the current status.
+
+        Raises ``IllegalTransition`` for a move the table forbids and ``StaleTransition`` when
+        another worker changed the row first (the caller lost the race and must not act).
+        """
+        check_transition(self.status, target)
+        now = timezone.now()
+        fields.setdefault("updated_at", now)
+        if target == OrderStatus.SUBMITTED:
+            fields.setdefault("submitted_at", now)
+        if target in (OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.FAILED,
+                      OrderStatus.CANCELLED, OrderStatus.SKIPPED):
+            fields.setdefault("completed_at", now)
+        updated = Order.objects.filter(pk=self.pk, status=self.status).update(status=target, **fields)
+        if updated != 1:
+            raise StaleTransition(self.pk, self.status, target)
+        self.status = target
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def save(self, *args, **kwargs):
+        """Status changes go through ``transition``; a plain save may not move the status."""
+        if self.pk is not None and not kwargs.pop("allow_status_write", False):
+            current = Order.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            if current is not None and current != self.status:
+                check_transition(current, self.status)
+        super().save(*args, **kwargs)
+
+
+class Position(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class CloseReason(models.TextChoices):
+        STOP_LOSS = "sl", "Stop-loss"
+        TAKE_PROFIT = "tp", "Take-profit"
+        TIME_STOP = "time", "Time stop"
+        OPPOSITE_SIGNAL = "opposite", "Opposite signal"
+        MANUAL = "manual", "Manual / kill switch"
+        BROKER = "broker", "Closed at the broker (found by reconciliation)"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="positions")
+    symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="positions")
+    signal = models.ForeignKey("signals.Signal", null=True, blank=True, on_delete=models.SET_NULL, related_name="positions")
+    broker_position_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    volume = models.DecimalField(**VOL)
+    open_price = models.DecimalField(**DEC)
+    opened_at = models.DateTimeField()
+    stop_loss = models.DecimalField(**DEC, null=True, blank=True)
+    take_profit = models.DecimalField(**DEC, null=True, blank=True)
+    time_stop_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN, db_index=True)
+    close_price = models.DecimalField(**DEC, null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+    unrealized_pnl = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    commission = models.DecimalField(**MONEY, default=0)
+    swap = models.DecimalField(**MONEY, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "broker_position_id"], name="unique_broker_position_per_account"),
+        ]
+        indexes = [models.Index(fields=["account", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.volume} {self.symbol_id} ({self.status})"
+
+
+class Trade(models.Model):
+    """A fill. Deduplicated by the broker's id: a replayed fill changes nothing."""
+
+    class Kind(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSE = "close", "Close"
+        PARTIAL_CLOSE = "partial", "Partial close"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="trades")
+    symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="trades")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="trades")
+    position = models.ForeignKey(Position, null=True, blank=True, on_delete=models.SET_NULL, related_name="trades")
+    broker_trade_id = models.CharField(max_length=96, help_text="Broker id of the fill (dedup key).")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    volume = models.DecimalField(**VOL)
+    price = models.DecimalField(**DEC)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    commission = models.DecimalField(**MONEY, default=0)
+    swap = models.DecimalField(**MONEY, default=0)
+    executed_at = models.DateTimeField(db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-executed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "broker_trade_id"], name="unique_broker_trade_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.side} {self.volume} {self.symbol_id} @ {self.price}"

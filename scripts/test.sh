@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole suite (slow end-to-end and browser tests included) against the real
+# PostgreSQL and Redis. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBUG=${DEBUG:-true}
+export LOG_LEVEL=${LOG_LEVEL:-WARNING}
+# Test runs use their own Redis database unless told otherwise, never the running system's db 0.
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
+if [ -x scripts/install_browser.sh ]; then bash scripts/install_browser.sh; fi
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,93 @@
+"""Support and resistance: swing pivots of bars plus book walls, clustered by a tolerance in ticks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+_EMPTY = np.empty(0, dtype=np.float64)
+
+
+def swing_highs(high: np.ndarray, width: int = 2) -> np.ndarray:
+    """Fractal pivot highs: high[i] strictly above every high within ``width`` bars on each side.
+
+    Only confirmed pivots (``width`` bars exist after them) are returned, oldest first.
+    """
+    high = np.asarray(high, dtype=np.float64)
+    if width < 1 or high.shape[0] < 2 * width + 1:
+        return _EMPTY
+    win = sliding_window_view(high, 2 * width + 1)
+    centre = win[:, width]
+    others = np.maximum(win[:, :width].max(axis=1), win[:, width + 1 :].max(axis=1))
+    return centre[centre > others]
+
+
+def swing_lows(low: np.ndarray, width: int = 2) -> np.ndarray:
+    """Fractal pivot lows: low[i] strictly below every low within ``width`` bars on each side."""
+    return -swing_highs(-np.asarray(low, dtype=np.float64), width)
+
+
+def cluster_levels(prices: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Group prices whose sorted neighbours are <= ``tolerance`` apart (single linkage: a chain
+    of close prices forms one cluster). Returns (cluster mean prices ascending, member counts)."""
+    prices = np.sort(np.asarray(prices, dtype=np.float64))
+    if prices.shape[0] == 0:
+        return _EMPTY, np.empty(0, dtype=np.int64)
+    # small epsilon so that a gap of exactly `tolerance` ticks survives float noise
+    new_cluster = np.diff(prices) > tolerance * (1 + 1e-9)
+    group = np.concatenate(([0], np.cumsum(new_cluster)))
+    counts = np.bincount(group)
+    means = np.bincount(group, weights=prices) / counts
+    return means, counts
+
+
+@dataclass(frozen=True, slots=True)
+class NearestLevels:
+    """Closest support at or below and resistance at or above the price; NaN when none."""
+
+    support: float
+    support_ticks: float  # (price - support) / tick_size
+    resistance: float
+    resistance_ticks: float  # (resistance - price) / tick_size
+    level_count: int
+
+
+def nearest_levels(levels: np.ndarray, price: float, tick_size: float) -> NearestLevels:
+    """A level exactly at the price is both support and resistance (distance 0)."""
+    levels = np.asarray(levels, dtype=np.float64)
+    below = levels[levels <= price]
+    above = levels[levels >= price]
+    support = float(below.max()) if below.shape[0] else math.nan
+    resistance = float(above.min()) if above.shape[0] else math.nan
+    return NearestLevels(
+        support=support,
+        support_ticks=(price - support) / tick_size,
+        resistance=resistance,
+        resistance_ticks=(resistance - price) / tick_size,
+        level_count=int(levels.shape[0]),
+    )
+
+
+def support_resistance(
+    price: float,
+    tick_size: float,
+    *,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+    wall_prices: np.ndarray | None = None,
+    pivot_width: int = 2,
+    tolerance_ticks: float = 3.0,
+) -> NearestLevels:
+    """Nearest support/resistance from swing pivots of (high, low) and book wall prices,
+    clustered within ``tolerance_ticks`` ticks."""
+    parts = []
+    if high is not None and low is not None and high.shape[0]:
+        parts += [swing_highs(high, pivot_width), swing_lows(low, pivot_width)]
+    if wall_prices is not None and wall_prices.shape[0]:
+        parts.append(np.asarray(wall_prices, dtype=np.float64))
+    candidates = np.concatenate(parts) if parts else _EMPTY
+    centres, _ = cluster_levels(candidates, tolerance_ticks * tick_size)
+    return nearest_levels(centres, price, tick_size)

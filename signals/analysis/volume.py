@@ -1,0 +1,193 @@
+"""Volume surge and aggressor flow for one symbol.
+
+Volume is bucketed into wall-clock seconds (``ts_ms // 1000``). The *recent* window is the last
+``recent_s`` seconds up to and including the (possibly partial) second of ``now_ms``; the
+*baseline* is the ``baseline_s`` seconds just before it. Seconds without trades count as zero.
+
+Sources: ticks are authoritative for every second after the second of the oldest tick in the
+tick window (that second is only partly in the window); older seconds come from the 1 s bars
+when there are any. So a 2,000-tick window that covers only 30 s of a busy market still gets a
+5-minute baseline from the bars, and a source without 1 s bars still works from ticks alone.
+
+All work is vectorised: ``searchsorted`` for window edges, ``bincount`` for per-second sums and a
+``maximum.accumulate`` forward fill for the tick rule. No Python loop touches a tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketdata.windows import BarWindow, TickWindow
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSurge:
+    """Volume features of one symbol at ``now_ms``.
+
+    ``ratio`` = recent_rate / baseline_rate; ``zscore`` = (recent_rate - baseline_rate) /
+    max(baseline_std, std_floor * baseline_rate). Both are 0 when there is not enough history.
+    ``direction`` is the sign of the price change over the recent window (+1 up, -1 down, 0 flat).
+    """
+
+    enough_history: bool
+    baseline_seconds: int  # baseline seconds actually covered by data
+    recent_volume: float
+    recent_rate: float  # volume per second in the recent window
+    baseline_rate: float  # mean volume per second in the baseline
+    baseline_std: float  # population std of the per-second baseline volumes
+    ratio: float
+    zscore: float
+    is_surge: bool
+    buy_volume: float
+    sell_volume: float
+    buy_ratio: float  # buy / (buy + sell) in the recent window, 0.5 when nothing is classified
+    price_change: float  # last price - last price before the recent window
+    direction: int
+    strength: float  # in [0, 1], 0 unless is_surge
+
+
+def tick_rule_sides(price: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """Aggressor side per tick: the known ``side`` where non-zero, else the tick rule.
+
+    Tick rule: uptick -> +1 (buy), downtick -> -1 (sell), zero tick -> the previous non-zero
+    tick's sign; 0 while no price change has been seen yet (the first tick has no predecessor).
+    """
+    n = price.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int8)
+    moves = np.empty(n, dtype=np.int8)
+    moves[0] = 0
+    np.sign(np.diff(price), out=moves[1:], casting="unsafe")
+    # forward-fill zero ticks with the last non-zero move: index of the last non-zero so far
+    last_nonzero = np.where(moves != 0, np.arange(n), 0)
+    np.maximum.accumulate(last_nonzero, out=last_nonzero)
+    inferred = moves[last_nonzero]
+    known = np.asarray(side, dtype=np.int8)
+    return np.where(known != 0, known, inferred)
+
+
+def buy_sell_volume(price: np.ndarray, volume: np.ndarray, side: np.ndarray, start: int = 0) -> tuple[float, float]:
+    """(buy volume, sell volume) of ticks ``start:``, sides classified over the whole arrays so
+    the first tick of the slice has a predecessor for the tick rule."""
+    sides = tick_rule_sides(price, side)[start:]
+    vol = volume[start:]
+    return float(vol[sides > 0].sum()), float(vol[sides < 0].sum())
+
+
+def buy_ratio_of(buy: float, sell: float) -> float:
+    """buy / (buy + sell), 0.5 (neutral) when neither side has volume."""
+    total = buy + sell
+    return buy / total if total > 0 else 0.5
+
+
+def _per_second(ts_ms: np.ndarray, volume: np.ndarray, first_sec: int, n: int) -> np.ndarray:
+    """Sum of ``volume`` per second for seconds first_sec .. first_sec + n - 1 (ts sorted)."""
+    lo = np.searchsorted(ts_ms, first_sec * 1000, side="left")
+    hi = np.searchsorted(ts_ms, (first_sec + n) * 1000, side="left")
+    if hi <= lo:
+        return np.zeros(n)
+    idx = ts_ms[lo:hi] // 1000 - first_sec
+    return np.bincount(idx, weights=volume[lo:hi], minlength=n)
+
+
+def per_second_volume(
+    ticks: TickWindow, bars_1s: BarWindow | None, last_sec: int, n: int
+) -> tuple[np.ndarray, int]:
+    """Volume per second for the ``n`` seconds ending with ``last_sec`` (oldest first), and the
+    index of the first second covered by data (``n`` when nothing is covered)."""
+    first_sec = last_sec - n + 1
+    has_ticks = len(ticks) > 0
+    has_bars = bars_1s is not None and len(bars_1s) > 0
+    if not has_ticks and not has_bars:
+        return np.zeros(n), n
+    if has_ticks:
+        # The oldest tick's second is only partly inside the tick window: ticks own the seconds after it.
+        tick_cut = int(ticks.ts_ms[0]) // 1000 + 1
+        series = _per_second(ticks.ts_ms, ticks.volume, first_sec, n)
+    else:
+        tick_cut = last_sec + 1
+        series = np.zeros(n)
+    oldest = tick_cut
+    if has_bars:
+        bar_first = int(bars_1s.ts_ms[0]) // 1000
+        if bar_first < tick_cut:
+            bar_series = _per_second(bars_1s.ts_ms, bars_1s.volume, first_sec, n)
+            cut_idx = min(max(tick_cut - first_sec, 0), n)
+            series[:cut_idx] = bar_series[:cut_idx]
+            oldest = bar_first
+    return series, min(max(oldest - first_sec, 0), n)
+
+
+def analyse_volume(
+    ticks: TickWindow,
+    bars_1s: BarWindow | None,
+    now_ms: int,
+    *,
+    recent_s: int = 5,
+    baseline_s: int = 300,
+    min_baseline_s: int = 60,
+    min_ratio: float = 3.0,
+    min_zscore: float = 3.0,
+    min_recent_volume: float = 0.0,
+    std_floor: float = 0.1,
+    strength_full_ratio: float = 10.0,
+) -> VolumeSurge:
+    """Volume surge of the last ``recent_s`` seconds against the previous ``baseline_s``.
+
+    Surge when ratio >= min_ratio AND zscore >= min_zscore AND recent volume >= min_recent_volume.
+    ``strength`` = clip((ratio - 1) / (strength_full_ratio - 1), 0, 1) on a surge, else 0.
+    History is enough when at least ``min_baseline_s`` baseline seconds are covered and the
+    baseline has some volume (a dead baseline makes every ratio meaningless).
+    """
+    last_sec = now_ms // 1000
+    n = recent_s + baseline_s
+    series, first_covered = per_second_volume(ticks, bars_1s, last_sec, n)
+    baseline = series[first_covered:baseline_s]
+    recent = series[baseline_s:]
+    recent_volume = float(recent.sum())
+    recent_rate = recent_volume / recent_s
+
+    # aggressor flow and price move inside the recent window (ticks only)
+    recent_start_ms = (last_sec - recent_s + 1) * 1000
+    buy = sell = price_change = 0.0
+    if len(ticks):
+        start = int(np.searchsorted(ticks.ts_ms, recent_start_ms, side="left"))
+        if start < len(ticks):
+            buy, sell = buy_sell_volume(ticks.price, ticks.volume, ticks.side, start)
+            reference = ticks.price[start - 1] if start > 0 else ticks.price[start]
+            price_change = float(ticks.price[-1] - reference)
+    direction = int(np.sign(price_change))
+    buy_ratio = buy_ratio_of(buy, sell)
+
+    if baseline.shape[0] > 0:
+        baseline_rate = float(baseline.mean())
+        baseline_std = float(baseline.std())
+    else:
+        baseline_rate = baseline_std = 0.0
+    enough = baseline.shape[0] >= min_baseline_s and baseline_rate > 0
+    if enough:
+        ratio = recent_rate / baseline_rate
+        zscore = (recent_rate - baseline_rate) / max(baseline_std, std_floor * baseline_rate)
+    else:
+        ratio = zscore = 0.0
+    is_surge = enough and ratio >= min_ratio and zscore >= min_zscore and recent_volume >= min_recent_volume
+    strength = min(max((ratio - 1.0) / (strength_full_ratio - 1.0), 0.0), 1.0) if is_surge else 0.0
+    return VolumeSurge(
+        enough_history=bool(enough),
+        baseline_seconds=int(baseline.shape[0]),
+        recent_volume=recent_volume,
+        recent_rate=recent_rate,
+        baseline_rate=baseline_rate,
+        baseline_std=baseline_std,
+        ratio=float(ratio),
+        zscore=float(zscore),
+        is_surge=bool(is_surge),
+        buy_volume=buy,
+        sell_volume=sell,
+        buy_ratio=buy_ratio,
+        price_change=price_change,
+        direction=direction,
+        strength=float(strength),
+    )

@@ -1,0 +1,402 @@
+"""The volume-surge scalping strategy: pure ``evaluate`` of one symbol's market window.
+
+Entry (every step is a named reason when it fails, checked in this order):
+  stale_data -> cooldown -> insufficient_history -> no_surge -> direction_unclear ->
+  flow_disagrees -> rsi_extreme -> trend_disagrees -> imbalance_disagrees -> into_wall -> weak
+The cheap checks come first: most symbols most of the time stop at ``no_surge`` and never pay
+for the book, levels or TA-Lib.
+
+Without a book (``window.book`` None or empty, the real Match-Trader case) there is no
+imbalance confirmation and no walls; to compensate, the surge thresholds (ratio and z-score) are
+multiplied by ``no_book_threshold_multiplier`` (default 1.5, i.e. stricter). Swing levels still
+apply.
+
+See signals/ANALYSIS.md for every formula and parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from marketdata.windows import MarketWindow
+from signals.analysis.indicators import compute_indicators
+from signals.analysis.levels import support_resistance
+from signals.analysis.orderbook import analyse_book, has_depth
+from signals.analysis.volume import analyse_volume
+
+logger = logging.getLogger(__name__)
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class Reason(StrEnum):
+    """Why ``evaluate`` decided what it decided (machine-readable, stored with the decision)."""
+
+    SIGNAL = "signal"
+    STALE_DATA = "stale_data"  # newest tick older than max_staleness_ms (or no tick at all)
+    COOLDOWN = "cooldown"  # a signal on this symbol less than cooldown_ms ago
+    INSUFFICIENT_HISTORY = "insufficient_history"  # baseline too short / dead, or indicators missing when required
+    NO_SURGE = "no_surge"
+    DIRECTION_UNCLEAR = "direction_unclear"  # price unchanged over the recent window
+    FLOW_DISAGREES = "flow_disagrees"  # buy/sell ratio does not back the price direction
+    RSI_EXTREME = "rsi_extreme"  # buying overbought / selling oversold
+    TREND_DISAGREES = "trend_disagrees"  # EMA fast vs slow against the side (only if required)
+    IMBALANCE_DISAGREES = "imbalance_disagrees"  # book does not confirm (only with a book)
+    INTO_WALL = "into_wall"  # a level/wall within block_distance_ticks in the trade direction
+    WEAK = "weak"  # strength below min_strength
+    ANALYSIS_ERROR = "analysis_error"  # unexpected exception (analyse_all only); a bug, logged
+
+
+class StrategyParamsError(ValueError):
+    """Invalid strategy parameters (unknown key, wrong type, out of range)."""
+
+
+def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
+    """A parameter field: default, documentation and the allowed range [lo, hi] (or (lo, hi])."""
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi, "min_open": lo_open})
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyParams:
+    """Every threshold of the strategy. Stored per symbol as JSON overrides (``from_dict``)."""
+
+    # data quality
+    max_staleness_ms: int = _p(5_000, "No signal when now - newest tick time exceeds this (ms).", 1, 3_600_000)
+    cooldown_ms: int = _p(60_000, "Minimum time between two signals on one symbol (ms).", 0, 86_400_000)
+    # volume surge
+    recent_window_s: int = _p(5, "Length of the recent (surge) window in seconds.", 1, 300)
+    baseline_window_s: int = _p(300, "Length of the baseline window before it, in seconds.", 10, 3_600)
+    min_baseline_s: int = _p(60, "Baseline seconds that must be covered by data, else insufficient_history.", 1, 3_600)
+    surge_min_ratio: float = _p(3.0, "Recent volume rate / baseline rate needed for a surge.", 1.0, 1_000.0)
+    surge_min_zscore: float = _p(3.0, "z-score of the recent rate against the baseline needed for a surge.", 0.0, 1_000.0)
+    surge_min_volume: float = _p(0.0, "Minimum total volume in the recent window (0 = off).", 0.0, None)
+    zscore_std_floor: float = _p(0.1, "z-score denominator is at least this fraction of the baseline rate.", 0.0, 10.0, lo_open=True)
+    strength_full_ratio: float = _p(10.0, "Surge ratio at which the volume strength reaches 1.", 1.0, 10_000.0, lo_open=True)
+    no_book_threshold_multiplier: float = _p(1.5, "Surge ratio and z thresholds are multiplied by this when there is no book.", 1.0, 10.0)
+    # aggressor flow
+    min_buy_ratio: float = _p(0.6, "BUY needs buy_ratio >= this; SELL needs buy_ratio <= 1 - this.", 0.5, 1.0)
+    # order book
+    book_levels: int = _p(5, "Top levels per side used for the weighted imbalance.", 1, 100)
+    min_imbalance: float = _p(0.2, "BUY needs imbalance >= this, SELL <= -this (only with a book).", 0.0, 1.0)
+    wall_size_multiple: float = _p(3.0, "A level is a wall when its size > this x the median level size.", 1.0, 1_000.0)
+    wall_min_levels: int = _p(3, "Non-empty levels needed before any wall is detected.", 1, 1_000)
+    # support / resistance
+    use_swing_levels: bool = _p(True, "Include 1 m swing pivots as levels (walls are always used).")
+    pivot_width: int = _p(2, "Bars on each side a fractal pivot must exceed.", 1, 50)
+    level_tolerance_ticks: float = _p(3.0, "Levels closer than this (ticks) merge into one.", 0.0, 10_000.0)
+    block_distance_ticks: float = _p(5.0, "No entry with a level/wall this close (ticks) in the trade direction.", 0.0, 100_000.0)
+    # indicators (TA-Lib, on 1 m bars)
+    rsi_period: int = _p(14, "RSI period (1 m bars).", 2, 500)
+    ema_fast: int = _p(9, "Fast EMA period (1 m bars).", 2, 500)
+    ema_slow: int = _p(21, "Slow EMA period (1 m bars), > ema_fast.", 2, 1_000)
+    atr_period: int = _p(14, "ATR period (1 m bars).", 1, 500)
+    rsi_overbought: float = _p(80.0, "No BUY when RSI >= this.", 0.0, 100.0)
+    rsi_oversold: float = _p(20.0, "No SELL when RSI <= this.", 0.0, 100.0)
+    require_ema_trend: bool = _p(False, "If true, BUY needs ema_fast > ema_slow and SELL the opposite.")
+    require_indicators: bool = _p(False, "If true, missing RSI/EMA/ATR (too few bars) is insufficient_history; else those filters are skipped.")
+    # exits
+    sl_atr_mult: float = _p(1.0, "Stop-loss distance = this x ATR.", 0.0, 100.0, lo_open=True)
+    tp_atr_mult: float = _p(1.5, "Take-profit distance = this x ATR.", 0.0, 100.0, lo_open=True)
+    sl_ticks: int = _p(20, "Stop-loss distance in ticks when ATR is unavailable.", 1, 1_000_000)
+    tp_ticks: int = _p(30, "Take-profit distance in ticks when ATR is unavailable.", 1, 1_000_000)
+    min_stop_ticks: int = _p(2, "SL and TP are at least this many ticks from entry.", 1, 1_000_000)
+    time_stop_s: int = _p(120, "Close the position after this many seconds regardless.", 1, 86_400)
+    min_strength: float = _p(0.0, "No signal below this strength.", 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _check_field(f, value)
+            if f.type in ("float", float) and isinstance(value, int):
+                object.__setattr__(self, f.name, float(value))  # JSON 4 -> 4.0: one type per field
+        if self.ema_fast >= self.ema_slow:
+            raise StrategyParamsError(f"ema_fast ({self.ema_fast}) must be < ema_slow ({self.ema_slow})")
+        if self.rsi_oversold >= self.rsi_overbought:
+            raise StrategyParamsError(
+                f"rsi_oversold ({self.rsi_oversold}) must be < rsi_overbought ({self.rsi_overbought})"
+            )
+        if self.min_baseline_s > self.baseline_window_s:
+            raise StrategyParamsError(
+                f"min_baseline_s ({self.min_baseline_s}) must be <= baseline_window_s ({self.baseline_window_s})"
+            )
+
+    @classmethod
+    def from_dict(cls, overrides: Mapping[str, Any] | None) -> "StrategyParams":
+        """Defaults with ``overrides`` applied. Unknown keys, wrong types and out-of-range values
+        raise StrategyParamsError naming the key (and, for unknown keys, the valid ones)."""
+        overrides = dict(overrides or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise StrategyParamsError(
+                f"unknown strategy parameter(s): {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+            )
+        return cls(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def describe(cls) -> dict[str, dict[str, Any]]:
+        """name -> {default, doc, min, max}: for the admin and the docs."""
+        return {
+            f.name: {"default": f.default, "doc": f.metadata["doc"], "min": f.metadata["min"], "max": f.metadata["max"]}
+            for f in dataclasses.fields(cls)
+        }
+
+
+_FIELD_TYPES = {"int": int, "float": float, "bool": bool}
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    kind = _FIELD_TYPES[f.type] if isinstance(f.type, str) else f.type
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:  # float: ints are fine too (JSON has one number type)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        raise StrategyParamsError(f"{f.name}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+    lo, hi, lo_open = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("min_open")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise StrategyParamsError(f"{f.name}: {value!r} must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and value > hi:
+        raise StrategyParamsError(f"{f.name}: {value!r} must be <= {hi}")
+
+
+DEFAULT_PARAMS = StrategyParams()
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """Prices on the symbol's tick grid. BUY: stop_loss < entry_price < take_profit; SELL mirrored."""
+
+    entry_price: float  # reference: last ask for BUY, last bid for SELL (last price if missing)
+    stop_loss: float
+    take_profit: float
+    time_stop_s: int
+    basis: str  # "atr" or "ticks"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of ``evaluate``. ``reason`` is Reason.SIGNAL exactly when ``side`` is set.
+
+    ``features`` is a flat JSON-serialisable dict (floats, ints, str) of what was computed before
+    the decision was made; missing features (no book, not enough bars) are left out.
+    ``tick_ts_ms`` is the venue time of the newest tick in the window (tick -> signal latency).
+    """
+
+    symbol: str
+    reason: Reason
+    features: dict[str, float | int | str]
+    side: Side | None = None
+    strength: float = 0.0
+    exit: ExitPlan | None = None
+    tick_ts_ms: int | None = None
+
+    @property
+    def is_signal(self) -> bool:
+        return self.side is not None
+
+
+def _tick_decimals(tick_size: float) -> int:
+    """Decimals that represent the tick grid exactly enough (0.00001 -> 5, 0.25 -> 2, 5 -> 0)."""
+    return max(0, min(12, -math.floor(math.log10(tick_size)) + 2))
+
+
+def _to_grid(price: float, tick_size: float, rounding) -> float:
+    ticks = rounding(price / tick_size + (1e-9 if rounding is math.floor else -1e-9))
+    return round(ticks * tick_size, _tick_decimals(tick_size))
+
+
+def exit_plan(side: Side, entry: float, atr_value: float, tick_size: float, params: StrategyParams) -> ExitPlan:
+    """SL/TP at sl_atr_mult/tp_atr_mult x ATR from the entry (sl_ticks/tp_ticks without ATR),
+    at least min_stop_ticks away, rounded away from the entry onto the tick grid."""
+    if math.isfinite(atr_value) and atr_value > 0:
+        sl_dist, tp_dist, basis = params.sl_atr_mult * atr_value, params.tp_atr_mult * atr_value, "atr"
+    else:
+        sl_dist, tp_dist, basis = params.sl_ticks * tick_size, params.tp_ticks * tick_size, "ticks"
+    floor_dist = params.min_stop_ticks * tick_size
+    sl_dist, tp_dist = max(sl_dist, floor_dist), max(tp_dist, floor_dist)
+    entry_on_grid = round(round(entry / tick_size) * tick_size, _tick_decimals(tick_size))
+    if side is Side.BUY:
+        sl = _to_grid(entry - sl_dist, tick_size, math.floor)
+        tp = _to_grid(entry + tp_dist, tick_size, math.ceil)
+    else:
+        sl = _to_grid(entry + sl_dist, tick_size, math.ceil)
+        tp = _to_grid(entry - tp_dist, tick_size, math.floor)
+    return ExitPlan(entry_on_grid, sl, tp, params.time_stop_s, basis)
+
+
+def _entry_reference(window: MarketWindow, side: Side) -> float:
+    ticks = window.ticks
+    quote = float(ticks.ask[-1] if side is Side.BUY else ticks.bid[-1])
+    return quote if math.isfinite(quote) and quote > 0 else float(ticks.price[-1])
+
+
+def evaluate(
+    window: MarketWindow,
+    params: StrategyParams,
+    now_ms: int,
+    last_signal_ms: int | None,
+    tick_size: float,
+) -> Decision:
+    """Decide whether ``window`` justifies a scalp entry now. Pure: no I/O, no clock."""
+    symbol = window.symbol
+    tick_ts = window.last_tick_ms
+    features: dict[str, float | int | str] = {}
+
+    def no(reason: Reason) -> Decision:
+        return Decision(symbol, reason, features, tick_ts_ms=tick_ts)
+
+    if tick_ts is None or len(window.ticks) == 0:
+        return no(Reason.STALE_DATA)
+    features["staleness_ms"] = int(now_ms - tick_ts)
+    if now_ms - tick_ts > params.max_staleness_ms:
+        return no(Reason.STALE_DATA)
+    if last_signal_ms is not None and now_ms - last_signal_ms < params.cooldown_ms:
+        return no(Reason.COOLDOWN)
+
+    book_present = has_depth(window.book)
+    strictness = 1.0 if book_present else params.no_book_threshold_multiplier
+    vol = analyse_volume(
+        window.ticks,
+        window.bars_1s,
+        now_ms,
+        recent_s=params.recent_window_s,
+        baseline_s=params.baseline_window_s,
+        min_baseline_s=params.min_baseline_s,
+        min_ratio=params.surge_min_ratio * strictness,
+        min_zscore=params.surge_min_zscore * strictness,
+        min_recent_volume=params.surge_min_volume,
+        std_floor=params.zscore_std_floor,
+        strength_full_ratio=params.strength_full_ratio,
+    )
+    features.update(
+        book="present" if book_present else "absent",
+        volume_ratio=vol.ratio,
+        volume_zscore=vol.zscore,
+        recent_volume=vol.recent_volume,
+        baseline_rate=vol.baseline_rate,
+        baseline_seconds=vol.baseline_seconds,
+        buy_ratio=vol.buy_ratio,
+        price_change=vol.price_change,
+    )
+    if not vol.enough_history:
+        return no(Reason.INSUFFICIENT_HISTORY)
+    if not vol.is_surge:
+        return no(Reason.NO_SURGE)
+    if vol.direction == 0:
+        return no(Reason.DIRECTION_UNCLEAR)
+    side = Side.BUY if vol.direction > 0 else Side.SELL
+    features["side_candidate"] = side.value
+    flow_ok = vol.buy_ratio >= params.min_buy_ratio if side is Side.BUY else vol.buy_ratio <= 1.0 - params.min_buy_ratio
+    if not flow_ok:
+        return no(Reason.FLOW_DISAGREES)
+
+    ind = compute_indicators(
+        window.bars_1m,
+        rsi_period=params.rsi_period,
+        ema_fast=params.ema_fast,
+        ema_slow=params.ema_slow,
+        atr_period=params.atr_period,
+    )
+    for name in ("rsi", "ema_fast", "ema_slow", "atr"):
+        value = getattr(ind, name)
+        if math.isfinite(value):
+            features[name] = value
+    if params.require_indicators and not ind.complete:
+        return no(Reason.INSUFFICIENT_HISTORY)
+    if math.isfinite(ind.rsi) and (
+        (side is Side.BUY and ind.rsi >= params.rsi_overbought) or (side is Side.SELL and ind.rsi <= params.rsi_oversold)
+    ):
+        return no(Reason.RSI_EXTREME)
+    if params.require_ema_trend and math.isfinite(ind.ema_fast) and math.isfinite(ind.ema_slow):
+        if (ind.ema_fast > ind.ema_slow) != (side is Side.BUY):
+            return no(Reason.TREND_DISAGREES)
+
+    imbalance_strength = None
+    wall_prices = None
+    if book_present:
+        book = analyse_book(window.book, params.book_levels, params.wall_size_multiple, params.wall_min_levels)
+        features["imbalance"] = book.imbalance
+        features["wall_count"] = len(book.walls)
+        signed = book.imbalance if side is Side.BUY else -book.imbalance
+        if signed < params.min_imbalance:
+            return no(Reason.IMBALANCE_DISAGREES)
+        imbalance_strength = signed
+        wall_prices = book.walls.prices
+
+    entry = _entry_reference(window, side)
+    bars = window.bars_1m
+    use_swings = params.use_swing_levels and len(bars) > 0
+    levels = support_resistance(
+        entry,
+        tick_size,
+        high=bars.high if use_swings else None,
+        low=bars.low if use_swings else None,
+        wall_prices=wall_prices,
+        pivot_width=params.pivot_width,
+        tolerance_ticks=params.level_tolerance_ticks,
+    )
+    if math.isfinite(levels.support):
+        features["support"] = levels.support
+        features["support_ticks"] = levels.support_ticks
+    if math.isfinite(levels.resistance):
+        features["resistance"] = levels.resistance
+        features["resistance_ticks"] = levels.resistance_ticks
+    blocking = levels.resistance_ticks if side is Side.BUY else levels.support_ticks
+    if math.isfinite(blocking) and blocking <= params.block_distance_ticks:
+        return no(Reason.INTO_WALL)
+
+    flow_strength = abs(2.0 * vol.buy_ratio - 1.0)
+    parts = [vol.strength, flow_strength] + ([imbalance_strength] if imbalance_strength is not None else [])
+    strength = min(max(sum(parts) / len(parts), 0.0), 1.0)
+    features.update(volume_strength=vol.strength, flow_strength=flow_strength, strength=strength)
+    if strength < params.min_strength:
+        return no(Reason.WEAK)
+
+    plan = exit_plan(side, entry, ind.atr, tick_size, params)
+    features.update(entry_price=plan.entry_price, stop_loss=plan.stop_loss, take_profit=plan.take_profit, exit_basis=plan.basis)
+    return Decision(symbol, Reason.SIGNAL, features, side=side, strength=strength, exit=plan, tick_ts_ms=tick_ts)
+
+
+def analyse_all(
+    windows: Mapping[str, MarketWindow] | Iterable[MarketWindow],
+    params_by_symbol: Mapping[str, StrategyParams],
+    now_ms: int,
+    last_signal_ms_by_symbol: Mapping[str, int | None],
+    tick_size_by_symbol: Mapping[str, float],
+) -> dict[str, Decision]:
+    """``evaluate`` every window: the one entry point of the beat task and the benchmark.
+
+    Symbols without params use DEFAULT_PARAMS. A symbol without a tick size, or whose analysis
+    raises (a bug), gets an ANALYSIS_ERROR decision (logged) so one symbol never stops the rest.
+    """
+    items = windows.values() if isinstance(windows, Mapping) else windows
+    decisions: dict[str, Decision] = {}
+    for window in items:
+        symbol = window.symbol
+        try:
+            decisions[symbol] = evaluate(
+                window,
+                params_by_symbol.get(symbol, DEFAULT_PARAMS),
+                now_ms,
+                last_signal_ms_by_symbol.get(symbol),
+                tick_size_by_symbol[symbol],
+            )
+        except Exception as exc:  # noqa: BLE001 - isolate one symbol's failure from the others
+            logger.exception("analysis failed for %s", symbol)
+            decisions[symbol] = Decision(symbol, Reason.ANALYSIS_ERROR, {"error": repr(exc)[:500]}, tick_ts_ms=window.last_tick_ms)
+    return decisions
