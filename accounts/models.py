@@ -160,3 +160,22 @@ class AuditLog(models.Model):
 
 
 RISK_FIELDS = ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol", "daily_loss_limit")
+
+
+class EquitySnapshot(models.Model):
+    """Balance and equity of an account at a moment, read from the broker. Feeds the equity chart
+    and survives restarts (the daily loss limit is measured against the first snapshot of the day)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="equity_snapshots")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    balance = models.DecimalField(max_digits=20, decimal_places=2)
+    equity = models.DecimalField(max_digits=20, decimal_places=2)
+    margin = models.DecimalField(max_digits=20, decimal_places=2, default=0)
+    open_positions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["account", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.at:%Y-%m-%d %H:%M:%S} equity={self.equity}"
