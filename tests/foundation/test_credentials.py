@@ -53,3 +53,17 @@ def test_secrets_are_redacted_from_logs():
 
     event = redact_secrets(None, "info", {"event": "login", "password": "x", "co_auth_token": "y", "email": "a@b"})
     assert event["password"] == REDACTED and event["co_auth_token"] == REDACTED and event["email"] == "a@b"
+
+
+def test_rotate_credentials_moves_every_secret_to_the_new_key(settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    account = make_account(password="rotate-all", trading_api_token="tok-1")
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    call_command("rotate_credentials", "--no-progress")
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
+    fresh = Account.objects.get(pk=account.pk)
+    assert (fresh.password, fresh.trading_api_token) == ("rotate-all", "tok-1")
