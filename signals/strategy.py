@@ -46,7 +46,7 @@ class Reason(StrEnum):
     COOLDOWN = "cooldown"  # a signal on this symbol less than cooldown_ms ago
     INSUFFICIENT_HISTORY = "insufficient_history"  # baseline too short / dead, or indicators missing when required
     NO_SURGE = "no_surge"
-    DIRECTION_UNCLEAR = "direction_unclear"  # price unchanged over the recent window
+    DIRECTION_UNCLEAR = "direction_unclear"  # price moved less than min_move_ticks over the recent window
     FLOW_DISAGREES = "flow_disagrees"  # buy/sell ratio does not back the price direction
     RSI_EXTREME = "rsi_extreme"  # buying overbought / selling oversold
     TREND_DISAGREES = "trend_disagrees"  # EMA fast vs slow against the side (only if required)
@@ -60,9 +60,11 @@ class StrategyParamsError(ValueError):
     """Invalid strategy parameters (unknown key, wrong type, out of range)."""
 
 
-def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
-    """A parameter field: default, documentation and the allowed range [lo, hi] (or (lo, hi])."""
-    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi, "min_open": lo_open})
+def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+       choices: tuple[str, ...] | None = None):
+    """A parameter field: default, documentation and the allowed range [lo, hi] (or (lo, hi]),
+    or the allowed ``choices`` for a str field."""
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi, "min_open": lo_open, "choices": choices})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,8 @@ class StrategyParams:
     max_staleness_ms: int = _p(5_000, "No signal when now - newest tick time exceeds this (ms).", 1, 3_600_000)
     cooldown_ms: int = _p(60_000, "Minimum time between two signals on one symbol (ms).", 0, 86_400_000)
     # volume surge
-    recent_window_s: int = _p(5, "Length of the recent (surge) window in seconds.", 1, 300)
+    volume_source: str = _p("auto", "What counts as volume: 'volume' (traded size), 'ticks' (tick count) or 'auto' (tick count when the ticks carry no traded volume, e.g. quote-only Match-Trader).", choices=("auto", "volume", "ticks"))
+    recent_window_s: int = _p(5, "Length of the recent (surge) window in seconds (the current second counts, partly elapsed).", 2, 300)
     baseline_window_s: int = _p(300, "Length of the baseline window before it, in seconds.", 10, 3_600)
     min_baseline_s: int = _p(60, "Baseline seconds that must be covered by data, else insufficient_history.", 1, 3_600)
     surge_min_ratio: float = _p(3.0, "Recent volume rate / baseline rate needed for a surge.", 1.0, 1_000.0)
@@ -82,6 +85,7 @@ class StrategyParams:
     zscore_std_floor: float = _p(0.1, "z-score denominator is at least this fraction of the baseline rate.", 0.0, 10.0, lo_open=True)
     strength_full_ratio: float = _p(10.0, "Surge ratio at which the volume strength reaches 1.", 1.0, 10_000.0, lo_open=True)
     no_book_threshold_multiplier: float = _p(1.5, "Surge ratio and z thresholds are multiplied by this when there is no book.", 1.0, 10.0)
+    min_move_ticks: float = _p(1.0, "Price must have moved at least this many ticks over the recent window, else direction_unclear.", 0.0, 10_000.0)
     # aggressor flow
     min_buy_ratio: float = _p(0.6, "BUY needs buy_ratio >= this; SELL needs buy_ratio <= 1 - this.", 0.5, 1.0)
     # order book
@@ -149,24 +153,28 @@ class StrategyParams:
     def describe(cls) -> dict[str, dict[str, Any]]:
         """name -> {default, doc, min, max}: for the admin and the docs."""
         return {
-            f.name: {"default": f.default, "doc": f.metadata["doc"], "min": f.metadata["min"], "max": f.metadata["max"]}
+            f.name: {"default": f.default, "doc": f.metadata["doc"], "min": f.metadata["min"], "max": f.metadata["max"],
+                     "choices": f.metadata["choices"]}
             for f in dataclasses.fields(cls)
         }
 
 
-_FIELD_TYPES = {"int": int, "float": float, "bool": bool}
+_FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
     kind = _FIELD_TYPES[f.type] if isinstance(f.type, str) else f.type
-    if kind is bool:
-        ok = isinstance(value, bool)
+    if kind is bool or kind is str:
+        ok = isinstance(value, kind)
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:  # float: ints are fine too (JSON has one number type)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
         raise StrategyParamsError(f"{f.name}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise StrategyParamsError(f"{f.name}: {value!r} must be one of {', '.join(choices)}")
     lo, hi, lo_open = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("min_open")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise StrategyParamsError(f"{f.name}: {value!r} must be {'>' if lo_open else '>='} {lo}")
@@ -211,7 +219,8 @@ class Decision:
 
 
 def _tick_decimals(tick_size: float) -> int:
-    """Decimals that represent the tick grid exactly enough (0.00001 -> 5, 0.25 -> 2, 5 -> 0)."""
+    """Decimals to round grid prices to: the tick's own decimals plus 2 of margin
+    (0.00001 -> 7, 0.25 -> 3, 5 -> 2); only removes float noise from k x tick_size."""
     return max(0, min(12, -math.floor(math.log10(tick_size)) + 2))
 
 
@@ -253,6 +262,8 @@ def evaluate(
     tick_size: float,
 ) -> Decision:
     """Decide whether ``window`` justifies a scalp entry now. Pure: no I/O, no clock."""
+    if not tick_size > 0:
+        raise ValueError(f"{window.symbol}: tick_size must be > 0, got {tick_size!r}")
     symbol = window.symbol
     tick_ts = window.last_tick_ms
     features: dict[str, float | int | str] = {}
@@ -270,10 +281,11 @@ def evaluate(
 
     book_present = has_depth(window.book)
     strictness = 1.0 if book_present else params.no_book_threshold_multiplier
+    # A venue clock ahead of ours must not push the newest ticks out of the recent window.
     vol = analyse_volume(
         window.ticks,
         window.bars_1s,
-        now_ms,
+        max(now_ms, tick_ts),
         recent_s=params.recent_window_s,
         baseline_s=params.baseline_window_s,
         min_baseline_s=params.min_baseline_s,
@@ -282,9 +294,11 @@ def evaluate(
         min_recent_volume=params.surge_min_volume,
         std_floor=params.zscore_std_floor,
         strength_full_ratio=params.strength_full_ratio,
+        volume_source=params.volume_source,
     )
     features.update(
         book="present" if book_present else "absent",
+        volume_source=vol.volume_source,
         volume_ratio=vol.ratio,
         volume_zscore=vol.zscore,
         recent_volume=vol.recent_volume,
@@ -297,7 +311,8 @@ def evaluate(
         return no(Reason.INSUFFICIENT_HISTORY)
     if not vol.is_surge:
         return no(Reason.NO_SURGE)
-    if vol.direction == 0:
+    features["move_ticks"] = round(vol.price_change / tick_size, 6)
+    if vol.direction == 0 or abs(features["move_ticks"]) < params.min_move_ticks:
         return no(Reason.DIRECTION_UNCLEAR)
     side = Side.BUY if vol.direction > 0 else Side.SELL
     features["side_candidate"] = side.value

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 _EMPTY = np.empty(0, dtype=np.float64)
+_ZERO_INDEX = np.zeros(1, dtype=np.int64)
 
 
 def swing_highs(high: np.ndarray, width: int = 2) -> np.ndarray:
@@ -17,12 +17,16 @@ def swing_highs(high: np.ndarray, width: int = 2) -> np.ndarray:
     Only confirmed pivots (``width`` bars exist after them) are returned, oldest first.
     """
     high = np.asarray(high, dtype=np.float64)
-    if width < 1 or high.shape[0] < 2 * width + 1:
+    n = high.shape[0]
+    if width < 1 or n < 2 * width + 1:
         return _EMPTY
-    win = sliding_window_view(high, 2 * width + 1)
-    centre = win[:, width]
-    others = np.maximum(win[:, :width].max(axis=1), win[:, width + 1 :].max(axis=1))
-    return centre[centre > others]
+    centre = high[width : n - width]
+    # one vectorised comparison per neighbour offset (a loop over `width`, not over bars)
+    is_pivot = np.ones(centre.shape[0], dtype=bool)
+    for k in range(1, width + 1):
+        is_pivot &= centre > high[width - k : n - width - k]
+        is_pivot &= centre > high[width + k : n - width + k]
+    return centre[is_pivot]
 
 
 def swing_lows(low: np.ndarray, width: int = 2) -> np.ndarray:
@@ -37,10 +41,10 @@ def cluster_levels(prices: np.ndarray, tolerance: float) -> tuple[np.ndarray, np
     if prices.shape[0] == 0:
         return _EMPTY, np.empty(0, dtype=np.int64)
     # small epsilon so that a gap of exactly `tolerance` ticks survives float noise
-    new_cluster = np.diff(prices) > tolerance * (1 + 1e-9)
-    group = np.concatenate(([0], np.cumsum(new_cluster)))
-    counts = np.bincount(group)
-    means = np.bincount(group, weights=prices) / counts
+    breaks = np.flatnonzero(prices[1:] - prices[:-1] > tolerance * (1 + 1e-9)) + 1
+    starts = np.concatenate((_ZERO_INDEX, breaks))
+    counts = np.concatenate((breaks, (prices.shape[0],))) - starts
+    means = np.add.reduceat(prices, starts) / counts
     return means, counts
 
 
@@ -55,6 +59,12 @@ class NearestLevels:
     level_count: int
 
 
+def _ticks(distance: float, tick_size: float) -> float:
+    """Distance in ticks, rounded to 1e-6 tick so float noise (4.9999999 ticks) does not flip
+    a comparison against a whole number of ticks."""
+    return round(distance / tick_size, 6)
+
+
 def nearest_levels(levels: np.ndarray, price: float, tick_size: float) -> NearestLevels:
     """A level exactly at the price is both support and resistance (distance 0)."""
     levels = np.asarray(levels, dtype=np.float64)
@@ -64,9 +74,9 @@ def nearest_levels(levels: np.ndarray, price: float, tick_size: float) -> Neares
     resistance = float(above.min()) if above.shape[0] else math.nan
     return NearestLevels(
         support=support,
-        support_ticks=(price - support) / tick_size,
+        support_ticks=_ticks(price - support, tick_size),
         resistance=resistance,
-        resistance_ticks=(resistance - price) / tick_size,
+        resistance_ticks=_ticks(resistance - price, tick_size),
         level_count=int(levels.shape[0]),
     )
 
