@@ -11,6 +11,7 @@ OutcomeUnknown         a WRITE was (possibly) delivered but its answer was lost:
                        5xx, read timeout, connection reset after send                 reconcile
 OrderRejected          HTTP 200 with ``status != OK`` (business reject)              no
 MalformedResponse      the answer could not be understood                             no
+InvalidRequest         HTTP 400/404/405: refused as malformed, not executed           no
 =====================  ===========================================================  ===========
 """
 
@@ -60,6 +61,15 @@ class MalformedResponse(BrokerError):
     pass
 
 
+class InvalidRequest(BrokerError):
+    """HTTP 400/404/405: the broker refused the request as malformed; it was not executed. Not retried."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
 __all__ = [
     "BrokerError",
     "AuthenticationError",
@@ -68,4 +78,5 @@ __all__ = [
     "OutcomeUnknown",
     "OrderRejected",
     "MalformedResponse",
+    "InvalidRequest",
 ]

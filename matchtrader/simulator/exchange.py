@@ -84,7 +84,7 @@ class Exchange:
     def __init__(self, specs: dict[str, Spec], *, commission_per_lot: Decimal = Decimal("3.5"),
                  slippage_points: int = 0, id_seed: int = 6910422326):
         self.specs = specs
-        self.commission_per_lot = Decimal(commission_per_lot)
+        self.commission_per_lot = Decimal(str(commission_per_lot))
         self.slippage_points = slippage_points
         self.lock = threading.RLock()
         self.accounts: dict[str, Account] = {}

@@ -22,6 +22,7 @@ class FaultConfig:
     p_429: float = 0.0  # share of broker requests answered 429 + Retry-After
     retry_after_s: float = 1.0
     p_5xx: float = 0.0  # share answered 5xx WITHOUT executing
+    p_garbage: float = 0.0  # share answered 200 with a truncated (unparseable) JSON body, not executed
     p_403: float = 0.0  # share answered 403 Cloudflare-style HTML challenge
     scope: str = "all"  # which requests 429/5xx/403/latency hit: all | read | write
     p_reject: float = 0.0  # share of order writes rejected (HTTP 200, status REJECTED)

@@ -1,0 +1,92 @@
+"""REST polling transport against the simulator."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from matchtrader.client import MatchTraderClient
+from matchtrader.events import CandleEvent, GapEvent, QuoteEvent
+from matchtrader.polling import PollingTransport, candle_period
+from matchtrader.ratelimit import NoLimit
+
+from .conftest import wait_for
+
+
+def test_budget_arithmetic():
+    assert candle_period(10, 1.0, 300) == 10.0  # floor
+    assert candle_period(100, 1.0, 300) == 25.0  # 60 quotes + 240 candles per minute
+    with pytest.raises(ValueError):
+        candle_period(1, 0.2, 300)  # quotes alone: 300/min
+    t = PollingTransport(object(), interval_s=1.0, symbols=[f"S{i}" for i in range(100)])
+    assert t.requests_per_minute() == pytest.approx(300)
+
+
+class Sink(list):
+    def of(self, kind):
+        return [e for e in list(self) if isinstance(e, kind)]
+
+
+@pytest.fixture
+def poll_client(sim, account):
+    calls = []
+
+    class Counting(MatchTraderClient):
+        def _send(self, method, path, *a, **kw):
+            calls.append(path)
+            return super()._send(method, path, *a, **kw)
+
+    c = Counting(sim.url, account["email"], "pw", "0", rate_limiter=NoLimit())
+    c.calls = calls
+    return c
+
+
+def test_polls_all_symbols_in_one_call_and_dedupes_unchanged_quotes(sim, poll_client):
+    t = PollingTransport(poll_client, interval_s=0.25, symbols=["EURUSD", "GBPUSD", "XAUUSD"], budget_per_min=400)
+    sink, stop = Sink(), threading.Event()
+    th = threading.Thread(target=t.run, args=(sink.append, stop), daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: len(sink.of(CandleEvent)) >= 3 and {q.symbol for q in sink.of(QuoteEvent)} >= {"EURUSD", "XAUUSD"})
+        sim.control.market(paused=True)  # prices frozen: further polls must not repeat quotes
+        n_quotes = len(sink.of(QuoteEvent))
+        quote_calls = lambda: len([p for p in poll_client.calls if p.endswith("/quotations")])  # noqa: E731
+        k = quote_calls()
+        wait_for(lambda: quote_calls() >= k + 3)
+        assert len(sink.of(QuoteEvent)) <= n_quotes + 3  # at most the in-flight poll's changes
+        n_quotes = len(sink.of(QuoteEvent))
+        k = quote_calls()
+        wait_for(lambda: quote_calls() >= k + 2)
+        assert len(sink.of(QuoteEvent)) == n_quotes
+    finally:
+        sim.control.market(paused=False)
+        stop.set()
+        th.join(5)
+    assert {c.symbol for c in sink.of(CandleEvent)} == {"EURUSD", "GBPUSD", "XAUUSD"}
+    assert all(c.interval == "M1" for c in sink.of(CandleEvent))
+    # one /quotations call per cycle for all three symbols; candles far less often
+    q_calls = [p for p in poll_client.calls if p.endswith("/quotations")]
+    c_calls = [p for p in poll_client.calls if p.endswith("/candles")]
+    assert len(c_calls) <= 3 * 2 and len(q_calls) >= 5
+
+
+def test_poll_failure_emits_gap_and_recovers(sim, poll_client):
+    poll_client.balance()
+    t = PollingTransport(poll_client, interval_s=0.25, symbols=["EURUSD"], candles=False, budget_per_min=400)
+    sink, stop = Sink(), threading.Event()
+    th = threading.Thread(target=t.run, args=(sink.append, stop), daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: sink.of(QuoteEvent))
+        sim.control.set_faults(p_5xx=1.0)
+        wait_for(lambda: sink.of(GapEvent))
+        sim.control.set_faults(p_5xx=0.0)
+        n = len(sink)
+        wait_for(lambda: any(isinstance(e, QuoteEvent) for e in sink[n:]))
+    finally:
+        stop.set()
+        th.join(5)
+    gap = sink.of(GapEvent)[0]
+    assert gap.reason == "poll_failed" and gap.symbols == ["EURUSD"] and gap.to_ms >= gap.from_ms
+    assert t.stats.extra["poll_failures"] >= 1
