@@ -57,7 +57,7 @@ class AccountAdmin(admin.ModelAdmin):
         "balance_updated_at", "created_at", "updated_at",
     )
     filter_horizontal = ("allowed_symbols",)
-    actions = ("enable_accounts", "disable_accounts", "halt_accounts", "resume_accounts")
+    actions = ("enable_accounts", "disable_accounts", "halt_accounts", "resume_accounts", "halt_and_close_all")
     fieldsets = (
         (None, {"fields": ("name", "mode", "enabled")}),
         ("Broker", {"fields": ("platform_url", "broker_id", "email", "new_password", "credentials_status",
@@ -114,6 +114,19 @@ class AccountAdmin(admin.ModelAdmin):
         reason = f"halted from the admin by {request.user.get_username()}"
         halted = sum(account.halt(reason, actor=request.user) for account in queryset.order_by("pk"))
         self.message_user(request, f"{halted} account(s) halted.", messages.WARNING)
+
+    @admin.action(description="Kill: halt selected accounts and close their open positions")
+    def halt_and_close_all(self, request, queryset):
+        # Added by the order engine (orders/): the per-account kill switch of the admin.
+        from orders.tasks import close_all_positions
+
+        reason = f"kill switch from the admin by {request.user.get_username()}"
+        for account in queryset.order_by("pk"):
+            account.halt(reason, actor=request.user)
+            AuditLog.record(request.user, AuditLog.Action.CLOSE_ALL, account=account, via="admin")
+            close_all_positions.apply_async((account.pk, "manual"))
+        self.message_user(request, f"{queryset.count()} account(s) halted; closing their positions.",
+                          messages.WARNING)
 
     @admin.action(description="Resume selected halted accounts")
     def resume_accounts(self, request, queryset):

@@ -1,4 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+
+from accounts.models import AuditLog
 
 from .models import Order, Position, Trade
 
@@ -26,6 +28,18 @@ class PositionAdmin(admin.ModelAdmin):
     date_hierarchy = "opened_at"
     list_select_related = ("account", "symbol")
     readonly_fields = [f.name for f in Position._meta.fields]
+    actions = ("close_positions",)
+
+    @admin.action(description="Close selected open positions at the broker (high priority)")
+    def close_positions(self, request, queryset):
+        from .tasks import close_position
+
+        positions = list(queryset.filter(status=Position.Status.OPEN).select_related("account").order_by("pk"))
+        for position in positions:
+            AuditLog.record(request.user, AuditLog.Action.CLOSE_ALL, account=position.account,
+                            position=position.broker_position_id, via="admin")
+            close_position.apply_async((position.pk, Position.CloseReason.MANUAL))
+        self.message_user(request, f"Closing {len(positions)} position(s).", messages.WARNING)
 
     def has_add_permission(self, request):
         return False

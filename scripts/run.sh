@@ -1,19 +1,76 @@
 #!/usr/bin/env bash
-# Runs the whole system in simulation mode through the Procfile (honcho).
+# Runs the whole system in simulation mode through the Procfile (honcho): simulator, feed,
+# Celery workers, beat, web (gunicorn + whitenoise) and Flower. Ctrl-C (or SIGTERM) stops all.
+#
+# Environment (all optional): PORT (web, 8000), SIM_PORT (8900), FLOWER_PORT (5555),
+# FLOWER_BASIC_AUTH (user:pass; generated and printed when unset), DEMO_ACCOUNTS (20),
+# DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL, DATABASE_URL, REDIS_URL. See .env.example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+# .env (optional, see .env.example) is read here, once, for this script and every process, the
+# way the settings read it (django-environ: a variable already in the environment wins). honcho
+# is told not to read it again (-e /dev/null): it would override the environment, e.g. an empty
+# FLOWER_BASIC_AUTH= over the one generated below.
+if [ -f .env ]; then
+  eval "$(python - <<'PY'
+import os, shlex
+import environ
+before = set(os.environ)
+environ.Env.read_env(".env")
+for key in sorted(set(os.environ) - before):
+    print(f"export {key}={shlex.quote(os.environ[key])}")
+PY
+)"
+fi
 export SIMULATION_MODE=${SIMULATION_MODE:-true}
 export PORT=${PORT:-8000}
-python manage.py migrate --noinput
+export SIM_PORT=${SIM_PORT:-8900}
+export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:${SIM_PORT}}
+export FLOWER_PORT=${FLOWER_PORT:-5555}
+export PYTHONUNBUFFERED=1
+if [ "$SIMULATION_MODE" != "true" ]; then
+  echo "scripts/run.sh runs the simulation (SIMULATION_MODE=true); live deployments use the Procfile." >&2
+  exit 2
+fi
+flower_note="basic auth from FLOWER_BASIC_AUTH"
+if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
+  FLOWER_BASIC_AUTH="flower:$(python -c 'import secrets; print(secrets.token_urlsafe(12))')"
+  flower_note="basic auth ${FLOWER_BASIC_AUTH}, generated for this run"
+fi
+export FLOWER_BASIC_AUTH
+
+say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
+# A port already taken would make one process exit at once, and honcho then stops them all:
+# say which port instead.
+for spec in "PORT=$PORT" "SIM_PORT=$SIM_PORT" "FLOWER_PORT=$FLOWER_PORT"; do
+  if python -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(('127.0.0.1', int('${spec#*=}'))) != 0)"; then
+    echo "port ${spec#*=} is already in use: set ${spec%%=*} to a free port (or stop what listens there)" >&2
+    exit 2
+  fi
+done
+say "migrating the database"
+python manage.py migrate --noinput -v 0
+say "collecting static files"
 python manage.py collectstatic --noinput -v 0
-PROCS=$(grep -oE '^[a-z_]+' Procfile | grep -v '^release$' | paste -sd, -)
+say "seeding the demo (idempotent)"
+python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}"
+
+# Every Procfile process except "release" (migrations, done above): honcho stops everything
+# as soon as one process exits, so a one-shot process must not be in the list.
+PROCS=${RUN_PROCESSES:-$(grep -oE '^[a-z_]+' Procfile | grep -v '^release$' | paste -sd, -)}
 cat <<MSG
 
   tradeops is starting in SIMULATION mode (no real broker is contacted).
-  Admin:   http://127.0.0.1:${PORT}/admin/
-  Create a superuser with: .venv/bin/python manage.py createsuperuser
-  Stop with Ctrl-C.
+
+    Dashboard  http://127.0.0.1:${PORT}/dashboard/
+    Admin      http://127.0.0.1:${PORT}/admin/      (superuser: ${DJANGO_SUPERUSER_USERNAME:-admin}; password above or from DJANGO_SUPERUSER_PASSWORD)
+    Flower     http://127.0.0.1:${FLOWER_PORT}/       (${flower_note})
+    Simulator  ${SIMULATOR_URL}/_sim/stats
+    Health     http://127.0.0.1:${PORT}/healthz     (or: .venv/bin/python manage.py healthcheck)
+
+  Processes: ${PROCS//,/ }
+  Signals and orders appear within a minute. Stop with Ctrl-C.
 
 MSG
-exec honcho start -f Procfile "${PROCS//,/ }"
+exec honcho start -f Procfile -e /dev/null ${PROCS//,/ }

@@ -1,6 +1,23 @@
+"""Admin of signals and of the strategy parameters.
+
+StrategyConfig editing: the parameters are a JSON object of overrides. The change form shows
+every parameter with its effective value (defaults ← default row ← this symbol's row), default,
+allowed range and documentation (``StrategyParams.describe()``), and validates the JSON, the keys,
+the types and ranges — and, for a symbol row, the merge with the default row, since that merge is
+what the analysis will run (a merge that fails is ignored there, with a logged error).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+from django import forms
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
 from .models import Signal, StrategyConfig
+from .strategy import StrategyParams
 
 
 @admin.register(Signal)
@@ -22,8 +39,153 @@ class SignalAdmin(admin.ModelAdmin):
         return False
 
 
+class PrettyJSONField(forms.JSONField):
+    """Indented, key-sorted JSON in the textarea: one parameter per line."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, cls=self.encoder)
+
+
+def _default_row_params(name: str, exclude_pk=None) -> dict:
+    row = (StrategyConfig.objects.filter(name=name, symbol__isnull=True, enabled=True)
+           .exclude(pk=exclude_pk).values_list("params", flat=True).first())
+    return row if isinstance(row, dict) else {}
+
+
+def _validate(params: dict) -> str | None:
+    try:
+        StrategyParams.from_dict(params)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def params_problems(params: dict) -> list[str]:
+    """Every problem of an overrides object at once (``from_dict`` stops at the first): unknown
+    keys with a close match suggested, each bad value, then rules between parameters."""
+    names = list(StrategyParams.describe())
+    problems = []
+    for key in sorted(set(params) - set(names)):
+        close = difflib.get_close_matches(key, names, n=1)
+        problems.append(f"unknown parameter {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    known = {k: v for k, v in params.items() if k in names}
+    for key, value in sorted(known.items()):
+        error = _validate({key: value})
+        if error and error.startswith(f"{key}:"):  # the value itself (type, range, choices)
+            problems.append(error)
+    if not problems:
+        error = _validate(known)  # rules between parameters, e.g. ema_fast < ema_slow
+        if error:
+            problems.append(error)
+    return problems
+
+
+class StrategyConfigForm(forms.ModelForm):
+    params = PrettyJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "style": "font-family: monospace"}),
+        help_text='Overrides of the defaults, e.g. {"surge_min_ratio": 4.0, "cooldown_ms": 30000}. '
+                  "Every parameter, its default, range and meaning are listed below.",
+    )
+
+    class Meta:
+        model = StrategyConfig
+        fields = ("name", "symbol", "enabled", "params")
+
+    def clean_params(self):
+        value = self.cleaned_data.get("params")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError(
+                "Parameters must be a JSON object of name: value pairs, e.g. {\"surge_min_ratio\": 4.0}."
+            )
+        problems = params_problems(value)
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        params, name = cleaned.get("params"), cleaned.get("name")
+        if params is None or name is None or "params" in self.errors:
+            return cleaned
+        if cleaned.get("symbol") is not None:
+            error = _validate({**_default_row_params(name), **params})
+            if error:
+                self.add_error("params", f"Combined with the default row of {name!r}: {error}")
+        else:
+            rows = (StrategyConfig.objects.filter(name=name, symbol__isnull=False, enabled=True)
+                    .exclude(pk=self.instance.pk).select_related("symbol"))
+            for row in rows:
+                error = _validate({**params, **(row.params if isinstance(row.params, dict) else {})})
+                if error:
+                    self.add_error("params", f"Combined with the row of {row.symbol.name}: {error}")
+        return cleaned
+
+
+def _range(meta: dict) -> str:
+    if meta["choices"]:
+        return " | ".join(meta["choices"])
+    lo, hi = meta["min"], meta["max"]
+    if lo is None and hi is None:
+        return "—"
+    return f"{'' if lo is None else lo} … {'' if hi is None else hi}"
+
+
 @admin.register(StrategyConfig)
 class StrategyConfigAdmin(admin.ModelAdmin):
-    list_display = ("name", "symbol", "enabled", "params", "updated_at")
-    list_filter = ("enabled",)
+    form = StrategyConfigForm
+    list_display = ("name", "symbol", "enabled", "overrides", "updated_at")
+    list_filter = ("enabled", "name")
     search_fields = ("name", "symbol__name")
+    list_select_related = ("symbol",)
+    readonly_fields = ("parameter_reference",)
+    fieldsets = (
+        (None, {"fields": ("name", "symbol", "enabled", "params")}),
+        ("Effective parameters", {
+            "fields": ("parameter_reference",),
+            "description": "Defaults, overridden by the default row (symbol empty), overridden by a symbol's row. "
+                           "Bold: set by this row; italic: inherited from the default row.",
+        }),
+    )
+
+    @admin.display(description="overrides")
+    def overrides(self, obj):
+        params = obj.params if isinstance(obj.params, dict) else {}
+        if not params:
+            return "defaults"
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+    @admin.display(description="parameters")
+    def parameter_reference(self, obj):
+        own = obj.params if obj is not None and isinstance(obj.params, dict) else {}
+        base = _default_row_params(obj.name, exclude_pk=obj.pk) if obj is not None and obj.symbol_id else {}
+        merged = {**base, **own}
+        try:
+            effective = StrategyParams.from_dict(merged).to_dict()
+            note = ""
+        except (ValueError, TypeError) as exc:
+            effective = StrategyParams().to_dict()
+            note = format_html('<p class="errornote">These overrides are invalid and the analysis uses the '
+                               "defaults: {}</p>", exc)
+        def shown(name):
+            if name in own:
+                return format_html("<strong>{}</strong>", effective[name])
+            if name in base:
+                return format_html('<em title="from the default row">{}</em>', effective[name])
+            return effective[name]
+
+        rows = format_html_join(
+            "\n",
+            '<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            ((name, shown(name), meta["default"], _range(meta), meta["doc"])
+             for name, meta in StrategyParams.describe().items()),
+        )
+        return format_html(
+            '{}<table class="strategy-params"><thead><tr><th>parameter</th><th>effective</th><th>default</th>'
+            "<th>allowed</th><th>meaning</th></tr></thead><tbody>{}</tbody></table>",
+            note, rows,
+        )

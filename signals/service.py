@@ -2,10 +2,16 @@
 and turning a Decision into a stored ``Signal`` handed to order dispatch.
 
 ``analyze_market`` (signals.tasks) is a thin wrapper around ``run_analysis`` here.
+
+One pass costs a constant number of round trips whatever the number of symbols (pinned by
+tests/signals/test_service.py): 2 queries to load (symbols, strategy configs), 1 Redis round trip
+for the windows, 1 HMGET for the cool-downs, 1 pipeline for the stale-data warnings, and — only
+when something fires — 1 INSERT for all of the pass's signals plus 1 HSET of their cool-downs.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +20,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from marketdata.models import Symbol
-from tradeops.celery import app
+from tradeops.celery import Queues, app
 from tradeops.logging import get_logger
 from tradeops.money import round_to_step, to_decimal
 
@@ -25,6 +31,7 @@ log = get_logger(__name__)
 
 LAST_SIGNAL_KEY = "signals:last_signal_ms"  # hash symbol -> ms; survives worker restarts (cool-down)
 STALE_WARN_KEY = "signals:stale_warned:{symbol}"  # one warning per symbol per minute, not per second
+STALE_WARN_EVERY_S = 60
 DISPATCH_TASK = "orders.dispatch_signal"
 
 
@@ -35,6 +42,7 @@ class AnalysisRun:
     reasons: dict[str, int]
     read_ms: float
     analyse_ms: float
+    store_ms: float = 0.0
 
 
 def enabled_symbols() -> list[Symbol]:
@@ -43,15 +51,23 @@ def enabled_symbols() -> list[Symbol]:
 
 def load_params(symbols: list[Symbol]) -> dict[str, StrategyParams]:
     """Defaults, overridden by the default StrategyConfig row, overridden by a symbol's row.
-    A row that fails validation is logged and ignored (the admin validates on save)."""
-    rows = list(StrategyConfig.objects.filter(enabled=True).select_related("symbol"))
+
+    Keys are merged (a symbol row only needs the keys it changes); several enabled default rows
+    (different ``name``) merge in creation order. A merged set that fails
+    validation is logged and the symbol falls back to the defaults (the admin validates on save,
+    so this only happens on a hand-edited row).
+    """
+    rows = list(StrategyConfig.objects.filter(enabled=True).select_related("symbol").order_by("pk"))
     base: dict = {}
     per_symbol: dict[str, dict] = {}
     for row in rows:
+        if not isinstance(row.params, dict):
+            log.error("strategy_params_invalid", config_id=row.pk, error="params is not a JSON object")
+            continue
         if row.symbol_id is None:
-            base.update(row.params or {})
+            base.update(row.params)
         else:
-            per_symbol[row.symbol.name] = row.params or {}
+            per_symbol[row.symbol.name] = row.params
     params: dict[str, StrategyParams] = {}
     for symbol in symbols:
         merged = {**base, **per_symbol.get(symbol.name, {})}
@@ -76,64 +92,119 @@ def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
     names = [s.name for s in symbols]
     if not names:
         return AnalysisRun(0, [], {}, 0.0, 0.0)
+    params = load_params(symbols)
     t0 = time.perf_counter()
     windows = read_windows(redis, names)
+    last_signals = last_signal_times(redis, names)
     t1 = time.perf_counter()
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    decisions = analyse_all(
-        windows,
-        load_params(symbols),
-        now_ms,
-        last_signal_times(redis, names),
-        {s.name: float(s.tick_size) for s in symbols},
-    )
+    decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols})
     t2 = time.perf_counter()
     by_name = {s.name: s for s in symbols}
     reasons: dict[str, int] = {}
-    created: list[int] = []
+    stale: list[Decision] = []
+    firing: list[tuple[Symbol, Decision]] = []
     for name, decision in decisions.items():
         reasons[str(decision.reason)] = reasons.get(str(decision.reason), 0) + 1
         if decision.reason == Reason.STALE_DATA:
-            _warn_stale(redis, name, decision, now_ms)
-        if decision.is_signal:
-            signal = record_signal(by_name[name], decision)
-            redis.hset(LAST_SIGNAL_KEY, name, now_ms)
-            created.append(signal.pk)
-    return AnalysisRun(len(names), created, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000)
+            stale.append(decision)
+        elif decision.is_signal:
+            firing.append((by_name[name], decision))
+    if stale:
+        _warn_stale(redis, stale, now_ms)
+    created: list[int] = []
+    if firing:
+        created = [s.pk for s in record_signals(firing)]
+        # After the insert: the cool-down never blocks a symbol whose signal was not stored.
+        redis.hset(LAST_SIGNAL_KEY, mapping={symbol.name: now_ms for symbol, _ in firing})
+    t3 = time.perf_counter()
+    return AnalysisRun(len(names), created, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
 
 
-def _warn_stale(redis, symbol: str, decision: Decision, now_ms: int) -> None:
-    if redis.set(STALE_WARN_KEY.format(symbol=symbol), 1, nx=True, ex=60):
-        age = now_ms - decision.tick_ts_ms if decision.tick_ts_ms else None
-        log.warning("stale_market_data", symbol=symbol, last_tick_age_ms=age)
+def _warn_stale(redis, decisions: list[Decision], now_ms: int) -> None:
+    """One ``stale_market_data`` warning per symbol per minute (a dead feed would otherwise log
+    every symbol every second); the rate keys are set in one pipelined round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for d in decisions:
+        pipe.set(STALE_WARN_KEY.format(symbol=d.symbol), 1, nx=True, ex=STALE_WARN_EVERY_S)
+    for d, first in zip(decisions, pipe.execute()):
+        if first:
+            age = now_ms - d.tick_ts_ms if d.tick_ts_ms else None
+            log.warning("stale_market_data", symbol=d.symbol, last_tick_age_ms=age,
+                        last_tick_ms=d.tick_ts_ms)
 
 
 def _price(value: float | None, tick_size: Decimal) -> Decimal | None:
     return None if value is None else round_to_step(to_decimal(value), tick_size)
 
 
-def record_signal(symbol: Symbol, decision: Decision) -> Signal:
-    """Store the signal and hand it to order dispatch once the row is committed."""
+def json_safe(features: dict) -> dict:
+    """Plain JSON for the ``features`` column: numpy scalars become Python numbers, and NaN/inf
+    (which PostgreSQL's jsonb rejects) become null."""
+    out = {}
+    for key, value in features.items():
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            value = value.item()  # numpy scalar -> int/float/bool
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[str(key)] = value
+    return out
+
+
+def build_signal(symbol: Symbol, decision: Decision) -> Signal:
     plan = decision.exit
     tick_at = datetime.fromtimestamp(decision.tick_ts_ms / 1000, tz=UTC) if decision.tick_ts_ms else None
+    return Signal(
+        symbol=symbol,
+        side=str(decision.side),
+        strength=Decimal(str(round(min(max(decision.strength, 0.0), 1.0), 4))),
+        features=json_safe(decision.features),
+        entry_price=_price(plan.entry_price if plan else None, symbol.tick_size),
+        stop_loss=_price(plan.stop_loss if plan else None, symbol.tick_size),
+        take_profit=_price(plan.take_profit if plan else None, symbol.tick_size),
+        time_stop_seconds=plan.time_stop_s if plan else None,
+        tick_at=tick_at,
+    )
+
+
+def record_signals(items: list[tuple[Symbol, Decision]]) -> list[Signal]:
+    """Store a pass's signals with ONE insert and hand each to order dispatch once committed."""
+    rows = [build_signal(symbol, decision) for symbol, decision in items]
     with transaction.atomic():
-        signal = Signal.objects.create(
-            symbol=symbol,
-            side=str(decision.side),
-            strength=Decimal(str(round(min(max(decision.strength, 0.0), 1.0), 4))),
-            features=decision.features,
-            entry_price=_price(plan.entry_price if plan else None, symbol.tick_size),
-            stop_loss=_price(plan.stop_loss if plan else None, symbol.tick_size),
-            take_profit=_price(plan.take_profit if plan else None, symbol.tick_size),
-            time_stop_seconds=plan.time_stop_s if plan else None,
-            tick_at=tick_at,
-        )
-        transaction.on_commit(lambda: dispatch(signal.pk))
-    log.info("signal", signal_id=signal.pk, symbol=symbol.name, side=signal.side, strength=float(signal.strength),
-             latency_ms=signal.latency_ms)
-    return signal
+        Signal.objects.bulk_create(rows)
+        ids = [row.pk for row in rows]
+        transaction.on_commit(lambda: dispatch_all(ids), robust=True)
+    for row in rows:
+        log.info("signal", signal_id=row.pk, symbol=row.symbol.name, side=row.side, strength=float(row.strength),
+                 latency_ms=row.latency_ms, entry_price=str(row.entry_price), stop_loss=str(row.stop_loss),
+                 take_profit=str(row.take_profit))
+    return rows
 
 
-def dispatch(signal_id: int) -> None:
-    """By name, so analysis never imports the order engine; the message waits on the orders queue."""
-    app.send_task(DISPATCH_TASK, args=[signal_id], queue="orders")
+def record_signal(symbol: Symbol, decision: Decision) -> Signal:
+    """Store one signal and hand it to order dispatch once the row is committed."""
+    return record_signals([(symbol, decision)])[0]
+
+
+def dispatch(signal_id: int, producer=None) -> bool:
+    """By name, so analysis never imports the order engine; the message waits on the orders queue.
+
+    Runs on commit: a broker hiccup here is logged and must not stop the pass (the other symbols'
+    signals, the cool-downs). The signal then stays ``new``. Returns whether it was sent.
+    """
+    try:
+        app.send_task(DISPATCH_TASK, args=[signal_id], queue=Queues.ORDERS, producer=producer)
+        return True
+    except Exception as exc:  # noqa: BLE001 - logged; kombu already retried the publish
+        log.error("signal_dispatch_failed", signal_id=signal_id, error=f"{type(exc).__name__}: {exc}"[:300])
+        return False
+
+
+def dispatch_all(signal_ids: list[int]) -> None:
+    """One pooled producer (one connection checkout) for all of a pass's signals."""
+    try:
+        with app.producer_or_acquire() as producer:
+            for signal_id in signal_ids:
+                dispatch(signal_id, producer=producer)
+    except Exception as exc:  # noqa: BLE001 - the broker is unreachable: log every id left undispatched
+        log.error("signal_dispatch_failed", signal_ids=signal_ids, error=f"{type(exc).__name__}: {exc}"[:300])

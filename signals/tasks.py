@@ -1,7 +1,23 @@
-"""Beat-driven analysis. Thin: guards against overlap and double-fire, then ``run_analysis``."""
+"""Beat-driven analysis. Thin: guards against double-fire and overlap, then ``run_analysis``.
+
+Guards, and why each:
+
+- ``expires`` = the period (and the beat entry's ``expire_seconds`` too, see migration 0002):
+  a message that waited in a backlog (worker paused, restarted) is dropped, never replayed stale.
+- Double-fire: a beat restart, a schedule reload or two beat processes by mistake can send the
+  same period twice. A beat-sent run claims the period with ``SET NX PX`` on
+  ``signals:analyze:spacing`` for 80 % of the period, so a second message within that window is
+  a no-op. (Keying on ``floor(now)`` instead would both skip legitimate runs and let duplicates
+  through whenever the beat's phase sits near a second boundary: the run times jitter across it.)
+  A caller that knows its slot passes ``slot=``; each slot then runs at most once.
+- Overlap: a pass slower than the period must not run concurrently with the next one (double
+  signals, double dispatch). A token-owned Redis lock, released only by its owner, expiring after
+  the task's hard time limit so a killed worker never wedges the analysis.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis as redis_lib
@@ -16,9 +32,15 @@ log = get_logger(__name__)
 
 ANALYZE_TASK = "signals.analyze_market"
 ANALYZE_PERIOD_S = 1
+SOFT_TIME_LIMIT_S = 10  # a pass over 100 symbols takes ~50 ms; 10 s means something is wrong
+TIME_LIMIT_S = 15
 RUN_LOCK_KEY = "signals:analyze:lock"
+RUN_LOCK_TIMEOUT_S = TIME_LIMIT_S + 5  # outlives the hard limit: a live run never loses its lock
 SLOT_KEY = "signals:analyze:slot:{slot}"
-BEAT_HEARTBEAT_KEY = "signals:analyze:last_run_ms"
+SPACING_KEY = "signals:analyze:spacing"
+SPACING_FRACTION = 0.8
+BEAT_HEARTBEAT_KEY = "signals:analyze:last_run_ms"  # read by tradeops.health
+LAST_RUN_KEY = "signals:analyze:last_run"  # JSON summary of the last pass (ops, dashboard, tests)
 
 _redis = None
 
@@ -26,33 +48,44 @@ _redis = None
 def get_redis():
     global _redis
     if _redis is None:
-        _redis = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        _redis = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
     return _redis
 
 
-@shared_task(name=ANALYZE_TASK, ignore_result=True, expires=ANALYZE_PERIOD_S, acks_late=False)
-def analyze_market(slot: int | None = None):
-    """One analysis pass over every enabled symbol.
+def claim_slot(r, slot: int | None) -> bool:
+    """True if this run may go ahead (see the module docstring)."""
+    if slot is not None:
+        return bool(r.set(SLOT_KEY.format(slot=slot), 1, nx=True, ex=60))
+    return bool(r.set(SPACING_KEY, 1, nx=True, px=max(1, int(ANALYZE_PERIOD_S * 1000 * SPACING_FRACTION))))
 
-    - ``expires`` (≤ the period) drops messages that waited in a backlog: stale analysis is
-      never replayed after a worker pause.
-    - A beat restart can fire the same period twice: the per-second slot key makes the second a
-      no-op. An overlapping run (a slow pass) is skipped by the run lock.
-    """
+
+@shared_task(name=ANALYZE_TASK, ignore_result=True, expires=ANALYZE_PERIOD_S, acks_late=False,
+             soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S)
+def analyze_market(slot: int | None = None):
+    """One analysis pass over every enabled symbol (``slot``: optional explicit period id)."""
     r = get_redis()
-    slot = slot if slot is not None else int(time.time() // ANALYZE_PERIOD_S)
-    if not r.set(SLOT_KEY.format(slot=slot), 1, nx=True, ex=60):
+    if not claim_slot(r, slot):
         log.info("analysis_slot_already_run", slot=slot)
         return None
-    if not r.set(RUN_LOCK_KEY, 1, nx=True, px=10_000):
+    lock = r.lock(RUN_LOCK_KEY, timeout=RUN_LOCK_TIMEOUT_S, blocking=False)
+    if not lock.acquire(blocking=False):
         log.warning("analysis_overlap_skipped", slot=slot)
         return None
     try:
         result = run_analysis(r)
-        r.set(BEAT_HEARTBEAT_KEY, int(time.time() * 1000))
     finally:
-        r.delete(RUN_LOCK_KEY)
+        try:
+            lock.release()
+        except redis_lib.exceptions.LockError:  # expired (a pass longer than the lock): not ours
+            log.warning("analysis_lock_lost")
+    done_ms = int(time.time() * 1000)
+    summary = {"ts_ms": done_ms, "symbols": result.symbols, "signals": result.signals, "reasons": result.reasons,
+               "read_ms": round(result.read_ms, 2), "analyse_ms": round(result.analyse_ms, 2),
+               "store_ms": round(result.store_ms, 2)}
+    pipe = r.pipeline(transaction=False)
+    pipe.set(BEAT_HEARTBEAT_KEY, done_ms)
+    pipe.set(LAST_RUN_KEY, json.dumps(summary))
+    pipe.execute()
     if result.signals:
         log.info("analysis_signals", signals=result.signals, symbols=result.symbols)
-    return {"symbols": result.symbols, "signals": result.signals, "reasons": result.reasons,
-            "read_ms": round(result.read_ms, 2), "analyse_ms": round(result.analyse_ms, 2)}
+    return summary

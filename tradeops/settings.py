@@ -187,6 +187,56 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# --- Orders (order engine: orders/) -----------------------------------------------------------
+# Submit retries happen only where the request surely did not execute (see orders/README.md).
+ORDERS_MAX_SUBMIT_ATTEMPTS = env.int("ORDERS_MAX_SUBMIT_ATTEMPTS", default=5)
+# Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt)).
+ORDERS_BACKOFF_BASE_S = env.float("ORDERS_BACKOFF_BASE_S", default=0.2)
+ORDERS_BACKOFF_CAP_S = env.float("ORDERS_BACKOFF_CAP_S", default=3.0)
+# No retry starts after this many seconds in the send loop (stays inside the task time limit).
+ORDERS_SUBMIT_DEADLINE_S = env.float("ORDERS_SUBMIT_DEADLINE_S", default=30.0)
+# Longest Retry-After we wait inside a task; a longer one fails the order (never sent).
+ORDERS_MAX_RETRY_AFTER_S = env.float("ORDERS_MAX_RETRY_AFTER_S", default=10.0)
+# A signal older than this is not traded (nor resent after an unknown outcome).
+ORDERS_SIGNAL_MAX_AGE_S = env.int("ORDERS_SIGNAL_MAX_AGE_S", default=120)
+# Wait this long for the per-account lock before re-queueing the task.
+ORDERS_ACCOUNT_LOCK_WAIT_S = env.float("ORDERS_ACCOUNT_LOCK_WAIT_S", default=20.0)
+# Sizing uses the last equity read if younger than this; otherwise reads /balance first.
+ORDERS_EQUITY_MAX_AGE_S = env.int("ORDERS_EQUITY_MAX_AGE_S", default=300)
+# Broker clock vs ours: a position opened this long before our submit may still be ours.
+ORDERS_MATCH_CLOCK_SKEW_S = env.float("ORDERS_MATCH_CLOCK_SKEW_S", default=2.0)
+# Wait before reading back after a lost answer, so a late execution is visible.
+ORDERS_UNKNOWN_SETTLE_S = env.float("ORDERS_UNKNOWN_SETTLE_S", default=0.3)
+# Reconcile accounts when an orders worker starts (worker_ready).
+ORDERS_RECONCILE_ON_WORKER_READY = env.bool("ORDERS_RECONCILE_ON_WORKER_READY", default=True)
+# Shared Redis token bucket per broker credential: 500 req/min documented, keep a margin.
+ORDERS_RATE_LIMIT_PER_MIN = env.int("ORDERS_RATE_LIMIT_PER_MIN", default=450)
+# Bucket size: burst + rate per minute <= 500 keeps every 60 s window under the broker limit.
+ORDERS_RATE_BURST = env.int("ORDERS_RATE_BURST", default=50)
+# Share of the bucket only "high" priority calls (closes, cancels) may use.
+ORDERS_RATE_HIGH_RESERVE = env.float("ORDERS_RATE_HIGH_RESERVE", default=0.2)
+# sync_accounts: skip accounts read within this many seconds; at most this many per run.
+ORDERS_SYNC_MIN_AGE_S = env.int("ORDERS_SYNC_MIN_AGE_S", default=20)
+ORDERS_SYNC_BATCH = env.int("ORDERS_SYNC_BATCH", default=200)
+# Redis hands a dead worker's unacknowledged order messages back only when a sweep runs, about
+# every interval × throttle seconds (kombu's defaults: 10 × 10 = 100 s). Sweep every 10 s so a
+# crash is recovered soon after the visibility timeout (the sweep is one ZRANGE on Redis).
+CELERY_BROKER_TRANSPORT_OPTIONS.update({
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=1),
+})
+# Broker session tokens cached in Redis (encrypted): kept this long, refreshed after this age
+# (the session lives 15 min per the API notes; refresh is limited to 4/hour).
+ORDERS_TOKEN_TTL_S = env.int("ORDERS_TOKEN_TTL_S", default=3600)
+ORDERS_TOKEN_REFRESH_AFTER_S = env.int("ORDERS_TOKEN_REFRESH_AFTER_S", default=840)
+ORDERS_USER_AGENT = env.str("ORDERS_USER_AGENT", default="tradeops-orders/1.0")
+# Link a fill to its broker position inside the order task (one more broker read per order), or
+# in a follow-up orders.link_fill task (default: keeps the fan-out's critical path short).
+ORDERS_LINK_FILL_INLINE = env.bool("ORDERS_LINK_FILL_INLINE", default=False)
+# Broker HTTP timeouts (connect, read) in seconds.
+ORDERS_BROKER_TIMEOUT = (env.float("ORDERS_BROKER_CONNECT_TIMEOUT", default=3.05),
+                         env.float("ORDERS_BROKER_READ_TIMEOUT", default=10.0))
+
 # --- Logging: JSON lines on stdout, via structlog's stdlib integration --------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # "json" or "console"
@@ -194,3 +244,45 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # "json" or "console"
 from tradeops.logging import build_logging_config  # noqa: E402
 
 LOGGING = build_logging_config(LOG_LEVEL, LOG_FORMAT)
+
+# --- Feed (workers/feed.py, manage.py run_feed) ------------------------------------------------
+# The feed process owns the broker's market data and keeps Redis the single source of live data.
+# "websocket": the simulator's /ws push (default). "polling": REST /quotations + /candles, the
+# only way to get data from the real Match-Trader Platform API (it has no public stream).
+FEED_TRANSPORT = env.str("FEED_TRANSPORT", default="websocket")
+FEED_BASE_URL = env.str("FEED_BASE_URL", default="") or SIMULATOR_URL
+FEED_WS_URL = env.str("FEED_WS_URL", default="")  # default: FEED_BASE_URL as ws(s)://…/ws
+FEED_EMAIL = env.str("FEED_EMAIL", default="feed@tradeops.local")
+# The default password is only for the simulator account; a real broker login comes from the env.
+FEED_PASSWORD = env.str("FEED_PASSWORD", default="feed-password" if SIMULATION_MODE else "")
+FEED_BROKER_ID = env.str("FEED_BROKER_ID", default="0")
+# In simulation, run_feed creates its login on the simulator (/_sim/accounts, idempotent).
+FEED_SIM_AUTO_ACCOUNT = env.bool("FEED_SIM_AUTO_ACCOUNT", default=SIMULATION_MODE)
+FEED_POLL_INTERVAL_S = env.float("FEED_POLL_INTERVAL_S", default=1.0)
+# Bounds of what Redis keeps per symbol (memory stays flat whatever the uptime).
+FEED_STREAM_MAXLEN = env.int("FEED_STREAM_MAXLEN", default=20_000)  # md:ticks:<SYM>, MAXLEN ~
+FEED_TAPE_LEN = env.int("FEED_TAPE_LEN", default=5_000)  # ticks the reader can ask for (md:tape)
+FEED_BARS_1S_LEN = env.int("FEED_BARS_1S_LEN", default=3_600)
+FEED_BARS_1M_LEN = env.int("FEED_BARS_1M_LEN", default=1_440)
+# Ticks buffered in memory while Redis is unavailable; beyond it the oldest are dropped (counted).
+FEED_BUFFER_MAX_TICKS = env.int("FEED_BUFFER_MAX_TICKS", default=500_000)
+FEED_SYMBOLS_POLL_S = env.float("FEED_SYMBOLS_POLL_S", default=2.0)
+FEED_WARMUP_MINUTES = env.int("FEED_WARMUP_MINUTES", default=240)  # 1 m history loaded at start
+FEED_MAX_AGE_S = env.float("FEED_MAX_AGE_S", default=15.0)  # feed_status: older = stale
+
+# --- Operate (dashboard, healthcheck, Flower, demo seeding: tradeops/dashboard, tradeops/health) --
+INSTALLED_APPS += ["tradeops.dashboard"]  # noqa: F405 - template tags of the dashboard
+# Dashboard: auto-refresh period of the panels, and how many per-account equity curves it draws
+# (the accounts whose equity moved most in the window; the total curve covers every account).
+DASHBOARD_REFRESH_S = env.int("DASHBOARD_REFRESH_S", default=5)
+DASHBOARD_TOP_ACCOUNTS = env.int("DASHBOARD_TOP_ACCOUNTS", default=8)
+# Healthcheck thresholds: older heartbeats count as down (manage.py healthcheck, /healthz).
+HEALTH_FEED_MAX_AGE_S = env.float("HEALTH_FEED_MAX_AGE_S", default=15.0)
+HEALTH_BEAT_MAX_AGE_S = env.float("HEALTH_BEAT_MAX_AGE_S", default=30.0)
+HEALTH_WORKER_MAX_AGE_S = env.float("HEALTH_WORKER_MAX_AGE_S", default=30.0)
+HEALTH_ANALYSIS_MAX_AGE_S = env.float("HEALTH_ANALYSIS_MAX_AGE_S", default=30.0)
+# Queues some live worker must consume, else the "workers" check fails.
+HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=["orders", "analysis", "default"])
+# Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are
+# read here only so scripts/run.sh and the dashboard can print the URL.
+FLOWER_PORT = env.int("FLOWER_PORT", default=5555)

@@ -1,23 +1,32 @@
-from django.db import connection
 from django.http import JsonResponse
 
-import redis
-from django.conf import settings
+from .health import CHECKS, run_checks
 
 
 def healthz(request):
-    """Liveness of the web process and its two dependencies."""
-    checks = {}
+    """Health of the web process and of the system around it (the checks of ``manage.py
+    healthcheck``, see tradeops/health.py).
+
+    503 when a critical dependency (database, Redis) is down: this process cannot serve. Other
+    failures (feed, beat, workers, analysis) answer 200 with ``"status": "degraded"`` so a load
+    balancer does not recycle a healthy web process for them; ``?strict=1`` makes any failure 503.
+    ``?checks=database,redis`` limits the checks (a cheap liveness probe).
+    """
+    names = [n for n in request.GET.get("checks", "").split(",") if n] or list(CHECKS)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("select 1")
-        checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        checks["database"] = f"down: {exc.__class__.__name__}"
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["redis"] = f"down: {exc.__class__.__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+        results = run_checks(names)
+    except ValueError as exc:
+        return JsonResponse({"status": "error", "error": str(exc)}, status=400)
+    strict = request.GET.get("strict") in ("1", "true", "yes")
+    failed = [r for r in results if not r.ok]
+    critical_down = any(r.critical for r in failed)
+    ok = not failed
+    status = 200 if ok or (not critical_down and not strict) else 503
+    return JsonResponse(
+        {
+            "status": "ok" if ok else ("down" if critical_down else "degraded"),
+            "checks": {r.name: ("ok" if r.ok else r.detail) for r in results},
+            "details": {r.name: r.to_dict() for r in results},
+        },
+        status=status,
+    )

@@ -1,0 +1,242 @@
+"""Benchmark of the order fan-out: one signal → one order on every account, through a real worker.
+
+    .venv/bin/python bench/fanout.py [--accounts 100,1000] [--pool threads] [--concurrency 16]
+                                     [--redis-url redis://127.0.0.1:6379/5] [--db tradeops_bench_orders]
+
+In one run it
+1. creates (or reuses) a throw-away PostgreSQL database and migrates it, uses its own Redis db,
+   starts the exchange simulator in this process (127.0.0.1, ephemeral port) and ONE real
+   ``celery worker`` subprocess consuming the "orders" and "default" queues;
+2. creates the accounts (simulator + database) and logs every account in once (tokens land in
+   Redis, as in production after the first order: no per-order login);
+3. measures the worker's rate for no-op tasks (``tradeops.ping``, results stored like orders);
+4. for each account count: dispatches one signal and times signal → every order terminal in the
+   database, and → every order executed in the simulator (its execution counter).
+
+Prints the figures and the ratio to the no-op rate. Targets: 1,000 accounts ≤ 2 s, and an order
+rate ≥ 0.5 × the no-op rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal as signals
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--accounts", default="100,1000", help="comma-separated account counts (default 100,1000)")
+    p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo", "gevent"])
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--noop", type=int, default=1000, help="no-op tasks for the reference rate")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    p.add_argument("--db", default="tradeops_bench_orders", help="throw-away database (created, emptied)")
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
+    p.add_argument("--keep-worker-log", action="store_true")
+    return p.parse_args()
+
+
+def setup_environment(args) -> None:
+    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
+    os.environ["REDIS_URL"] = args.redis_url
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["SIMULATION_MODE"] = "true"
+    os.environ["ORDERS_RECONCILE_ON_WORKER_READY"] = "false"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
+    import psycopg
+
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{args.db}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def reset_state(redis_url: str) -> None:
+    import redis
+
+    from accounts.models import Account, AuditLog, EquitySnapshot
+    from orders.models import Order, Position, Trade
+    from signals.models import Signal
+
+    Trade.objects.all().delete()
+    Order.objects.all().delete()
+    Position.objects.all().delete()
+    Signal.objects.all().delete()
+    EquitySnapshot.objects.all().delete()
+    AuditLog.objects.all().delete()
+    Account.objects.all().delete()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def start_worker(args, sim_url: str, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, SIMULATOR_URL=sim_url, ORDERS_UNKNOWN_SETTLE_S="0.3")
+    cmd = [sys.executable, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders,default", "--pool", args.pool,
+           "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
+           "-n", f"bench-{os.getpid()}@%h", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")]
+    log = open(log_path, "wb")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_worker_ready(app, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    from tradeops.celery import ping
+
+    while time.monotonic() < deadline:
+        try:
+            ping.apply_async(("ready",), queue="default").get(timeout=5)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit("worker did not start")
+
+
+def create_accounts(sim, n: int, symbol) -> list:
+    from django.utils import timezone
+
+    from accounts.models import Account
+    from orders.broker import client_for
+
+    emails = [f"bench-{i}-{time.time_ns()}@sim.test" for i in range(n)]
+    created = sim.control.create_accounts([{"email": e, "password": "pw", "balance": "10000"} for e in emails])
+    now = timezone.now()
+    rows = [Account(name=f"bench-{e}", platform_url=sim.url, email=e, password="pw", system_uuid=c["systemUuid"],
+                    trading_account_id=c["tradingAccountId"], balance=Decimal("10000"), equity=Decimal("10000"),
+                    balance_updated_at=now, max_open_positions=50, max_volume_per_symbol=Decimal("100"),
+                    daily_loss_limit=Decimal("100000"))
+            for e, c in zip(emails, created, strict=True)]
+    accounts = Account.objects.bulk_create(rows, batch_size=500)
+    accounts = list(Account.objects.filter(name__in=[r.name for r in rows]))
+    # one login per account, tokens into Redis (what the first order would do)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda a: client_for(a).system_uuid, accounts))
+    return accounts
+
+
+def time_noop(n: int, redis_url: str) -> float:
+    """Rate of ``tradeops.ping`` through the same worker: time from the first send until every
+    result is stored (polled in batches with MGET, so the measurement does not slow the worker)."""
+    import redis
+
+    from tradeops.celery import ping
+
+    r = redis.Redis.from_url(redis_url)
+    t0 = time.perf_counter()
+    with ping.app.producer_or_acquire() as producer:
+        ids = [ping.apply_async((i,), queue="default", producer=producer).id for i in range(n)]
+    keys = [f"celery-task-meta-{i}" for i in ids]
+    deadline = t0 + 300
+    while time.perf_counter() < deadline:
+        if all(v is not None for v in r.mget(keys)):
+            break
+        time.sleep(0.01)
+    return n / (time.perf_counter() - t0)
+
+
+def time_signal(sim, symbol, n_accounts: int) -> dict:
+    from orders.lifecycle import TERMINAL
+    from orders.models import Order
+    from orders.tasks import dispatch_signal
+    from signals.models import Signal
+
+    before_exec = sim.control.stats().get("executions", 0)
+    signal = Signal.objects.create(symbol=symbol, side="BUY", strength=Decimal("0.9"), entry_price=Decimal("1.10000"),
+                                   stop_loss=Decimal("1.09800"), take_profit=Decimal("1.10400"))
+    t0 = time.perf_counter()
+    dispatch_signal.apply_async((signal.pk,))
+    executed_at = terminal_at = None
+    deadline = t0 + 300
+    while time.perf_counter() < deadline and (terminal_at is None or executed_at is None):
+        now = time.perf_counter()
+        if terminal_at is None:
+            done = Order.objects.filter(signal=signal, status__in=TERMINAL).count()
+            if done >= n_accounts:
+                terminal_at = now
+        if executed_at is None:
+            execs = sim.control.stats().get("executions", 0) - before_exec
+            if execs >= n_accounts:
+                executed_at = now
+        time.sleep(0.01)
+    statuses = dict(Order.objects.filter(signal=signal).values_list("status").annotate(
+        n=__import__("django.db.models", fromlist=["Count"]).Count("id")))
+    terminal_s = (terminal_at or time.perf_counter()) - t0
+    return {"accounts": n_accounts, "terminal_s": terminal_s,
+            "executed_s": (executed_at - t0) if executed_at else None,
+            "orders_per_s": n_accounts / terminal_s, "statuses": statuses}
+
+
+def main():
+    args = parse_args()
+    setup_environment(args)
+    counts = [int(x) for x in args.accounts.split(",") if x.strip()]
+    from matchtrader.simulator.testing import running_simulator
+    from tests.factories import make_symbol
+    from tradeops.celery import app
+
+    reset_state(args.redis_url)
+    log_path = Path(f"/tmp/bench-fanout-worker-{os.getpid()}.log")
+    with running_simulator(seed=11, tick_rate=2.0, history_minutes=5, surges_per_hour=0.0,
+                           rate_limit_per_min=0) as sim:
+        sim.control.market(paused=True, prices={"EURUSD": 1.10000})
+        from django.conf import settings
+
+        settings.SIMULATOR_URL = sim.url  # the tokens' Redis key includes the broker URL
+        symbol = make_symbol("EURUSD", base_currency="EUR", quote_currency="USD")
+        print(f"setting up {max(counts)} accounts ...", flush=True)
+        t = time.perf_counter()
+        pool = create_accounts(sim, max(counts), symbol)
+        print(f"  accounts created and logged in in {time.perf_counter() - t:.1f}s", flush=True)
+        worker = start_worker(args, sim.url, log_path)
+        try:
+            wait_worker_ready(app)
+            noop_rate = time_noop(args.noop, args.redis_url)
+            print(f"no-op tasks ({args.pool} x{args.concurrency}): {noop_rate:,.0f} tasks/s", flush=True)
+            from accounts.models import Account
+
+            results = []
+            for n in [min(counts)] + counts:  # first run warms the worker (connections, clients)
+                ids = [a.pk for a in pool[:n]]
+                Account.objects.filter(pk__in=ids).update(enabled=True)
+                Account.objects.exclude(pk__in=ids).update(enabled=False)
+                results.append(time_signal(sim, symbol, n))
+            warm, *measured = results
+            print(f"warm-up {warm['accounts']} accounts: {warm['terminal_s']:.2f}s")
+            for r in measured:
+                ex = f"{r['executed_s']:.2f}s" if r["executed_s"] is not None else "n/a"
+                print(f"{r['accounts']:>5} accounts: signal → all orders terminal in DB {r['terminal_s']:.2f}s, "
+                      f"→ all executed in the simulator {ex}; {r['orders_per_s']:,.0f} orders/s "
+                      f"= {r['orders_per_s'] / noop_rate:.2f} × no-op rate; statuses {r['statuses']}")
+            big = measured[-1]
+            print(f"target 1,000 accounts ≤ 2 s: {'MET' if big['terminal_s'] <= 2 else 'NOT MET'} "
+                  f"({big['terminal_s']:.2f}s for {big['accounts']}); "
+                  f"≥ 0.5 × no-op rate: {'MET' if big['orders_per_s'] >= 0.5 * noop_rate else 'NOT MET'}")
+        finally:
+            os.killpg(worker.pid, signals.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signals.SIGKILL)
+            if not args.keep_worker_log:
+                log_path.unlink(missing_ok=True)
+            else:
+                print(f"worker log: {log_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Per-account broker sessions for the order engine.
+
+* ``client_for(account)`` returns a cached :class:`matchtrader.client.MatchTraderClient` for the
+  account (one per process, all sharing ONE pooled ``requests.Session``: no per-order TCP handshake
+  and no per-order login).
+* Session tokens live in Redis (:class:`RedisTokenStore`), Fernet-encrypted, shared by every worker
+  process of every host: the first task to log in for an account saves the tokens, the others
+  reuse them. A token older than ``ORDERS_TOKEN_REFRESH_AFTER_S`` is refreshed before it expires,
+  by one process at a time (a short Redis lock), and the others pick the new one up.
+* Rate limiting: one token bucket per broker credential in Redis (:class:`RedisTokenBucket`, a Lua
+  script, so the budget is shared by every process). Normal requests stop at a reserve that only
+  ``priority="high"`` (closes, cancels) may use, so an exit is never starved by new entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from functools import lru_cache
+
+import redis as redis_lib
+from django.conf import settings
+
+from matchtrader.client import MatchTraderClient, make_session
+from matchtrader.errors import RateLimited
+from tradeops.fields import decrypt, encrypt
+from tradeops.logging import get_logger
+
+log = get_logger(__name__)
+
+TOKEN_KEY = "orders:tokens:{key}"
+TOKEN_REFRESH_LOCK = "orders:tokens:refreshing:{key}"
+BUCKET_KEY = "orders:ratelimit:{credential}"
+
+
+@lru_cache(maxsize=4)
+def _redis_for(url: str) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
+
+
+def get_redis() -> redis_lib.Redis:
+    return _redis_for(settings.REDIS_URL)
+
+
+def credential_id(base_url: str, email: str, broker_id: str, system_uuid: str = "") -> str:
+    """A stable, non-secret id of one broker login (hash: emails do not belong in key names)."""
+    raw = f"{base_url.rstrip('/')}|{email.lower()}|{broker_id}|{system_uuid}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+class RedisTokenStore:
+    """``matchtrader`` TokenStore backed by Redis; values Fernet-encrypted, never logged."""
+
+    def __init__(self, redis: redis_lib.Redis, ttl_s: int):
+        self.redis = redis
+        self.ttl_s = ttl_s
+
+    def _key(self, key: str) -> str:
+        return TOKEN_KEY.format(key=hashlib.sha256(key.encode()).hexdigest()[:32])
+
+    def get_record(self, key: str) -> dict | None:
+        raw = self.redis.get(self._key(key))
+        if not raw:
+            return None
+        try:
+            return json.loads(decrypt(raw.decode()))
+        except Exception:  # undecryptable (rotated key) or corrupt: log in again
+            log.warning("token_store_unreadable")
+            return None
+
+    def get(self, key: str) -> dict | None:
+        rec = self.get_record(key)
+        return rec["tokens"] if rec else None
+
+    def set(self, key: str, value: dict) -> None:
+        rec = {"tokens": value, "stored_at": time.time()}
+        self.redis.set(self._key(key), encrypt(json.dumps(rec)), ex=self.ttl_s)
+
+
+# --- rate limiting ------------------------------------------------------------------------------------
+_BUCKET_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])   -- tokens per ms
+local cost = tonumber(ARGV[3])
+local floor = tonumber(ARGV[4])  -- tokens this priority must leave in the bucket
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then tokens = cap; ts = now end
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens - cost >= floor then
+  tokens = tokens - cost
+else
+  wait = math.ceil((cost + floor - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 1000)
+return wait
+"""
+
+
+class RedisTokenBucket:
+    """The ``matchtrader`` RateLimiter interface over one Redis token bucket per credential.
+
+    ``burst + rate_per_minute <= 500`` keeps any 60 s window under the documented 500 requests.
+    Normal requests leave ``high_reserve_share × burst`` tokens for high-priority ones.
+    """
+
+    def __init__(self, redis: redis_lib.Redis, credential: str, *, rate_per_minute: float, burst: float,
+                 high_reserve_share: float, max_wait_s: float = 30.0):
+        self.redis = redis
+        self.key = BUCKET_KEY.format(credential=credential)
+        self.capacity = float(burst)
+        self.rate_per_ms = rate_per_minute / 60_000.0
+        self.reserve = max(0.0, min(self.capacity - 1, high_reserve_share * self.capacity))
+        self.max_wait_s = max_wait_s
+        self._script = redis.register_script(_BUCKET_LUA)
+
+    def try_acquire(self, cost: float = 1, priority: str = "normal") -> float:
+        floor = 0.0 if priority == "high" else self.reserve
+        wait_ms = self._script(keys=[self.key], args=[self.capacity, self.rate_per_ms, cost, floor])
+        return int(wait_ms) / 1000.0
+
+    def acquire(self, cost: float = 1, priority: str = "normal") -> None:
+        """Block until allowed. Waiting longer than ``max_wait_s`` raises RateLimited (the request
+        was NOT sent, so the caller may retry it like a broker 429)."""
+        deadline = time.monotonic() + self.max_wait_s
+        while True:
+            wait = self.try_acquire(cost, priority)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise RateLimited(wait, "local rate budget exhausted")
+            time.sleep(wait)
+
+
+# --- clients ------------------------------------------------------------------------------------------
+_local = threading.local()
+_clients: dict[tuple, MatchTraderClient] = {}
+_clients_lock = threading.Lock()
+_session = None
+
+
+def _shared_session():
+    global _session
+    if _session is None:
+        _session = make_session(pool_maxsize=64, user_agent=settings.ORDERS_USER_AGENT)
+    return _session
+
+
+def base_url_for(account) -> str:
+    """Simulation accounts (and everything while SIMULATION_MODE is on) talk to the simulator."""
+    if settings.SIMULATION_MODE or account.mode == "simulation":
+        return settings.SIMULATOR_URL
+    return account.platform_url
+
+
+def client_for(account) -> MatchTraderClient:
+    """The process-wide client of ``account`` with tokens synced from Redis."""
+    base = base_url_for(account)
+    key = (account.pk, base, account.email, account.broker_id, account.system_uuid,
+           hashlib.sha256((account.password or "").encode()).hexdigest()[:16])
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                r = get_redis()
+                client = MatchTraderClient(
+                    base, account.email, account.password, account.broker_id,
+                    system_uuid=account.system_uuid or None,
+                    trading_account_id=account.trading_account_id or None,
+                    session=_shared_session(), timeout=tuple(settings.ORDERS_BROKER_TIMEOUT),
+                    user_agent=settings.ORDERS_USER_AGENT,
+                    rate_limiter=RedisTokenBucket(
+                        r, credential_id(base, account.email, account.broker_id, account.system_uuid),
+                        rate_per_minute=settings.ORDERS_RATE_LIMIT_PER_MIN,
+                        burst=settings.ORDERS_RATE_BURST,
+                        high_reserve_share=settings.ORDERS_RATE_HIGH_RESERVE,
+                    ),
+                    token_store=RedisTokenStore(r, ttl_s=settings.ORDERS_TOKEN_TTL_S),
+                )
+                _clients[key] = client
+    _sync_tokens(client)
+    return client
+
+
+def _sync_tokens(client: MatchTraderClient) -> None:
+    """Adopt tokens another process stored; refresh ahead of expiry (one process at a time)."""
+    store: RedisTokenStore = client.token_store
+    rec = store.get_record(client._store_key)
+    if rec is None:
+        return  # first use anywhere: the client logs in lazily and stores the tokens
+    current = client._tokens
+    if current is None or current.to_dict() != rec["tokens"]:
+        client._tokens = None  # re-read from the store on the next call
+    age = time.time() - float(rec.get("stored_at", 0))
+    if age > settings.ORDERS_TOKEN_REFRESH_AFTER_S:
+        lock_key = TOKEN_REFRESH_LOCK.format(key=store._key(client._store_key))
+        if store.redis.set(lock_key, "1", nx=True, ex=30):
+            try:
+                client.refresh_session()
+                log.info("broker_token_refreshed_ahead", age_s=round(age))
+            except Exception as exc:  # the next call re-logs in on 401 anyway
+                log.warning("broker_token_refresh_failed", error=type(exc).__name__)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests; after a worker fork)."""
+    global _session
+    with _clients_lock:
+        _clients.clear()
+        _session = None

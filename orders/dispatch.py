@@ -1,0 +1,63 @@
+"""Signal fan-out: one ``orders.place_order`` message per eligible account.
+
+Three queries whatever the number of accounts (signal, eligible ids, the CAS that marks the
+signal dispatched) and one pooled producer for all messages: no per-account query. Enqueuing
+twice is harmless (the order's idempotency key makes the second delivery a no-op), so the signal
+is marked dispatched AFTER the messages are out: a crash in between re-enqueues, never loses.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.models import Account
+from signals.models import Signal
+from tradeops.celery import Queues, app
+from tradeops.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def eligible_accounts_qs(symbol_id: int):
+    """Enabled, not halted, reconciled accounts of the current mode that may trade the symbol."""
+    through = Account.allowed_symbols.through.objects
+    qs = Account.objects.filter(enabled=True, halted=False, needs_reconciliation=False)
+    if settings.SIMULATION_MODE:
+        qs = qs.filter(mode=Account.Mode.SIMULATION)
+    elif settings.TRADING_ENABLED:
+        qs = qs.filter(mode=Account.Mode.LIVE)
+    else:
+        return qs.none()
+    return qs.filter(
+        ~Exists(through.filter(account_id=OuterRef("pk")))
+        | Exists(through.filter(account_id=OuterRef("pk"), symbol_id=symbol_id))
+    )
+
+
+def eligible_account_ids(symbol_id: int) -> list[int]:
+    return list(eligible_accounts_qs(symbol_id).order_by("pk").values_list("pk", flat=True))
+
+
+def dispatch_signal(signal_id: int) -> dict:
+    row = Signal.objects.filter(pk=signal_id).values("symbol_id", "status").first()
+    if row is None:
+        log.warning("dispatch_unknown_signal", signal_id=signal_id)
+        return {"signal_id": signal_id, "enqueued": 0, "status": "missing"}
+    if row["status"] != Signal.Status.NEW:
+        return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
+    ids = eligible_account_ids(row["symbol_id"])
+    from .tasks import place_order
+
+    expires = settings.ORDERS_SIGNAL_MAX_AGE_S
+    with app.producer_or_acquire() as producer:
+        for account_id in ids:
+            place_order.apply_async((account_id, signal_id), queue=Queues.ORDERS, producer=producer,
+                                    expires=expires)
+    marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
+        status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
+    )
+    log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), marked=bool(marked))
+    return {"signal_id": signal_id, "enqueued": len(ids), "status": Signal.Status.DISPATCHED}
+

@@ -1,0 +1,510 @@
+"""Placing the one order a signal causes on one account: exactly once, under at-least-once delivery.
+
+Sequence (all under the per-account lock, :mod:`orders.locks`):
+
+1. Load the Order by its deterministic idempotency key. Terminal → nothing to do.
+   ``submitted``/``unknown`` → a previous delivery died or lost its answer: resolve it (step 6).
+2. No row yet → size it (pure :mod:`orders.sizing`) and INSERT it as ``new`` (the unique key makes a
+   second insert impossible). Zero size → ``skipped`` with the reason.
+3. Eligibility + pre-trade risk (pure :mod:`orders.risk`) over the exposure read under the lock.
+4. CAS ``new → submitted`` (committed before anything is sent: the evidence a crash leaves).
+5. Re-check kill switch and halt flag immediately before every broker call, then send.
+   Retries only where the request surely did not execute: BrokerUnavailable (not sent) and
+   RateLimited (honouring Retry-After), exponential backoff with full jitter, bounded.
+   OrderRejected → ``rejected`` with the code, never retried. AuthenticationError / InvalidRequest
+   → ``failed``. OutcomeUnknown → step 6.
+6. In doubt (lost answer, or a redelivery finding ``submitted``): read the broker's open and
+   recently closed positions and match symbol/side/volume/open time (:mod:`orders.matching`).
+   Match → ``filled`` + Position/Trade. No match → it did not execute: the SAME row (still
+   ``submitted``, same key) is sent again if the signal is still fresh and attempts remain, else
+   ``failed`` with reason ``not_executed``. Broker unreadable → ``unknown`` and the account is
+   flagged ``needs_reconciliation`` (no new orders) until reconciliation resolves it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext as _nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import Account, TradingSwitch
+from matchtrader.errors import (
+    AuthenticationError,
+    BrokerError,
+    BrokerUnavailable,
+    InvalidRequest,
+    MalformedResponse,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+)
+from signals.models import Signal
+from tradeops.logging import get_logger
+from tradeops.money import round_to_step
+
+from . import broker
+from .lifecycle import TERMINAL, OrderStatus, StaleTransition
+from .locks import account_lock
+from .matching import find_match
+from .models import Order, Position, Trade, idempotency_key_for
+from .recording import record_fill
+from .risk import Exposure, RiskLimits, TradingState, check_pre_trade
+from .sizing import SymbolSpec, quote_to_account_rate, size_order
+
+log = get_logger(__name__)
+S = OrderStatus
+ZERO = Decimal("0")
+
+IN_FLIGHT = (S.SUBMITTED, S.UNKNOWN, S.ACCEPTED, S.FILLED)
+
+
+class Skip:
+    ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_HALTED = "account_halted"
+    NEEDS_RECONCILIATION = "needs_reconciliation"
+    MODE_MISMATCH = "mode_mismatch"
+    SYMBOL_NOT_ALLOWED = "symbol_not_allowed"
+    SIGNAL_EXPIRED = "signal_expired"
+
+
+class Fail:
+    KILL_SWITCH = "kill_switch"
+    ACCOUNT_HALTED = "account_halted"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    RATE_LIMITED = "rate_limited"
+    AUTH_FAILED = "auth_failed"
+    INVALID_REQUEST = "invalid_request"
+    NOT_EXECUTED = "not_executed"
+
+
+# --- small helpers --------------------------------------------------------------------------------
+def live_trading_enabled() -> bool:
+    return (not settings.SIMULATION_MODE) and settings.TRADING_ENABLED
+
+
+def mode_allowed(account_mode: str) -> bool:
+    """Simulation accounts trade in simulation mode; live ones only with live trading enabled."""
+    if settings.SIMULATION_MODE:
+        return account_mode == Account.Mode.SIMULATION
+    return account_mode == Account.Mode.LIVE and settings.TRADING_ENABLED
+
+
+def utc_midnight(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Full jitter: uniform(0, min(cap, base·2^attempt))."""
+    return random.uniform(0, min(settings.ORDERS_BACKOFF_CAP_S, settings.ORDERS_BACKOFF_BASE_S * (2 ** attempt)))
+
+
+@dataclass(frozen=True)
+class Gate:
+    ok: bool
+    reason: str = ""
+
+
+_GATE_SQL = """
+SELECT coalesce((SELECT kill_switch FROM {switch} WHERE id = 1), false), a.halted, a.enabled
+FROM {account} a WHERE a.id = %s
+"""
+
+
+def send_gate(account_id: int) -> Gate:
+    """One query, run immediately before every broker call: kill switch and halt flag."""
+    with connection.cursor() as cur:
+        cur.execute(_GATE_SQL.format(switch=TradingSwitch._meta.db_table, account=Account._meta.db_table),
+                    [account_id])
+        row = cur.fetchone()
+    if row is None or not row[2]:
+        return Gate(False, Fail.ACCOUNT_HALTED)
+    if row[0]:
+        return Gate(False, Fail.KILL_SWITCH)
+    if row[1]:
+        return Gate(False, Fail.ACCOUNT_HALTED)
+    return Gate(True)
+
+
+_EXPOSURE_SQL = """
+SELECT
+  (SELECT count(*) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'),
+  (SELECT coalesce(sum(volume), 0) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'
+                                                AND symbol_id = %(sym)s),
+  (SELECT coalesce(sum(unrealized_pnl), 0) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'),
+  (SELECT count(*) FROM {ord} WHERE account_id = %(acc)s AND purpose = 'open' AND position_id IS NULL
+          AND status = ANY(%(inflight)s) AND created_at >= %(since)s AND id <> %(exclude)s),
+  (SELECT coalesce(sum(volume), 0) FROM {ord} WHERE account_id = %(acc)s AND purpose = 'open'
+          AND position_id IS NULL AND status = ANY(%(inflight)s) AND created_at >= %(since)s
+          AND id <> %(exclude)s AND symbol_id = %(sym)s),
+  (SELECT coalesce(sum(realized_pnl + commission + swap), 0) FROM {trd}
+          WHERE account_id = %(acc)s AND executed_at >= %(midnight)s AND kind = ANY(%(closes)s))
+"""
+
+
+def load_exposure(account: Account, symbol_id: int, exclude_order_id: int | None, now: datetime) -> Exposure:
+    """What the account holds, counting orders whose position is not (yet) linked. One query
+    (this runs for every order, under the account lock)."""
+    midnight = utc_midnight(now)
+    sql = _EXPOSURE_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, trd=Trade._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(sql, {
+            "acc": account.pk, "sym": symbol_id, "inflight": list(IN_FLIGHT), "since": now - timedelta(days=1),
+            "exclude": exclude_order_id or 0, "midnight": midnight,
+            "closes": [Trade.Kind.CLOSE, Trade.Kind.PARTIAL_CLOSE],
+        })
+        n_pos, vol_pos, upnl, n_pending, vol_pending, realized = cur.fetchone()
+    if account.equity is not None and account.balance is not None and account.balance_updated_at \
+            and account.balance_updated_at >= midnight:
+        unrealized = account.equity - account.balance  # the latest broker read
+    else:
+        unrealized = upnl
+    return Exposure(open_positions=n_pos + n_pending, symbol_volume=vol_pos + vol_pending,
+                    realized_pnl_today=realized, unrealized_pnl=unrealized)
+
+
+def limits_of(account: Account) -> RiskLimits:
+    return RiskLimits(account.max_open_positions, account.max_volume_per_symbol, account.daily_loss_limit)
+
+
+def _claimed_ids(account_id: int, exclude_order_id: int | None = None) -> set[str]:
+    ids = set(Position.objects.filter(account_id=account_id).values_list("broker_position_id", flat=True))
+    ids |= set(Order.objects.filter(account_id=account_id).exclude(broker_position_id="")
+               .exclude(pk=exclude_order_id).values_list("broker_position_id", flat=True))
+    return ids
+
+
+# --- the task body ------------------------------------------------------------------------------------
+def place_signal_order(account_id: int, signal_id: int) -> str:
+    """Run the whole sequence for one (signal, account); returns the order's final status."""
+    with account_lock(account_id, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
+        signal = _signal(signal_id)
+        account = _account_with_flags(account_id, signal.symbol_id)
+        key = idempotency_key_for(signal_id, account_id)
+        order = next(iter(Order.objects.raw(_ORDER_BY_KEY_SQL.format(order=Order._meta.db_table), [key])), None)
+        if order is None:
+            order = _create_order(account, signal, key)
+        else:
+            order.signal, order.symbol = signal, signal.symbol
+        if order.status in TERMINAL:
+            return order.status
+        if order.status in (S.SUBMITTED, S.UNKNOWN):
+            log.info("order_in_doubt_on_delivery", order_id=order.pk, status=order.status)
+            return _resolve_in_doubt(order, account, signal)
+        if order.status == S.ACCEPTED:
+            return order.status
+        return _check_and_submit(order, account, signal)
+
+
+_ORDER_BY_KEY_SQL = "SELECT * FROM {order} WHERE idempotency_key = %s"
+_ACCOUNT_SQL = """
+SELECT a.*,
+       coalesce((SELECT kill_switch FROM {switch} WHERE id = 1), false) AS ks,
+       EXISTS (SELECT 1 FROM {allowed} s WHERE s.account_id = a.id) AS has_allowed,
+       EXISTS (SELECT 1 FROM {allowed} s WHERE s.account_id = a.id AND s.symbol_id = %s) AS sym_allowed
+FROM {account} a WHERE a.id = %s
+"""
+_signal_cache: dict[int, tuple[float, Signal]] = {}
+SIGNAL_CACHE_S = 30.0
+
+
+def _signal(signal_id: int) -> Signal:
+    """Signals do not change after creation (only their fan-out status, unused here): a fan-out of
+    1,000 orders reads its signal once per worker process, not 1,000 times."""
+    now = time.monotonic()
+    hit = _signal_cache.get(signal_id)
+    if hit is not None and now - hit[0] < SIGNAL_CACHE_S:
+        return hit[1]
+    signal = Signal.objects.select_related("symbol").get(pk=signal_id)
+    if len(_signal_cache) > 256:
+        _signal_cache.clear()
+    _signal_cache[signal_id] = (now, signal)
+    return signal
+
+
+def _account_with_flags(account_id: int, symbol_id: int) -> Account:
+    """The account plus the kill switch and its symbol permissions, in one query."""
+    sql = _ACCOUNT_SQL.format(switch=TradingSwitch._meta.db_table, account=Account._meta.db_table,
+                              allowed=Account.allowed_symbols.through._meta.db_table)
+    rows = list(Account.objects.raw(sql, [symbol_id, account_id]))
+    if not rows:
+        raise Account.DoesNotExist(account_id)
+    return rows[0]
+
+
+def _create_order(account: Account, signal: Signal, key: str) -> Order:
+    symbol = signal.symbol
+    reason = ""
+    volume = ZERO
+    if signal.stop_loss is not None and signal.entry_price is not None:
+        rate = quote_to_account_rate(quote_currency=symbol.quote_currency, base_currency=symbol.base_currency,
+                                     account_currency=account.currency, price=signal.entry_price)
+        equity = _equity_for_sizing(account)
+        result = size_order(
+            equity=equity, risk_pct=account.risk_per_trade_pct, entry_price=signal.entry_price,
+            stop_loss=signal.stop_loss, quote_to_account_rate=rate,
+            spec=SymbolSpec(symbol.contract_size, symbol.lot_step, symbol.min_volume, symbol.max_volume),
+        )
+        volume, reason = result.volume, result.reason
+    else:
+        reason = "no_stop_loss" if signal.stop_loss is None else "no_entry_price"
+    tick = symbol.tick_size
+
+    def px(v):
+        return None if v is None else round_to_step(v, tick)
+
+    try:
+        # Under the account lock no other delivery inserts this key; in autocommit a failed INSERT
+        # poisons nothing, so skip the BEGIN/COMMIT round trips of atomic() there.
+        with (transaction.atomic() if connection.in_atomic_block else _nullcontext()):
+            order = Order.objects.create(
+                account=account, signal=signal, symbol=symbol, side=signal.side, volume=volume,
+                price=px(signal.entry_price), stop_loss=px(signal.stop_loss), take_profit=px(signal.take_profit),
+                idempotency_key=key, purpose=Order.Purpose.OPEN, order_type=Order.Type.MARKET,
+            )
+    except IntegrityError:  # only possible outside the account lock (e.g. an admin); take the row
+        return Order.objects.get(idempotency_key=key)
+    if reason:
+        order.transition(S.SKIPPED, reason=reason)
+        log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=reason)
+    return order
+
+
+def _equity_for_sizing(account: Account):
+    fresh = account.balance_updated_at and (
+        timezone.now() - account.balance_updated_at).total_seconds() <= settings.ORDERS_EQUITY_MAX_AGE_S
+    if account.equity is not None and fresh:
+        return account.equity
+    try:
+        bal = broker.client_for(account).balance()
+    except BrokerError as exc:
+        log.warning("sizing_balance_unavailable", account_id=account.pk, error=type(exc).__name__)
+        return account.equity  # stale is better than nothing; None → skipped no_equity
+    now = timezone.now()
+    Account.objects.filter(pk=account.pk).update(balance=bal.balance, equity=bal.equity, balance_updated_at=now)
+    account.balance, account.equity, account.balance_updated_at = bal.balance, bal.equity, now
+    return bal.equity
+
+
+def _eligibility(account: Account, signal: Signal, now: datetime) -> str:
+    if not account.enabled:
+        return Skip.ACCOUNT_DISABLED
+    if account.halted:
+        return Skip.ACCOUNT_HALTED
+    if account.needs_reconciliation:
+        return Skip.NEEDS_RECONCILIATION
+    if not mode_allowed(account.mode):
+        return Skip.MODE_MISMATCH
+    if getattr(account, "has_allowed", False) and not getattr(account, "sym_allowed", True):
+        return Skip.SYMBOL_NOT_ALLOWED
+    if signal.created_at and (now - signal.created_at).total_seconds() > settings.ORDERS_SIGNAL_MAX_AGE_S:
+        return Skip.SIGNAL_EXPIRED
+    return ""
+
+
+def _check_and_submit(order: Order, account: Account, signal: Signal) -> str:
+    now = timezone.now()
+    skip = _eligibility(account, signal, now)
+    if skip:
+        order.transition(S.SKIPPED, reason=skip)
+        log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=skip)
+        return order.status
+    exposure = load_exposure(account, order.symbol_id, order.pk, now)
+    state = TradingState(kill_switch=bool(getattr(account, "ks", False)),
+                         is_live_account=account.mode == Account.Mode.LIVE,
+                         live_trading_enabled=live_trading_enabled())
+    decision = check_pre_trade(limits_of(account), exposure, state, order.volume)
+    if not decision.allowed:
+        if decision.halt_account:
+            account.halt(f"daily loss limit: {decision.detail}", actor="orders.risk")
+        order.transition(S.SKIPPED, reason=decision.reason, last_error=decision.detail)
+        log.info("order_blocked_by_risk", order_id=order.pk, account_id=account.pk, reason=decision.reason,
+                 detail=decision.detail)
+        return order.status
+    try:
+        order.transition(S.SUBMITTED, attempts=order.attempts + 1)
+    except StaleTransition:
+        return Order.objects.get(pk=order.pk).status
+    return _send_open(order, account, first_attempt_counted=True)
+
+
+def _send_open(order: Order, account: Account, *, first_attempt_counted: bool) -> str:
+    """Order is SUBMITTED and we hold the account lock. Loop until a definite outcome."""
+    client = broker.client_for(account)
+    symbol = order.symbol
+    retries = 0
+    counted = first_attempt_counted
+    deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
+    while True:
+        gate = send_gate(account.pk)
+        if not gate.ok:
+            order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
+            log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
+            return order.status
+        if not counted:
+            order.attempts += 1
+            Order.objects.filter(pk=order.pk).update(attempts=order.attempts)
+        counted = False
+        try:
+            result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
+        except RateLimited as exc:
+            retries += 1
+            if (retries >= settings.ORDERS_MAX_SUBMIT_ATTEMPTS or exc.retry_after > settings.ORDERS_MAX_RETRY_AFTER_S
+                    or time.monotonic() + exc.retry_after > deadline):
+                order.transition(S.FAILED, reason=Fail.RATE_LIMITED, last_error=str(exc)[:500])
+                return order.status
+            delay = max(exc.retry_after, backoff_delay(retries))
+            log.info("order_retry", order_id=order.pk, error="RateLimited", delay_s=round(delay, 3))
+            time.sleep(delay)
+            continue
+        except BrokerUnavailable as exc:
+            retries += 1
+            if retries >= settings.ORDERS_MAX_SUBMIT_ATTEMPTS or time.monotonic() > deadline:
+                order.transition(S.FAILED, reason=Fail.BROKER_UNAVAILABLE, last_error=str(exc)[:500])
+                return order.status
+            delay = backoff_delay(retries)
+            log.info("order_retry", order_id=order.pk, error="BrokerUnavailable", delay_s=round(delay, 3))
+            time.sleep(delay)
+            continue
+        except OrderRejected as exc:
+            order.transition(S.REJECTED, reason=(exc.code or "REJECTED")[:64], last_error=(exc.message or "")[:500])
+            log.info("order_rejected", order_id=order.pk, code=exc.code)
+            return order.status
+        except AuthenticationError as exc:
+            order.transition(S.FAILED, reason=Fail.AUTH_FAILED, last_error=str(exc)[:500])
+            return order.status
+        except InvalidRequest as exc:
+            order.transition(S.FAILED, reason=Fail.INVALID_REQUEST, last_error=str(exc)[:500])
+            return order.status
+        except (OutcomeUnknown, MalformedResponse) as exc:
+            log.warning("order_outcome_unknown", order_id=order.pk, error=str(exc)[:200])
+            Order.objects.filter(pk=order.pk).update(last_error=str(exc)[:500])
+            again = _resolve_submitted(order, account)
+            if again:
+                continue
+            return order.status
+        order.transition(S.FILLED, broker_order_id=result.order_id or "")
+        if settings.ORDERS_LINK_FILL_INLINE:
+            _link_fill(order, account, client)
+        else:
+            _enqueue_link(order.pk)
+        return order.status
+
+
+def _enqueue_link(order_id: int) -> None:
+    """The fill is acknowledged; finding its position id (one more broker read) is follow-up
+    bookkeeping done by ``orders.link_fill``, off the fan-out's critical path. Until it runs the
+    exposure counts the order as an open position."""
+    from .tasks import link_fill
+
+    try:
+        link_fill.apply_async((order_id,), countdown=0)
+    except Exception as exc:  # Redis hiccup: reconciliation links it later
+        log.warning("link_fill_enqueue_failed", order_id=order_id, error=type(exc).__name__)
+
+
+def link_order_fill(order_id: int) -> bool:
+    """Body of ``orders.link_fill``: link a filled order to its broker position (account lock)."""
+    order = Order.objects.select_related("symbol", "signal", "account").get(pk=order_id)
+    if order.position_id or order.status != S.FILLED:
+        return bool(order.position_id)
+    with account_lock(order.account_id, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
+        order.refresh_from_db(fields=["position", "broker_position_id"])
+        if order.position_id is None:
+            _link_fill(order, order.account, broker.client_for(order.account))
+    return order.position_id is not None
+
+
+def _link_fill(order: Order, account: Account, client) -> None:
+    """Best effort: find the new position (the open answer carries an order id only)."""
+    try:
+        positions = read_with_retry(client.open_positions, attempts=2)
+    except BrokerError as exc:
+        log.info("fill_link_deferred", order_id=order.pk, error=type(exc).__name__)
+        return  # reconciliation links it later; exposure counts the order meanwhile
+    match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
+                       sent_at=order.submitted_at, claimed=_claimed_ids(account.pk, order.pk),
+                       clock_skew=timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S))
+    if match is not None:
+        record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
+
+
+def read_with_retry(fn, *args, attempts: int = 4):
+    """Reads are safe to repeat: retry transient failures a few times with backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args)
+        except RateLimited as exc:
+            if attempt == attempts - 1 or exc.retry_after > settings.ORDERS_MAX_RETRY_AFTER_S:
+                raise
+            time.sleep(max(exc.retry_after, backoff_delay(attempt + 1)))
+        except (BrokerUnavailable, MalformedResponse):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(backoff_delay(attempt + 1))
+
+
+def _read_broker_fills(client, since: datetime):
+    """Open positions + positions closed since ``since`` (an order may have filled and hit its
+    stop before we looked)."""
+    open_ = read_with_retry(client.open_positions)
+    closed = read_with_retry(client.closed_positions, since, timezone.now() + timedelta(minutes=1))
+    return open_, closed
+
+
+def _match_order(order: Order, account: Account, client):
+    """(matched broker row or None, was_read). Raises BrokerError if the broker cannot be read."""
+    skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
+    sent_at = order.submitted_at or order.created_at
+    open_, closed = _read_broker_fills(client, sent_at - skew)
+    claimed = _claimed_ids(account.pk, order.pk)
+    kw = dict(symbol=order.symbol.name, side=order.side, volume=order.volume, sent_at=sent_at, claimed=claimed,
+              clock_skew=skew)
+    return find_match(open_, **kw) or find_match(closed, **kw)
+
+
+def _resolve_submitted(order: Order, account: Account) -> bool:
+    """The order is SUBMITTED and its outcome is unknown. Returns True when the caller should send
+    it again (it surely did not execute and may still be traded)."""
+    if settings.ORDERS_UNKNOWN_SETTLE_S:
+        time.sleep(settings.ORDERS_UNKNOWN_SETTLE_S)
+    client = broker.client_for(account)
+    try:
+        match = _match_order(order, account, client)
+    except BrokerError as exc:
+        order.transition(S.UNKNOWN, reason="outcome_unknown", last_error=str(exc)[:500])
+        Account.objects.filter(pk=account.pk).update(needs_reconciliation=True)
+        log.warning("order_unknown_needs_reconciliation", order_id=order.pk, account_id=account.pk)
+        return False
+    if match is not None:
+        order.transition(S.FILLED)
+        record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
+        log.info("order_in_doubt_resolved_filled", order_id=order.pk, position=match.id)
+        return False
+    signal = order.signal
+    fresh = signal is None or (timezone.now() - signal.created_at).total_seconds() <= settings.ORDERS_SIGNAL_MAX_AGE_S
+    if fresh and order.attempts < settings.ORDERS_MAX_SUBMIT_ATTEMPTS:
+        log.info("order_not_executed_resend", order_id=order.pk, attempts=order.attempts)
+        return True
+    order.transition(S.FAILED, reason=Fail.NOT_EXECUTED)
+    log.info("order_in_doubt_resolved_not_executed", order_id=order.pk)
+    return False
+
+
+def _resolve_in_doubt(order: Order, account: Account, signal: Signal) -> str:
+    """A delivery found the order SUBMITTED (previous worker died mid-call) or UNKNOWN."""
+    if order.status == S.SUBMITTED:
+        if _resolve_submitted(order, account):
+            return _send_open(order, account, first_attempt_counted=False)
+        return order.status
+    # UNKNOWN: an earlier check could not read the broker. Resolve, never resend from here.
+    from .reconciliation import resolve_unknown_order
+
+    resolve_unknown_order(order, account, broker.client_for(account))
+    return order.status

@@ -1,0 +1,172 @@
+"""Exits and account reads: closing positions (time stop, opposite signal, kill switch) and
+the balance snapshots behind the dashboard and the daily loss limit.
+
+Exits by price are the broker's job (SL/TP travel with the order). We close for time stops,
+opposite signals and the kill switch, as a ``close`` Order keyed ``close:pos:<id>`` (one close
+order per position, whatever the number of deliveries). A close is safe to repeat: closing an
+already closed position is rejected by the broker (POSITION_NOT_FOUND), never duplicated, so
+after a lost answer we read back and resend if the position is still open. Closes use the
+"high" rate-limit priority.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.models import Account, EquitySnapshot
+from matchtrader import protocol as MTP
+from matchtrader.errors import BrokerError, OrderRejected, OutcomeUnknown, RateLimited
+from signals.models import Signal
+from tradeops.logging import get_logger
+
+from . import broker
+from .execution import backoff_delay
+from .lifecycle import TERMINAL, OrderStatus, StaleTransition
+from .locks import account_lock
+from .models import Order, Position, Side
+from .recording import record_close
+from .risk import Exposure, daily_loss_breached
+
+log = get_logger(__name__)
+S = OrderStatus
+
+
+def close_key(position_id: int) -> str:
+    return f"close:pos:{position_id}"
+
+
+def close_position(position_id: int, reason: str) -> str:
+    """Close one position at the broker and record it. Returns the close order's status."""
+    position = Position.objects.select_related("symbol", "account").get(pk=position_id)
+    account = position.account
+    with account_lock(account.pk, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
+        position.refresh_from_db()
+        if position.status != Position.Status.OPEN:
+            return "already_closed"
+        key = close_key(position.pk)
+        order = Order.objects.filter(idempotency_key=key).first()
+        if order is None:
+            try:
+                with transaction.atomic():
+                    order = Order.objects.create(
+                        account=account, symbol=position.symbol, position=position, signal=position.signal,
+                        side=Side.SELL if position.side == Side.BUY else Side.BUY, volume=position.volume,
+                        purpose=Order.Purpose.CLOSE, idempotency_key=key, reason=reason[:64],
+                    )
+            except IntegrityError:
+                order = Order.objects.get(idempotency_key=key)
+        if order.status in TERMINAL and order.status != S.FILLED:
+            # an earlier close attempt failed: a new reason (e.g. kill switch) may try again
+            return order.status
+        client = broker.client_for(account)
+        if order.status == S.NEW:
+            try:
+                order.transition(S.SUBMITTED, attempts=order.attempts + 1)
+            except StaleTransition:
+                return Order.objects.get(pk=order.pk).status
+        for attempt in range(settings.ORDERS_MAX_SUBMIT_ATTEMPTS):
+            if order.status == S.FILLED:
+                break
+            try:
+                result = client.close_position(position.broker_position_id, position.symbol.name, position.side,
+                                               position.volume)
+                order.transition(S.FILLED, broker_order_id=result.order_id or "")
+                break
+            except OrderRejected as exc:
+                if exc.code == MTP.REJECT_POSITION_NOT_FOUND:
+                    # already gone at the broker (SL/TP, or a previous lost close): record from history
+                    order.transition(S.REJECTED if order.status == S.SUBMITTED else S.FAILED,
+                                     reason=exc.code[:64], last_error=exc.message[:500])
+                    _close_from_history(position, client, Position.CloseReason.BROKER)
+                    return order.status
+                order.transition(S.REJECTED if order.status == S.SUBMITTED else S.FAILED,
+                                 reason=(exc.code or "REJECTED")[:64], last_error=(exc.message or "")[:500])
+                log.warning("close_rejected", position=position.pk, code=exc.code)
+                return order.status
+            except OutcomeUnknown:
+                # closing twice cannot double anything: read back, resend if still open
+                try:
+                    still_open = any(p.id == position.broker_position_id for p in client.open_positions())
+                except BrokerError:
+                    still_open = True
+                if not still_open:
+                    order.transition(S.FILLED)
+                    break
+            except RateLimited as exc:
+                time.sleep(min(exc.retry_after, settings.ORDERS_MAX_RETRY_AFTER_S))
+            except BrokerError:
+                time.sleep(backoff_delay(attempt + 1))
+        else:
+            if order.status == S.SUBMITTED:
+                order.transition(S.FAILED, reason="close_failed")
+            return order.status
+        _close_from_history(position, client, reason, order=order)
+        return order.status
+
+
+def _close_from_history(position: Position, client, reason: str, order: Order | None = None) -> None:
+    closed = None
+    try:
+        rows = client.closed_positions(position.opened_at - timedelta(minutes=1), timezone.now() + timedelta(minutes=1))
+        mine = [c for c in rows if c.id == position.broker_position_id]
+        closed = max(mine, key=lambda c: c.close_time or timezone.now()) if mine else None
+    except BrokerError as exc:
+        log.info("close_history_unavailable", position=position.pk, error=type(exc).__name__)
+    record_close(position, closed, reason=reason, order=order)
+    log.info("position_closed", position=position.pk, reason=position.close_reason,
+             realized=str(position.realized_pnl))
+
+
+def positions_due(now=None) -> list[tuple[int, str]]:
+    """(position id, reason) of open positions our own exit rules close now: time stop passed,
+    or a newer signal on the same symbol in the other direction."""
+    now = now or timezone.now()
+    due: dict[int, str] = {}
+    for pid in Position.objects.filter(status=Position.Status.OPEN, time_stop_at__lte=now).values_list("pk", flat=True):
+        due[pid] = Position.CloseReason.TIME_STOP
+    opposite = Signal.objects.filter(symbol_id=OuterRef("symbol_id"), created_at__gt=OuterRef("opened_at")).exclude(
+        side=OuterRef("side"))
+    for pid in (Position.objects.filter(status=Position.Status.OPEN).annotate(opp=Exists(opposite))
+                .filter(opp=True).values_list("pk", flat=True)):
+        due.setdefault(pid, Position.CloseReason.OPPOSITE_SIGNAL)
+    return sorted(due.items())
+
+
+# --- balances -------------------------------------------------------------------------------------------
+def sync_account_balance(account_id: int) -> dict:
+    """Read /balance, store it on the Account and as an EquitySnapshot; halt on the daily loss."""
+    account = Account.objects.get(pk=account_id)
+    client = broker.client_for(account)
+    bal = client.balance()
+    now = timezone.now()
+    n_open = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).count()
+    Account.objects.filter(pk=account_id).update(balance=bal.balance, equity=bal.equity, balance_updated_at=now)
+    EquitySnapshot.objects.create(account=account, at=now, balance=bal.balance, equity=bal.equity,
+                                  margin=bal.margin, open_positions=n_open)
+    account.balance, account.equity, account.balance_updated_at = bal.balance, bal.equity, now
+    from .execution import limits_of, load_exposure
+
+    exposure: Exposure = load_exposure(account, symbol_id=0, exclude_order_id=None, now=now)
+    halted = False
+    if daily_loss_breached(limits_of(account), exposure) and not account.halted:
+        halted = account.halt(
+            f"daily loss limit: loss {-exposure.daily_pnl} reached {account.daily_loss_limit} "
+            f"(realized {exposure.realized_pnl_today}, unrealized {exposure.unrealized_pnl})",
+            actor="orders.risk",
+        )
+    return {"account_id": account_id, "equity": str(bal.equity), "halted": halted}
+
+
+def accounts_to_sync(now=None, limit: int | None = None) -> list[int]:
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.ORDERS_SYNC_MIN_AGE_S)
+    qs = (Account.objects.filter(enabled=True).exclude(balance_updated_at__gte=stale_before)
+          .order_by("balance_updated_at", "pk").values_list("pk", flat=True))
+    return list(qs[: limit or settings.ORDERS_SYNC_BATCH])
+

@@ -1,0 +1,187 @@
+"""Reconciliation: make PostgreSQL agree with the broker, or stop trading the account.
+
+Rules (run under the per-account lock, so no order of the account is being sent meanwhile):
+
+1. In-doubt orders. ``unknown`` → matched broker position ⇒ ``filled`` (+ Position/Trade); no
+   match ⇒ ``failed`` / ``not_executed`` (never resent from here). ``submitted`` (its sender died)
+   is resolved the same way once its signal is too old to trade; while the signal is fresh it is
+   left to the task's redelivery, which may still resend it.
+2. Filled orders whose position was never linked (the read-back failed) → matched and linked.
+3. Open Positions the broker no longer lists → closed with the broker's figures from
+   ``/closed-positions`` (close price, realized PnL, commission); reason from the broker (SL/TP) or
+   ``broker`` ("closed behind our back").
+4. Open Positions still open → unrealized PnL (and a partially closed volume) refreshed.
+5. A broker position (or pending order) that no Order/Position of ours explains ⇒ the account is
+   HALTED with the reason. We never "correct" the broker with a trade of our own.
+6. ``needs_reconciliation`` is cleared once no order of the account is left ``unknown``.
+
+Every repair is logged and written to the AuditLog (actor ``reconciliation``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import Account, AuditLog
+from matchtrader.errors import BrokerError
+from tradeops.logging import get_logger
+
+from . import broker
+from .lifecycle import OrderStatus
+from .locks import account_lock
+from .matching import find_match, unexplained
+from .models import Order, Position
+from .recording import record_close, record_fill
+
+log = get_logger(__name__)
+S = OrderStatus
+ACTOR = "reconciliation"
+
+
+@dataclass
+class ReconcileReport:
+    account_id: int
+    ok: bool = True
+    error: str = ""
+    orders_filled: list[int] = field(default_factory=list)
+    orders_not_executed: list[int] = field(default_factory=list)
+    fills_linked: list[int] = field(default_factory=list)
+    positions_closed: list[str] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+    halted: bool = False
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _skew() -> timedelta:
+    return timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
+
+
+def _claimed(account_id: int, exclude_order_id: int | None = None) -> set[str]:
+    ids = set(Position.objects.filter(account_id=account_id).values_list("broker_position_id", flat=True))
+    ids |= set(Order.objects.filter(account_id=account_id).exclude(broker_position_id="")
+               .exclude(pk=exclude_order_id).values_list("broker_position_id", flat=True))
+    return ids
+
+
+def _match(order: Order, open_, closed):
+    sent_at = order.submitted_at or order.created_at
+    kw = dict(symbol=order.symbol.name, side=order.side, volume=order.volume, sent_at=sent_at,
+              claimed=_claimed(order.account_id, order.pk), clock_skew=_skew())
+    return find_match(open_, **kw) or find_match(closed, **kw)
+
+
+def resolve_unknown_order(order: Order, account: Account, client, open_=None, closed=None) -> str:
+    """Resolve one in-doubt order from a broker read (reading it if not given)."""
+    if open_ is None:
+        sent_at = order.submitted_at or order.created_at
+        open_ = client.open_positions()
+        closed = client.closed_positions(sent_at - _skew(), timezone.now() + timedelta(minutes=1))
+    match = _match(order, open_, closed or [])
+    if match is not None:
+        order.transition(S.FILLED)
+        record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
+        log.info("reconcile_order_filled", order_id=order.pk, position=match.id)
+    else:
+        order.transition(S.FAILED, reason="not_executed")
+        log.info("reconcile_order_not_executed", order_id=order.pk)
+    _clear_flag_if_resolved(account)
+    return order.status
+
+
+def _clear_flag_if_resolved(account: Account) -> None:
+    if not Order.objects.filter(account_id=account.pk, status=S.UNKNOWN).exists():
+        Account.objects.filter(pk=account.pk, needs_reconciliation=True).update(needs_reconciliation=False)
+        account.needs_reconciliation = False
+
+
+def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
+    report = ReconcileReport(account_id)
+    with account_lock(account_id, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
+        account = Account.objects.get(pk=account_id)
+        now = timezone.now()
+        open_positions = list(Position.objects.select_related("symbol").filter(account_id=account_id,
+                                                                               status=Position.Status.OPEN))
+        in_doubt = list(Order.objects.select_related("symbol", "signal")
+                        .filter(account_id=account_id, status__in=[S.SUBMITTED, S.UNKNOWN]).order_by("pk"))
+        unlinked = list(Order.objects.select_related("symbol", "signal")
+                        .filter(account_id=account_id, status=S.FILLED, purpose=Order.Purpose.OPEN,
+                                position__isnull=True, created_at__gte=now - timedelta(days=2)).order_by("pk"))
+        since_candidates = [now - timedelta(days=1)] + [p.opened_at for p in open_positions] + [
+            (o.submitted_at or o.created_at) for o in in_doubt + unlinked]
+        since = min(since_candidates) - _skew()
+        client = broker.client_for(account)
+        try:
+            broker_open = client.open_positions()
+            broker_closed = client.closed_positions(since, now + timedelta(minutes=1))
+            broker_orders = client.active_orders()
+        except BrokerError as exc:
+            report.ok, report.error = False, f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("reconcile_broker_unreadable", account_id=account_id, error=type(exc).__name__)
+            return report
+
+        # 1. in-doubt orders
+        max_age = settings.ORDERS_SIGNAL_MAX_AGE_S
+        for order in in_doubt:
+            signal_age = (now - order.signal.created_at).total_seconds() if order.signal else max_age + 1
+            if order.status == S.SUBMITTED and signal_age <= max_age:
+                continue  # its redelivery will resolve it (and may resend)
+            status = resolve_unknown_order(order, account, client, broker_open, broker_closed)
+            (report.orders_filled if status == S.FILLED else report.orders_not_executed).append(order.pk)
+            AuditLog.record(actor, AuditLog.Action.RECONCILE, account=account, repair="in_doubt_order",
+                            order=order.pk, result=status)
+
+        # 2. filled orders never linked to their position
+        for order in unlinked:
+            match = _match(order, broker_open, broker_closed)
+            if match is not None:
+                record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
+                report.fills_linked.append(order.pk)
+                AuditLog.record(actor, AuditLog.Action.RECONCILE, account=account, repair="fill_linked",
+                                order=order.pk, position=match.id)
+
+        # 3./4. our open positions vs the broker's
+        by_id = {p.id: p for p in broker_open}
+        closed_by_id: dict[str, object] = {}
+        for c in sorted(broker_closed, key=lambda c: c.close_time or now):
+            closed_by_id[c.id] = c  # the last close of a position id wins (after partials)
+        for pos in Position.objects.select_related("symbol").filter(account_id=account_id,
+                                                                    status=Position.Status.OPEN):
+            bp = by_id.get(pos.broker_position_id)
+            if bp is not None:
+                Position.objects.filter(pk=pos.pk).update(
+                    unrealized_pnl=Decimal(bp.net_profit).quantize(Decimal("0.01")), volume=bp.volume,
+                    updated_at=now)
+                continue
+            closed = closed_by_id.get(pos.broker_position_id)
+            if record_close(pos, closed, reason=Position.CloseReason.BROKER):
+                report.positions_closed.append(pos.broker_position_id)
+                log.warning("reconcile_position_closed_at_broker", account_id=account_id,
+                            position=pos.broker_position_id, close_reason=pos.close_reason,
+                            realized=str(pos.realized_pnl), found_in_closed=closed is not None)
+                AuditLog.record(actor, AuditLog.Action.RECONCILE, account=account,
+                                repair="position_closed_at_broker", position=pos.broker_position_id,
+                                close_reason=pos.close_reason, realized_pnl=str(pos.realized_pnl),
+                                found_in_closed_positions=closed is not None)
+
+        # 5. anything at the broker we cannot explain → halt, never trade it away
+        known = _claimed(account_id)
+        strays = unexplained([p.id for p in broker_open], known)
+        strays += [f"order:{o.id}" for o in broker_orders]  # we never leave pending orders
+        if strays:
+            report.unexplained = strays
+            reason = f"reconciliation: broker has {len(strays)} position(s)/order(s) matching no order of ours: " \
+                     + ", ".join(strays[:5])
+            report.halted = account.halt(reason, actor=actor)
+            log.error("reconcile_unexplained_broker_state", account_id=account_id, items=strays[:20])
+
+        _clear_flag_if_resolved(account)
+        Account.objects.filter(pk=account_id).update(last_reconciled_at=timezone.now())
+    log.info("reconcile_done", **{k: v for k, v in report.as_dict().items() if v})
+    return report

@@ -1,0 +1,158 @@
+"""Celery tasks of the order engine. Thin: ids in, the work is in the modules they call.
+
+Names are explicit and pinned by a test (renaming strands queued messages). Order tasks are
+``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-task gets its message redelivered,
+and the redelivery resolves the in-doubt order instead of sending blindly (orders/README.md).
+``autoretry_for`` is never used: the submit step retries only what surely did not execute, in
+:mod:`orders.execution`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db.models import Q
+
+from accounts.models import Account
+from matchtrader.errors import BrokerError
+from tradeops.celery import Queues
+from tradeops.logging import get_logger
+
+from . import dispatch, execution, positions, reconciliation
+from .lifecycle import OrderStatus
+from .locks import AccountLockTimeout
+from .models import Order, Position
+
+log = get_logger(__name__)
+
+# Periods of the beat entries (seconds); each run expires within its period.
+MANAGE_POSITIONS_EVERY = 5
+SYNC_ACCOUNTS_EVERY = 30
+RECONCILE_ACCOUNTS_EVERY = 60
+
+ORDER_TASK = dict(acks_late=True, reject_on_worker_lost=True, queue=Queues.ORDERS)
+
+
+@shared_task(bind=True, name="orders.dispatch_signal", soft_time_limit=30, time_limit=45, **ORDER_TASK)
+def dispatch_signal(self, signal_id: int) -> dict:
+    return dispatch.dispatch_signal(signal_id)
+
+
+@shared_task(bind=True, name="orders.place_order", soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
+def place_order(self, account_id: int, signal_id: int) -> str:
+    try:
+        return execution.place_signal_order(account_id, signal_id)
+    except AccountLockTimeout as exc:
+        # nothing was sent; another task holds the account (a long reconciliation): queue again
+        raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
+
+
+@shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3, **ORDER_TASK)
+def link_fill(self, order_id: int) -> bool:
+    """Find the position a filled order opened (the open answer carries an order id only)."""
+    try:
+        return execution.link_order_fill(order_id)
+    except AccountLockTimeout as exc:
+        raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
+
+
+@shared_task(bind=True, name="orders.close_position", soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
+def close_position(self, position_id: int, reason: str = Position.CloseReason.MANUAL) -> str:
+    try:
+        return positions.close_position(position_id, reason)
+    except AccountLockTimeout as exc:
+        raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
+
+
+@shared_task(name="orders.close_all_positions", **ORDER_TASK)
+def close_all_positions(account_id: int | None = None, reason: str = Position.CloseReason.MANUAL) -> int:
+    qs = Position.objects.filter(status=Position.Status.OPEN)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
+    ids = list(qs.order_by("pk").values_list("pk", flat=True))
+    for pid in ids:
+        close_position.apply_async((pid, reason), queue=Queues.ORDERS)
+    return len(ids)
+
+
+@shared_task(name="orders.manage_positions", expires=MANAGE_POSITIONS_EVERY, **ORDER_TASK)
+def manage_positions() -> int:
+    """Beat: time stops and opposite-signal exits (broker-side SL/TP handle price exits)."""
+    due = positions.positions_due()
+    for pid, reason in due:
+        close_position.apply_async((pid, reason), queue=Queues.ORDERS, expires=60)
+    return len(due)
+
+
+@shared_task(name="orders.sync_accounts", expires=SYNC_ACCOUNTS_EVERY, **ORDER_TASK)
+def sync_accounts(chunk: int = 25) -> int:
+    """Beat: balances for the dashboard and the daily loss limit, only for accounts not read
+    recently, at most ORDERS_SYNC_BATCH per run, in chunks."""
+    ids = positions.accounts_to_sync()
+    for i in range(0, len(ids), chunk):
+        sync_account_batch.apply_async((ids[i:i + chunk],), queue=Queues.ORDERS, expires=SYNC_ACCOUNTS_EVERY)
+    return len(ids)
+
+
+@shared_task(name="orders.sync_account_batch", soft_time_limit=120, time_limit=150, queue=Queues.ORDERS)
+def sync_account_batch(account_ids: list[int]) -> dict:
+    done, failed = 0, 0
+    for account_id in account_ids:
+        try:
+            positions.sync_account_balance(account_id)
+            done += 1
+        except (BrokerError, Account.DoesNotExist) as exc:
+            failed += 1
+            log.warning("sync_account_failed", account_id=account_id, error=type(exc).__name__)
+    return {"synced": done, "failed": failed}
+
+
+def accounts_needing_reconciliation(include_all_enabled: bool = False) -> list[int]:
+    in_doubt = Order.objects.filter(status__in=[OrderStatus.SUBMITTED, OrderStatus.UNKNOWN]).values("account_id")
+    unlinked = Order.objects.filter(status=OrderStatus.FILLED, purpose=Order.Purpose.OPEN,
+                                    position__isnull=True).values("account_id")
+    open_pos = Position.objects.filter(status=Position.Status.OPEN).values("account_id")
+    cond = Q(needs_reconciliation=True) | Q(pk__in=in_doubt) | Q(pk__in=unlinked) | Q(pk__in=open_pos)
+    if include_all_enabled:
+        cond |= Q(enabled=True)
+    return list(Account.objects.filter(cond).order_by("pk").values_list("pk", flat=True))
+
+
+@shared_task(name="orders.reconcile_accounts", expires=RECONCILE_ACCOUNTS_EVERY, **ORDER_TASK)
+def reconcile_accounts(include_all_enabled: bool = False) -> int:
+    """Beat (and worker start): one reconcile_account per account with something to check."""
+    ids = accounts_needing_reconciliation(include_all_enabled)
+    for account_id in ids:
+        reconcile_account.apply_async((account_id,), queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY * 5)
+    return len(ids)
+
+
+@shared_task(bind=True, name="orders.reconcile_account", soft_time_limit=60, time_limit=75, max_retries=3,
+             **ORDER_TASK)
+def reconcile_account(self, account_id: int) -> dict:
+    try:
+        return reconciliation.reconcile_account(account_id).as_dict()
+    except AccountLockTimeout as exc:
+        raise self.retry(exc=exc, countdown=2 + random.random() * 3) from exc
+
+
+@worker_ready.connect
+def reconcile_on_worker_start(sender=None, **_):
+    """An orders worker starting (after a crash, a deploy) reconciles what may have drifted while
+    nothing was watching, in the background."""
+    if not settings.ORDERS_RECONCILE_ON_WORKER_READY:
+        return
+    try:
+        queues = {q.name for q in sender.task_consumer.queues}
+    except AttributeError:
+        queues = {Queues.ORDERS}
+    if Queues.ORDERS not in queues:
+        return
+    try:
+        reconcile_accounts.apply_async(queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY)
+        log.info("reconcile_on_worker_start_enqueued")
+    except Exception as exc:  # never stop a worker from starting
+        log.warning("reconcile_on_worker_start_failed", error=type(exc).__name__)

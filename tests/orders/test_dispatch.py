@@ -1,0 +1,73 @@
+"""Fan-out: one place_order message per eligible account, with a bounded number of queries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accounts.models import Account
+from orders.dispatch import dispatch_signal, eligible_account_ids
+from signals.models import Signal
+from tests.factories import make_account, make_signal
+from tests.orders.conftest import eurusd, usdjpy
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_place_orders(redis_client) -> list[tuple]:
+    """The (account_id, signal_id) of every place_order message waiting on the 'orders' queue."""
+    out = []
+    for raw in redis_client.lrange("orders", 0, -1):
+        msg = json.loads(raw)
+        assert msg["headers"]["task"] == "orders.place_order"
+        body = msg["body"]
+        import base64
+
+        args = json.loads(base64.b64decode(body))[0]
+        out.append(tuple(args))
+    return out
+
+
+def test_only_eligible_accounts_get_an_order(settings):
+    sym, other = eurusd(), usdjpy()
+    ok = make_account()
+    restricted_ok = make_account()
+    restricted_ok.allowed_symbols.add(sym)
+    restricted_other = make_account()
+    restricted_other.allowed_symbols.add(other)
+    make_account(enabled=False)
+    halted = make_account()
+    halted.halt("test")
+    make_account(needs_reconciliation=True)
+    live = make_account(mode=Account.Mode.LIVE)
+    assert eligible_account_ids(sym.pk) == [ok.pk, restricted_ok.pk]
+    # live accounts only when simulation is off AND trading is enabled
+    settings.SIMULATION_MODE = False
+    settings.TRADING_ENABLED = False
+    assert eligible_account_ids(sym.pk) == []
+    settings.TRADING_ENABLED = True
+    assert eligible_account_ids(sym.pk) == [live.pk]
+
+
+def test_dispatch_enqueues_one_message_per_account_with_few_queries(redis_client, django_assert_max_num_queries):
+    sym = eurusd()
+    accounts = [make_account() for _ in range(200)]
+    signal = make_signal(symbol=sym)
+    with django_assert_max_num_queries(4):
+        result = dispatch_signal(signal.pk)
+    assert result["enqueued"] == 200
+    queued = queued_place_orders(redis_client)
+    assert sorted(queued) == sorted((a.pk, signal.pk) for a in accounts)
+    signal.refresh_from_db()
+    assert signal.status == Signal.Status.DISPATCHED and signal.dispatched_at is not None
+
+
+def test_a_dispatched_signal_is_not_fanned_out_again(redis_client):
+    sym = eurusd()
+    make_account()
+    signal = make_signal(symbol=sym)
+    dispatch_signal(signal.pk)
+    redis_client.delete("orders")
+    assert dispatch_signal(signal.pk)["enqueued"] == 0
+    assert redis_client.llen("orders") == 0

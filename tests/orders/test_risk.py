@@ -1,0 +1,65 @@
+"""Pre-trade risk checks (pure)."""
+
+from decimal import Decimal as D
+
+import pytest
+
+from orders.risk import Exposure, RiskLimits, RiskReason, TradingState, check_pre_trade, daily_loss_breached
+
+LIMITS = RiskLimits(max_open_positions=3, max_volume_per_symbol=D("1.00"), daily_loss_limit=D("500"))
+SIM = TradingState()
+
+
+def test_within_every_limit_is_allowed():
+    d = check_pre_trade(LIMITS, Exposure(open_positions=2, symbol_volume=D("0.5")), SIM, D("0.5"))
+    assert d.allowed and d.reason == ""
+
+
+def test_max_open_positions_blocks_at_the_limit():
+    d = check_pre_trade(LIMITS, Exposure(open_positions=3), SIM, D("0.1"))
+    assert not d.allowed and d.reason == RiskReason.MAX_OPEN_POSITIONS and not d.halt_account
+
+
+def test_max_volume_per_symbol_counts_the_new_order():
+    assert check_pre_trade(LIMITS, Exposure(symbol_volume=D("0.60")), SIM, D("0.40")).allowed  # exactly 1.00
+    d = check_pre_trade(LIMITS, Exposure(symbol_volume=D("0.60")), SIM, D("0.41"))
+    assert not d.allowed and d.reason == RiskReason.MAX_VOLUME_PER_SYMBOL
+
+
+@pytest.mark.parametrize(
+    "realized, unrealized, breached",
+    [
+        ("-300", "-199.99", False),
+        ("-300", "-200", True),  # reaching the limit halts
+        ("-600", "0", True),
+        ("200", "-650", False),  # a profit today offsets an open loss
+        ("200", "-700", True),  # unrealized counts
+        ("-700", "200", True),
+        ("-700", "201", False),
+    ],
+)
+def test_daily_loss_is_realized_plus_unrealized(realized, unrealized, breached):
+    exp = Exposure(realized_pnl_today=D(realized), unrealized_pnl=D(unrealized))
+    assert daily_loss_breached(LIMITS, exp) is breached
+    d = check_pre_trade(LIMITS, exp, SIM, D("0.1"))
+    assert d.allowed is not breached
+    if breached:
+        assert d.reason == RiskReason.DAILY_LOSS_LIMIT and d.halt_account
+
+
+def test_zero_loss_limit_allows_no_loss_but_allows_profit():
+    limits = RiskLimits(3, D("1"), D("0"))
+    assert check_pre_trade(limits, Exposure(realized_pnl_today=D("10")), SIM, D("0.1")).allowed
+    assert not check_pre_trade(limits, Exposure(realized_pnl_today=D("-0.01")), SIM, D("0.1")).allowed
+
+
+def test_kill_switch_blocks_everything_first():
+    d = check_pre_trade(LIMITS, Exposure(open_positions=99), TradingState(kill_switch=True), D("0.1"))
+    assert not d.allowed and d.reason == RiskReason.KILL_SWITCH
+
+
+def test_live_account_needs_live_trading_enabled():
+    live_off = TradingState(is_live_account=True, live_trading_enabled=False)
+    live_on = TradingState(is_live_account=True, live_trading_enabled=True)
+    assert check_pre_trade(LIMITS, Exposure(), live_off, D("0.1")).reason == RiskReason.TRADING_DISABLED
+    assert check_pre_trade(LIMITS, Exposure(), live_on, D("0.1")).allowed

@@ -1,0 +1,59 @@
+"""Task names and beat entries are part of the contract: renaming strands queued messages."""
+
+import pytest
+
+from tradeops.celery import app
+
+PINNED = {
+    "orders.dispatch_signal", "orders.place_order", "orders.link_fill", "orders.close_position", "orders.close_all_positions",
+    "orders.manage_positions", "orders.sync_accounts", "orders.sync_account_batch", "orders.reconcile_accounts",
+    "orders.reconcile_account",
+}
+
+
+def test_task_names_are_pinned():
+    import orders.tasks  # noqa: F401
+
+    registered = {name for name in app.tasks if name.startswith("orders.")}
+    assert registered == PINNED
+
+
+def test_order_tasks_ack_late_and_reject_on_worker_lost():
+    import orders.tasks as t
+
+    for task in (t.place_order, t.dispatch_signal, t.close_position, t.reconcile_account):
+        assert task.acks_late and task.reject_on_worker_lost, task.name
+        assert task.queue == "orders"
+        assert task.time_limit and task.soft_time_limit
+    # the submit step never uses Celery's automatic retry
+    assert not getattr(t.place_order, "autoretry_for", ())
+
+
+def test_periodic_tasks_carry_expires():
+    import orders.tasks as t
+
+    assert t.manage_positions.expires == t.MANAGE_POSITIONS_EVERY
+    assert t.sync_accounts.expires == t.SYNC_ACCOUNTS_EVERY
+    assert t.reconcile_accounts.expires == t.RECONCILE_ACCOUNTS_EVERY
+
+
+@pytest.mark.django_db
+def test_beat_entries_exist_with_queue_and_expiry():
+    """The data migration's function, run twice (transactional tests flush migration data, and
+    the migration must be idempotent anyway)."""
+    import importlib
+
+    from django.apps import apps
+    from django_celery_beat.models import PeriodicTask
+
+    migration = importlib.import_module("orders.migrations.0002_periodic_tasks")
+    migration.create_entries(apps, None)
+    migration.create_entries(apps, None)
+    assert PeriodicTask.objects.filter(task__startswith="orders.").count() == 3
+    entries = {p.task: p for p in PeriodicTask.objects.filter(task__startswith="orders.")}
+    assert set(entries) == {"orders.manage_positions", "orders.sync_accounts", "orders.reconcile_accounts"}
+    for p in entries.values():
+        period = p.interval.every
+        assert p.queue == "orders" and p.enabled
+        assert p.expire_seconds is not None and 0 < p.expire_seconds <= period
+        assert p.task in app.tasks

@@ -1,0 +1,101 @@
+"""A worker SIGKILLed mid-batch and restarted leaves exactly one order per account.
+
+Real ``celery worker`` subprocesses against this test's Redis db and test database; the simulator
+runs in the test process and answers over a socket. A short visibility timeout makes Redis
+redeliver the killed worker's unacknowledged messages quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as signals
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from orders.dispatch import dispatch_signal
+from orders.lifecycle import OrderStatus, TERMINAL
+from orders.models import Order
+from tests.orders.conftest import eurusd_buy_signal, ledger_counts, sim_accounts
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker_process(sim, log_path: Path) -> subprocess.Popen:
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND,
+        CELERY_VISIBILITY_TIMEOUT="5", CELERY_UNACKED_RESTORE_INTERVAL="1",
+        CELERY_UNACKED_RESTORE_THROTTLE="1", SIMULATOR_URL=sim.url, SIMULATION_MODE="true",
+        ORDERS_UNKNOWN_SETTLE_S="0", ORDERS_RECONCILE_ON_WORKER_READY="true", LOG_LEVEL="INFO",
+    )
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders", "--pool", "threads",
+         "--concurrency", "8", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n",
+         f"killtest-{time.monotonic_ns()}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_client, tmp_path):
+    accounts = sim_accounts(sim, 40)
+    signal = eurusd_buy_signal()
+    sim.control.set_faults(latency_ms=250.0, scope="write")  # orders stay in flight long enough to be killed
+    log_path = tmp_path / "worker.log"
+    worker = start_worker_process(sim, log_path)
+    try:
+        wait_for(lambda: b"ready" in log_path.read_bytes(), 30, "the first worker to be ready")
+        dispatch_signal(signal.pk)
+        # kill while some orders are done and others are on the wire (sent, answer not yet back)
+        def some_done_some_on_the_wire():
+            filled = Order.objects.filter(signal=signal, status=OrderStatus.FILLED).count()
+            sending = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
+            return filled >= 5 and sending >= 1
+
+        wait_for(some_done_some_on_the_wire, 30, "some fills and some orders on the wire", poll=0.01)
+        os.killpg(worker.pid, signals.SIGKILL)
+        worker.wait(10)
+        stranded = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
+        assert stranded >= 1  # killed mid-call: these are in doubt
+        assert Order.objects.filter(signal=signal, status__in=TERMINAL).count() < 40
+        # when a new worker starts
+        worker = start_worker_process(sim, log_path)
+
+        def all_terminal():
+            orders = list(Order.objects.filter(signal=signal))
+            return len(orders) == 40 and all(o.status in TERMINAL for o in orders)
+
+        wait_for(all_terminal, 60, "every order to be terminal", poll=0.2)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signals.SIGTERM)
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signals.SIGKILL)
+        sim.control.set_faults(latency_ms=0.0, scope="all")
+    # then: every account has exactly one executed order, and its order row says filled
+    executions = [ledger_counts(sim, a)[1] for a in accounts]
+    assert executions == [1] * 40, executions
+    assert set(Order.objects.filter(signal=signal).values_list("status", flat=True)) == {OrderStatus.FILLED}

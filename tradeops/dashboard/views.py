@@ -1,0 +1,130 @@
+"""Dashboard views: the page, and its panels alone (fetched every few seconds by the page)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
+
+from . import charts, data
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    # Short timeouts: an unreachable Redis shows as "unavailable" on the page, not as a hang.
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def _fmt_money(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def build_context(snap: data.Snapshot) -> dict:
+    """Charts (SVG strings, marked safe: built from numbers and escaped labels) and tables."""
+    wide = charts.Box(width=1400, height=240, left=70)
+    half = charts.Box(width=680, height=220)
+    # Per-account curves as the change since the window's start: accounts of 10k and 100k share
+    # one readable scale, and winners and losers separate at a glance.
+    account_series = [
+        charts.Series(name, [(t, e - pts[0][1]) for t, e in pts], color=charts.PALETTE[i % len(charts.PALETTE)])
+        for i, (name, pts) in enumerate(sorted(snap.equity.accounts.items()))
+    ]
+    last_equity = {name: pts[-1][1] for name, pts in snap.equity.accounts.items() if pts}
+    equity_total = charts.line_chart(
+        [charts.Series("Total equity", snap.equity.total, color=charts.TOTAL_COLOR, width=2.2)], box=wide,
+        label="Total equity", y_format=charts.fmt_number, max_gap=3 * snap.bucket_s,
+        empty_message="No equity snapshots yet (the order engine's sync task writes them)",
+    )
+    equity_accounts = charts.line_chart(
+        account_series, box=half, label="Equity change per account (top movers)", zero_line=True,
+        max_gap=3 * snap.bucket_s,
+        empty_message="No equity snapshots yet",
+    )
+    signals_chart = charts.stacked_bar_chart(
+        snap.signals.buckets, snap.signals.by_status, box=half, label="Signals per bucket by status",
+        bucket_seconds=snap.bucket_s, empty_message="No signal in this window",
+    )
+    orders_chart = charts.stacked_bar_chart(
+        snap.orders.buckets, snap.orders.by_status, box=half, label="Orders per bucket by status",
+        bucket_seconds=snap.bucket_s, empty_message="No order in this window",
+    )
+    exposure_chart = charts.hbar_chart(
+        [(row["symbol"], float(row["net"])) for row in snap.exposure], label="Net open lots per symbol",
+        empty_message="No open position",
+    )
+    queue_chart = charts.hbar_chart(
+        [(q, float(n)) for q, n in snap.queues.items() if n is not None], label="Celery queue depth",
+        empty_message="Broker unreachable",
+    )
+    feed_rows, lag_chart = [], ""
+    if snap.feed is not None:
+        now_ms = snap.feed.now_ms
+        for name in sorted(set(snap.feed.subscribed) | set(snap.feed.symbols)):
+            s = snap.feed.symbols.get(name)
+            age = s.age_s(now_ms) if s else None
+            feed_rows.append({
+                "symbol": name, "lag_ms": s.lag_ms if s else None, "age_s": age, "ticks": s.ticks if s else 0,
+                "gaps": s.gaps if s else 0, "malformed": s.malformed if s else 0,
+                "stale": age is None or age > settings.HEALTH_FEED_MAX_AGE_S,
+            })
+        lag_chart = charts.hbar_chart(
+            [(r["symbol"], float(r["lag_ms"] or 0)) for r in feed_rows], label="Feed lag per symbol (ms)",
+            value_format=lambda v: f"{v:.0f} ms", empty_message="No symbol subscribed",
+        )
+    total_now = snap.equity.total[-1][1] if snap.equity.total else None
+    total_first = snap.equity.total[0][1] if snap.equity.total else None
+    return {
+        "snap": snap,
+        "windows": list(data.WINDOWS),
+        "equity_total_svg": mark_safe(equity_total),
+        "equity_accounts_svg": mark_safe(equity_accounts),
+        "equity_legend": [{"name": s.name, "color": s.color, "last": _fmt_money(last_equity[s.name]),
+                           "change": s.points[-1][1]} for s in account_series if s.points],
+        "signals_svg": mark_safe(signals_chart),
+        "signals_legend": [{"name": k, "color": charts.STATUS_COLORS.get(k, "#9c755f"), "n": sum(v)}
+                           for k, v in snap.signals.by_status.items()],
+        "orders_svg": mark_safe(orders_chart),
+        "orders_legend": [{"name": k, "color": charts.STATUS_COLORS.get(k, "#9c755f"), "n": sum(v)}
+                          for k, v in snap.orders.by_status.items()],
+        "exposure_svg": mark_safe(exposure_chart),
+        "queue_svg": mark_safe(queue_chart),
+        "lag_svg": mark_safe(lag_chart),
+        "feed_rows": feed_rows,
+        "open_positions_total": sum(row["positions"] for row in snap.exposure),
+        "total_equity": total_now,
+        "total_change": (total_now - total_first) if total_now is not None else None,
+    }
+
+
+def _snapshot(request) -> data.Snapshot:
+    return data.collect(
+        request.GET.get("window"),
+        redis_data=_redis(settings.REDIS_URL),
+        redis_broker=_redis(settings.CELERY_BROKER_URL),
+    )
+
+
+@never_cache
+@staff_member_required
+def dashboard(request):
+    context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
+        "refresh_s": settings.DASHBOARD_REFRESH_S,
+        "flower_url": f"{request.scheme}://{request.get_host().rsplit(':', 1)[0]}:{settings.FLOWER_PORT}/",
+        **build_context(_snapshot(request)),
+    }
+    return render(request, "dashboard/index.html", context)
+
+
+@never_cache
+@staff_member_required
+def panels(request):
+    """The panels alone, for the page's auto-refresh (replaces the panels' HTML in place)."""
+    return render(request, "dashboard/_panels.html", build_context(_snapshot(request)))

@@ -1,0 +1,355 @@
+"""The feed process: broker market data → Redis (``manage.py run_feed``, Procfile ``feed``).
+
+Three threads, one direction of data:
+
+- **transport** (``matchtrader`` WebSocket or REST polling) delivers events into a queue; its
+  reconnect/backoff/resubscribe and gap detection are its own.
+- **symbols** polls the database every ``symbols_poll_s`` (one indexed query) for enabled
+  ``Symbol`` rows; for a newly enabled symbol it loads 1 m history from REST candles (warm-up)
+  *before* subscribing it, so history always lands ahead of live bars; then it calls
+  ``transport.set_symbols``.
+- **writer** (the thread that calls ``run``) drains the queue in batches (up to ``batch_max``
+  events or ``batch_window_s``), applies them to ``MarketDataWriter`` and sends one pipelined
+  buffer per batch; the replies of batch N are read after batch N+1 is parsed, so Redis and the
+  feed work in parallel (``flush(wait=False)``). If Redis is away it keeps ingesting into a
+  bounded buffer and retries with capped exponential backoff. Health is written about once a
+  second.
+
+Shutdown (``stop`` set, e.g. by SIGTERM/SIGINT in the command): the transport is stopped, the
+events already queued are ingested, the last batch is flushed (retrying for up to
+``shutdown_flush_s``), and ``run`` returns.
+
+For an end-to-end test, run it in a thread::
+
+    worker = FeedWorker(FeedConfig.from_settings(base_url=sim.url, email=..., password=...),
+                        redis=redis_client)
+    with worker.running():       # a background thread; stopped and joined on exit
+        wait_until(lambda: redis_client.xlen("md:ticks:EURUSD") > 0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from tradeops.logging import get_logger
+
+from marketdata.bars import Bar
+from marketdata.store import MarketDataWriter, last_bar_ts
+
+log = get_logger(__name__)
+
+
+@dataclass
+class FeedConfig:
+    transport: str = "websocket"  # "websocket" | "polling"
+    base_url: str = "http://127.0.0.1:8900"
+    ws_url: str = ""  # default: base_url with ws:// and /ws
+    email: str = ""
+    password: str = field(default="", repr=False)
+    broker_id: str = "0"
+    channels: tuple[str, ...] = ("quotes", "trades", "depth")
+    poll_interval_s: float = 1.0
+    stream_maxlen: int = 20_000
+    tape_len: int = 5_000
+    bars_1s_len: int = 3_600
+    bars_1m_len: int = 1_440
+    buffer_max_ticks: int = 500_000
+    batch_max: int = 5_000
+    batch_window_s: float = 0.001
+    symbols_poll_s: float = 2.0
+    health_interval_s: float = 1.0
+    warmup_minutes: int = 240
+    redis_backoff_max_s: float = 2.0
+    shutdown_flush_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, **overrides) -> "FeedConfig":
+        from django.conf import settings
+
+        cfg = cls(
+            transport=settings.FEED_TRANSPORT,
+            base_url=settings.FEED_BASE_URL,
+            ws_url=settings.FEED_WS_URL,
+            email=settings.FEED_EMAIL,
+            password=settings.FEED_PASSWORD,
+            broker_id=settings.FEED_BROKER_ID,
+            poll_interval_s=settings.FEED_POLL_INTERVAL_S,
+            stream_maxlen=settings.FEED_STREAM_MAXLEN,
+            tape_len=settings.FEED_TAPE_LEN,
+            bars_1s_len=settings.FEED_BARS_1S_LEN,
+            bars_1m_len=settings.FEED_BARS_1M_LEN,
+            buffer_max_ticks=settings.FEED_BUFFER_MAX_TICKS,
+            symbols_poll_s=settings.FEED_SYMBOLS_POLL_S,
+            warmup_minutes=settings.FEED_WARMUP_MINUTES,
+        )
+        return replace(cfg, **overrides)
+
+
+def enabled_symbols_from_db() -> set[str]:
+    """Names of enabled symbols: one indexed query (``enabled`` has a db index)."""
+    from django.db import close_old_connections
+
+    from marketdata.models import Symbol
+
+    close_old_connections()  # this thread lives for days: drop a connection the DB closed
+    return set(Symbol.objects.filter(enabled=True).values_list("name", flat=True))
+
+
+def build_client(cfg: FeedConfig):
+    from matchtrader.client import MatchTraderClient
+
+    return MatchTraderClient(cfg.base_url, cfg.email, cfg.password, cfg.broker_id, user_agent="tradeops-feed/1.0")
+
+
+def build_transport(cfg: FeedConfig, client):
+    if cfg.transport == "websocket":
+        from matchtrader.stream import WebSocketTransport
+
+        ws_url = cfg.ws_url or client.ws_url
+        return WebSocketTransport(ws_url, client.ws_auth_headers, [], channels=cfg.channels,
+                                  on_auth_error=client.refresh_session)
+    if cfg.transport == "polling":
+        from matchtrader.polling import PollingTransport
+
+        return PollingTransport(client, interval_s=cfg.poll_interval_s)
+    raise ValueError(f"FEED_TRANSPORT must be 'websocket' or 'polling', not {cfg.transport!r}")
+
+
+def candles_to_bars(candles, now_ms: int, period_ms: int = 60_000) -> list[Bar]:
+    """REST candles → closed 1 m bars (the still-forming candle is left out). The broker gives no
+    aggressor split: buy/sell volume are 0 (unknown) and ``ticks`` is the candle's tick volume."""
+    out = []
+    for c in candles:
+        if c.time_ms + period_ms > now_ms:
+            continue
+        vol = float(c.volume)
+        out.append(Bar(c.time_ms, float(c.open), float(c.high), float(c.low), float(c.close), vol, 0.0, 0.0, int(vol)))
+    return out
+
+
+class FeedWorker:
+    def __init__(
+        self,
+        config: FeedConfig,
+        *,
+        redis=None,
+        transport=None,
+        client=None,
+        symbol_source: Callable[[], Iterable[str]] | None = None,
+        warmup: bool = True,
+    ):
+        self.cfg = config
+        if redis is None:
+            redis = _redis_from_settings()
+        self.redis = redis
+        self.client = client
+        if transport is None:
+            self.client = client or build_client(config)
+            transport = build_transport(config, self.client)
+        self.transport = transport
+        self.symbol_source = symbol_source or enabled_symbols_from_db
+        self.warmup_enabled = warmup and self.client is not None
+        self.writer = MarketDataWriter(
+            redis,
+            stream_maxlen=config.stream_maxlen,
+            tape_len=config.tape_len,
+            bars_1s_len=config.bars_1s_len,
+            bars_1m_len=config.bars_1m_len,
+            buffer_max_ticks=config.buffer_max_ticks,
+            transport_name=config.transport,
+        )
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self._control: deque = deque()  # (kind, payload) from the symbols thread to the writer
+        self.symbols: set[str] = set()
+        self.stop_event = threading.Event()
+        self._transport_stop = threading.Event()
+        self.ready = threading.Event()  # set once the first symbol set was applied
+        self.batches = 0
+
+    # ---------------------------------------------------------------- symbols thread
+    def sync_symbols(self) -> bool:
+        """Apply the enabled set from the database. Returns True if it changed."""
+        try:
+            wanted = set(self.symbol_source())
+        except Exception as exc:  # noqa: BLE001 - a DB hiccup must not stop the feed
+            log.warning("feed_symbols_query_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return False
+        if wanted == self.symbols:
+            return False
+        added = sorted(wanted - self.symbols)
+        removed = sorted(self.symbols - wanted)
+        if added and self.warmup_enabled:
+            for i, sym in enumerate(added):
+                if self.stop_event.is_set():
+                    return False
+                if not self._warmup(sym):
+                    # The broker's REST is failing: subscribe now without history rather than
+                    # spend a timeout per symbol before any tick flows.
+                    log.warning("feed_warmup_skipped", symbols=len(added) - i - 1)
+                    break
+        self.symbols = wanted
+        self._control.append(("subscribed", sorted(wanted)))
+        self.transport.set_symbols(sorted(wanted))
+        log.info("feed_symbols", added=added, removed=removed, total=len(wanted))
+        return True
+
+    def _warmup(self, symbol: str) -> bool:
+        """Queue the symbol's closed 1 m history for the writer. False if the broker is failing."""
+        now = datetime.now(UTC)
+        try:
+            candles = self.client.candles(symbol, "M1", now - timedelta(minutes=self.cfg.warmup_minutes), now)
+            in_redis = last_bar_ts(self.redis, symbol, "1m")
+        except Exception as exc:  # noqa: BLE001 - no history is a degraded start, not a failure
+            from matchtrader.errors import AuthenticationError, BrokerUnavailable, RateLimited
+
+            log.warning("feed_warmup_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}"[:300])
+            # an outage stops the warm-up round; a bad answer about one symbol does not
+            return not isinstance(exc, (BrokerUnavailable, RateLimited, AuthenticationError, OSError))
+        bars = candles_to_bars(candles, int(now.timestamp() * 1000))
+        self._control.append(("warmup", (symbol, bars, in_redis)))
+        log.info("feed_warmup", symbol=symbol, candles=len(candles), bars=len(bars))
+        return True
+
+    def _symbols_loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.sync_symbols()
+            self.ready.set()
+            self.stop_event.wait(self.cfg.symbols_poll_s)
+
+    # ---------------------------------------------------------------- transport thread
+    def _transport_loop(self) -> None:
+        try:
+            self.transport.run(self.events.put, self._transport_stop)
+        except Exception:  # noqa: BLE001 - the contract says it never raises; log if it does
+            log.exception("feed_transport_crashed")
+            self.stop_event.set()
+
+    # ---------------------------------------------------------------- writer (caller's thread)
+    def _apply_control(self) -> None:
+        while self._control:
+            kind, payload = self._control.popleft()
+            if kind == "subscribed":
+                self.writer.set_subscribed(payload)
+            elif kind == "warmup":
+                symbol, bars, in_redis = payload
+                self.writer.warmup_bars(symbol, bars, "1m", in_redis)
+
+    def _next_batch(self, timeout: float) -> list:
+        get = self.events.get
+        try:
+            first = get(timeout=timeout)
+        except queue.Empty:
+            return []
+        batch = [first]
+        limit = self.cfg.batch_max
+        deadline = time.perf_counter() + self.cfg.batch_window_s
+        get_nowait = self.events.get_nowait
+        while len(batch) < limit:
+            try:
+                batch.append(get_nowait())
+            except queue.Empty:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Run until ``stop`` (or ``self.stop_event``) is set. Blocks; returns after a clean flush."""
+        if stop is not None and stop is not self.stop_event:
+            threading.Thread(target=lambda: (stop.wait(), self.stop_event.set()), daemon=True,
+                             name="feed-stop-relay").start()
+        stop = self.stop_event
+        log.info("feed_starting", transport=self.cfg.transport, base_url=self.cfg.base_url)
+        threads = [
+            threading.Thread(target=self._symbols_loop, name="feed-symbols", daemon=True),
+            threading.Thread(target=self._transport_loop, name="feed-transport", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        writer = self.writer
+        next_health = 0.0
+        backoff = 0.0
+        next_try = 0.0
+        try:
+            while not stop.is_set():
+                batch = self._next_batch(0.05)
+                if self._control:
+                    self._apply_control()
+                if batch:
+                    writer.ingest(batch)
+                    self.batches += 1
+                now = time.monotonic()
+                if now >= next_health:
+                    writer.write_health()
+                    next_health = now + self.cfg.health_interval_s
+                if now >= next_try:
+                    if writer.flush(wait=False):
+                        backoff = 0.0
+                        next_try = 0.0
+                    else:
+                        backoff = min(self.cfg.redis_backoff_max_s, max(0.05, backoff * 2))
+                        next_try = now + backoff
+                elif batch:
+                    writer.encode()  # keep buffering (bounded) while Redis is away
+        finally:
+            self._shutdown(threads)
+
+    def _shutdown(self, threads) -> None:
+        self._transport_stop.set()
+        self.stop_event.set()
+        for t in threads:
+            t.join(timeout=5)
+        # whatever the transport delivered before it stopped still goes to Redis
+        leftover = []
+        while True:
+            try:
+                leftover.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        self._apply_control()
+        if leftover:
+            self.writer.ingest(leftover)
+        self.writer.connection_state = "stopped"
+        self.writer.write_health()
+        deadline = time.monotonic() + self.cfg.shutdown_flush_s
+        ok = self.writer.flush()
+        while not ok and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ok = self.writer.flush()
+        if not ok:
+            log.error("feed_shutdown_unflushed", buffered=self.writer.buffered_ticks)
+        self.writer.close()
+        log.info("feed_stopped", ticks=self.writer.ticks, flushed=ok)
+
+    @contextlib.contextmanager
+    def running(self, ready_timeout: float = 10.0):
+        """Run in a background thread (tests, embedding); stop and join on exit."""
+        thread = threading.Thread(target=self.run, name="feed-writer", daemon=True)
+        thread.start()
+        try:
+            if not self.ready.wait(ready_timeout):
+                raise RuntimeError("feed did not apply its first symbol set in time")
+            yield self
+        finally:
+            self.stop_event.set()
+            thread.join(timeout=15)
+
+
+def _redis_from_settings():
+    import redis
+    from django.conf import settings
+
+    # Timeouts so a hung Redis surfaces as an error (buffer + retry) instead of a stuck writer.
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2,
+                                health_check_interval=30)

@@ -1,0 +1,75 @@
+"""``manage.py feed_status``: the feed's health from Redis, as a table or JSON.
+
+Exit status: 0 healthy; 1 stale (no heartbeat, heartbeat or newest tick older than ``--max-age``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import redis as redis_lib
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from marketdata.health import read_gaps, read_health
+
+
+def _age(value):
+    return "-" if value is None else f"{value:.1f}s"
+
+
+class Command(BaseCommand):
+    help = "Show the market-data feed's health (per symbol and process); exit 1 if it is stale."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--max-age", type=float, default=settings.FEED_MAX_AGE_S,
+                            help="seconds after which the feed counts as stale (default %(default)s)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--gaps", type=int, default=5, help="show the N newest recorded gaps")
+
+    def handle(self, *args, **opts):
+        client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        health = read_health(client)
+        problems = health.problems(opts["max_age"])
+        gaps = read_gaps(client, opts["gaps"]) if opts["gaps"] else []
+        if opts["json"]:
+            out = health.to_dict()
+            out.update(stale=bool(problems), problems=problems, max_age_s=opts["max_age"],
+                       stale_symbols=health.stale_symbols(opts["max_age"]), recent_gaps=gaps)
+            self.stdout.write(json.dumps(out, indent=2, default=str))
+        else:
+            self._table(health, problems, gaps, opts["max_age"])
+        if problems:
+            sys.exit(1)
+
+    def _table(self, health, problems, gaps, max_age):
+        p = health.process
+        w = self.stdout.write
+        if not health.present:
+            w("feed: no health record in Redis")
+        else:
+            w(f"feed pid {p.get('pid')}  transport {p.get('transport') or '-'}  connection "
+              f"{p.get('connection') or '-'}  heartbeat {_age(health.heartbeat_age_s)} ago")
+            w(f"  ticks {p.get('ticks', 0):,}  rate {p.get('ingest_rate', 0):,.0f}/s  lag {p.get('lag_ms', 0):.1f} ms "
+              f"(max {p.get('lag_max_ms', 0)})  write lag {p.get('write_lag_ms', 0):.1f} ms")
+            w(f"  reconnects {p.get('reconnects', 0)}  malformed {p.get('malformed', 0)}  out-of-order "
+              f"{p.get('out_of_order', 0)}  gaps {p.get('gaps', 0)}  redis errors {p.get('redis_errors', 0)}  "
+              f"buffered {p.get('buffered', 0)}  dropped {p.get('dropped', 0)}")
+        header = f"{'symbol':<14}{'last tick':>11}{'ticks':>11}{'lag ms':>9}{'malformed':>11}{'ooo':>6}{'gaps':>6}"
+        w(header)
+        w("-" * len(header))
+        stale = set(health.stale_symbols(max_age))
+        for name in health.subscribed or sorted(health.symbols):
+            s = health.symbols.get(name)
+            if s is None:
+                w(f"{name:<14}{'-':>11}")
+                continue
+            flag = "  STALE" if name in stale else ""
+            lag = "-" if s.lag_ms is None else f"{s.lag_ms:.0f}"
+            w(f"{name:<14}{_age(s.age_s(health.now_ms)):>11}{s.ticks:>11,}{lag:>9}{s.malformed:>11}"
+              f"{s.out_of_order:>6}{s.gaps:>6}{flag}")
+        for g in gaps:
+            w(f"gap {g.get('reason')}: {g.get('symbols', '')[:60]} from {g.get('from_ms')} to {g.get('to_ms')} "
+              f"missed {g.get('missed') or '?'}")
+        w("status: " + ("STALE: " + "; ".join(problems) if problems else "ok"))
