@@ -38,7 +38,7 @@ def parse_args():
     p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo", "gevent"])
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--noop", type=int, default=1000, help="no-op tasks for the reference rate")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/6", help="a Redis db nobody else uses")
     p.add_argument("--db", default="tradeops_bench_orders", help="throw-away database (created, emptied)")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
     p.add_argument("--keep-worker-log", action="store_true")
@@ -64,6 +64,18 @@ def setup_environment(args) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def check_redis_db_is_ours(redis_url: str) -> None:
+    """Another worker on the same Redis db would consume our messages and skew every figure."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    db = r.connection_pool.connection_kwargs.get("db", 0)
+    others = [c for c in r.client_list() if int(c.get("db", -1)) == db and c.get("id") != str(r.client_id())]
+    if others:
+        raise SystemExit(f"Redis db {db} has {len(others)} other client(s) (another worker?); pick a free db "
+                         f"with --redis-url")
 
 
 def reset_state(redis_url: str) -> None:
@@ -189,6 +201,7 @@ def main():
     from tests.factories import make_symbol
     from tradeops.celery import app
 
+    check_redis_db_is_ours(args.redis_url)
     reset_state(args.redis_url)
     log_path = Path(f"/tmp/bench-fanout-worker-{os.getpid()}.log")
     with running_simulator(seed=11, tick_rate=2.0, history_minutes=5, surges_per_hour=0.0,
@@ -203,6 +216,13 @@ def main():
         pool = create_accounts(sim, max(counts), symbol)
         print(f"  accounts created and logged in in {time.perf_counter() - t:.1f}s", flush=True)
         worker = start_worker(args, sim.url, log_path)
+
+        def stop_worker(*_):
+            if worker.poll() is None:
+                os.killpg(worker.pid, signals.SIGTERM)
+            raise SystemExit(1)
+
+        signals.signal(signals.SIGTERM, stop_worker)  # never leave an orphan worker behind
         try:
             wait_worker_ready(app)
             noop_rate = time_noop(args.noop, args.redis_url)

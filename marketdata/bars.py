@@ -167,3 +167,51 @@ def roll(ticks, small_ms: int = SECOND_MS, big_ms: int = MINUTE_MS):
                 out[tf].append(bar)
     f1s, f1m = roller.forming()
     return out["1s"], out["1m"], f1s, f1m
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCheck:
+    """Whether a source's closed bars continue the bars already stored (see ``check_history``)."""
+
+    joins: bool
+    overlap: int  # compared minutes: held on both sides, the newest ones only
+    mismatched: int  # of those, how many closes differ by more than ``tolerance``
+    tolerance: float
+    stored_close: float | None  # newest stored close (for the log)
+    source_close: float | None  # the source's close at the same minute, or its first open
+
+
+def check_history(stored_ts, stored_close, source: list[Bar], *, tolerance_ranges: float = 3.0,
+                  rel_floor: float = 1e-4, max_mismatch_share: float = 0.2, newest: int = 10) -> HistoryCheck:
+    """Do the source's bars (the broker's REST candles, oldest first) describe the same price path
+    as the stored ones (``stored_ts``/``stored_close``: int64/float64 arrays, oldest first)?
+
+    Why: Redis outlives the processes. After the broker (or the simulator, which restarts from its
+    seed) restarts, the bars in Redis belong to another price path; appending the new history and
+    ticks behind them gives the analysis a window mixing two markets (EMAs, levels and ATR from
+    one, the live quote from the other).
+
+    Rule: look at the newest ``newest`` minutes both sides hold (two paths from one seed start
+    alike and drift apart: they would join at the newest end). The newest of them must agree, and
+    all but ``max_mismatch_share`` of the others. Agree = the closes differ by at most
+    ``tolerance_ranges`` x the source's median bar range, and at least ``rel_floor`` x price (the
+    feed rolls its own bars from mids, the broker's candles are bids). No common minute at all
+    (the stored bars end before the source's history starts) does not join; nothing stored does.
+    """
+    n = len(stored_ts)
+    if not source:
+        return HistoryCheck(True, 0, 0, 0.0, float(stored_close[-1]) if n else None, None)
+    if n == 0:
+        return HistoryCheck(True, 0, 0, 0.0, None, source[-1].close)
+    ranges = sorted(b.high - b.low for b in source)
+    closes = sorted(b.close for b in source)
+    tol = max(tolerance_ranges * ranges[len(ranges) // 2], rel_floor * abs(closes[len(closes) // 2]))
+    by_ts = {b.ts_ms: b.close for b in source}
+    pairs = [(close, by_ts[ts]) for ts, close in zip(stored_ts.tolist(), stored_close.tolist()) if ts in by_ts]
+    pairs = pairs[-newest:]
+    overlap = len(pairs)
+    mismatched = sum(1 for a, b in pairs if abs(a - b) > tol)
+    last_pair = pairs[-1] if pairs else (float(stored_close[-1]), source[0].open)
+    newest_agrees = bool(pairs) and abs(pairs[-1][0] - pairs[-1][1]) <= tol  # where the two would join
+    joins = overlap > 0 and newest_agrees and mismatched <= max_mismatch_share * overlap
+    return HistoryCheck(joins, overlap, mismatched, tol, last_pair[0], last_pair[1])

@@ -20,7 +20,7 @@ PROCESS_FIELDS = (
     "started_ms",
     "pid",
     "transport",  # "websocket" | "polling" | ...
-    "connection",  # "connected" | "disconnected" | "" (not yet known)
+    "connection",  # "connected" | "disconnected" | "resyncing" | "stopped" | "" (not yet known)
     "reconnects",
     "malformed",
     "out_of_order",

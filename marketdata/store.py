@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,7 +47,7 @@ from matchtrader.events import (
 from tradeops.logging import get_logger
 
 from . import redis_keys as keys
-from .bars import Bar, BarRoller
+from .bars import Bar, BarRoller, HistoryCheck, check_history
 from .health import now_ms
 
 log = get_logger(__name__)
@@ -108,7 +109,7 @@ class _Sym:
         "name", "prefix", "health_key",
         "recs", "roller", "bid", "ask", "quote_ts", "quote_recv", "quote_dirty", "book", "closed",
         "last_bar_ts", "bars_dirty", "candle_m1", "candle_forming",
-        "ticks", "last_ts", "last_recv", "malformed", "out_of_order", "gaps", "health_dirty",
+        "ticks", "last_ts", "last_recv", "malformed", "out_of_order", "gaps", "health_dirty", "seq",
     )
 
     def __init__(self, name: str):
@@ -135,6 +136,7 @@ class _Sym:
         self.out_of_order = 0
         self.gaps = 0
         self.health_dirty = False
+        self.seq = -1  # the source's quote sequence number (simulator extension), -1: none yet
 
 
 @dataclass(slots=True)
@@ -178,7 +180,7 @@ class MarketDataWriter:
         self._pending: deque[_Batch] = deque()
         self._pending_ticks = 0
         self._extra: list[tuple] = []  # non-symbol commands (gaps, subscribed set) for the next batch
-        self._conn = None
+        self._conn = None  # checked out of the client's pool; given back by close()
         self._inflight: tuple | None = None  # (batches, ncommands, script_load, sent_ms), replies unread
         self._need_script_load = True
         maxlen = _bulk(b"%d" % stream_maxlen)
@@ -215,6 +217,13 @@ class MarketDataWriter:
         self._malformed_log_left = malformed_log_per_min
         self._malformed_log_reset_ms = 0
         self._malformed_suppressed = 0
+        self.resets = 0
+        # Called (writer thread) with every GapEvent: the feed re-loads history after a long one.
+        self.on_gap: Callable[[GapEvent], None] | None = None
+        # Called (writer thread) with a symbol whose source sequence started again; returns True
+        # if a history re-check is on its way (the state is "resyncing" until ``resync_done``).
+        self.on_source_restart: Callable[[str], bool] | None = None
+        self._resyncing: set[str] = set()
 
     # ------------------------------------------------------------------ ingest (no I/O)
     def _sym(self, name: str) -> _Sym:
@@ -237,6 +246,11 @@ class MarketDataWriter:
             cls = type(ev)
             if cls is QuoteEvent:
                 st = syms.get(ev.symbol) or self._sym(ev.symbol)
+                seq = ev.seq
+                if seq is not None:
+                    if seq < st.seq:  # within a session the transport drops older frames: a new source
+                        self._source_restarted(st, seq)
+                    st.seq = seq
                 bid = ev.bid
                 ask = ev.ask
                 ts = ev.ts_ms
@@ -288,6 +302,38 @@ class MarketDataWriter:
             self._batch_last_recv = last_recv
         return n
 
+    def _source_restarted(self, st: _Sym, seq: int) -> None:
+        """The quote sequence started again (the simulator restarted, however briefly): its
+        history must be re-checked, whatever the length of the gap (``on_source_restart``)."""
+        log.warning("feed_source_restarted", symbol=st.name, seq=seq, last_seq=st.seq)
+        if self.on_source_restart is None:
+            return
+        try:
+            resync = self.on_source_restart(st.name)
+        except Exception:  # noqa: BLE001 - a hook must never stop ingestion
+            log.exception("feed_source_restart_hook_failed", symbol=st.name)
+            return
+        if resync:
+            # Until the history is re-checked, Redis may hold the old run's path next to the new
+            # ticks: the analysis must not trust it (signals.service.FEED_NOT_LIVE).
+            self._resyncing.add(st.name)
+            if self.connection_state != "resyncing":
+                self._set_connection("resyncing")
+
+    def _set_connection(self, state: str) -> None:
+        """Record the connection state, in Redis at once (with the next flush), not with the next
+        health write: the analysis reads it every pass."""
+        self.connection_state = state
+        self._extra.append(("HSET", keys.HEALTH, "connection", state))
+
+    def resync_done(self, symbol: str) -> None:
+        """The symbol's history was re-checked after a restart; once every restarted symbol's
+        was, the data is live again."""
+        self._resyncing.discard(symbol)
+        if not self._resyncing and self.connection_state == "resyncing":
+            log.info("feed_resynced")
+            self._set_connection("connected")
+
     def _closed_bars(self, st: _Sym, closed) -> None:
         for tf, bar in closed:
             if tf == "1m" and st.candle_m1:
@@ -312,8 +358,10 @@ class MarketDataWriter:
         elif cls is GapEvent:
             self._on_gap(ev)
         elif cls is ConnectionEvent:
-            self.connection_state = ev.state
             self.reconnects = max(self.reconnects, ev.reconnects)
+            # the analysis stops trusting the newest ticks as soon as their source is known to be
+            # away (signals.service.FEED_NOT_LIVE)
+            self._set_connection(ev.state)
             log.info("feed_connection", state=ev.state, reconnects=ev.reconnects, detail=ev.detail)
         elif cls is CandleEvent:
             self._on_candle(ev)
@@ -361,6 +409,11 @@ class MarketDataWriter:
         self._extra.append(self._gap_command(ev.reason, ev.symbols, ev.from_ms, ev.to_ms, ev.missed))
         log.warning("feed_gap", reason=ev.reason, symbols=ev.symbols[:20], nsymbols=len(ev.symbols),
                     from_ms=ev.from_ms, to_ms=ev.to_ms, missed=ev.missed)
+        if self.on_gap is not None:
+            try:
+                self.on_gap(ev)
+            except Exception:  # noqa: BLE001 - a hook must never stop ingestion
+                log.exception("feed_gap_hook_failed", reason=ev.reason)
 
     def _gap_command(self, reason, symbols, from_ms, to_ms, missed) -> tuple:
         return (
@@ -405,9 +458,82 @@ class MarketDataWriter:
             self._mark(st)
         return len(fresh)
 
+    def load_history(self, symbol: str, bars: list[Bar], timeframe: str = "1m") -> HistoryCheck | None:
+        """Put the source's closed history (REST candles, oldest first) into Redis, reconciled with
+        what Redis already holds for ``symbol``. The source is authoritative for the minutes it
+        covers: those stored bars are REPLACED (never appended behind newer ones); stored bars older
+        than the history stay, and bars newer than it (live, rolled by this feed) stay after it.
+
+        If the stored bars do not continue the source's history (``check_history``: the broker or
+        simulator restarted on another price path, or the data is from an earlier run), every key
+        of the symbol (ticks, tape, bars, forming bars, quote, book) is deleted first, a
+        ``source_reset`` gap is recorded, and only the source's history remains: the analysis never
+        sees a window mixing two markets.
+
+        Synchronous (the writer thread, rare): drains what is pending, reads the stored bars, writes
+        the result before any later tick. Returns None if Redis is unavailable (the caller retries).
+        """
+        if not self.flush():
+            return None
+        key = keys.bars(timeframe, symbol)
+        try:
+            stored = keys.decode_bars(self.redis.get(key) or b"")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._unavailable(exc)
+            return None
+        bars = sorted(bars, key=lambda b: b.ts_ms)
+        check = check_history(stored["ts_ms"], stored["close"], bars)
+        st = self._sym(symbol)
+        if check.joins or not len(stored):
+            merged = self._merged_history(stored, bars)
+        else:
+            merged = b"".join(b.pack() for b in bars)
+            self._reset_symbol(st, check, timeframe)
+        keep = self.bars_trim[timeframe][1]
+        self._extra.append(("SET", key, merged[-keep:] if len(merged) > keep else merged))
+        if bars:
+            newest_kept = int(stored["ts_ms"][-1]) if check.joins and len(stored) else -1
+            st.last_bar_ts[timeframe] = max(bars[-1].ts_ms, newest_kept)
+        log.info("feed_history_loaded", symbol=symbol, timeframe=timeframe, bars=len(bars), stored=len(stored),
+                 overlap=check.overlap, mismatched=check.mismatched, joins=check.joins)
+        self.flush()  # now, before any tick ingested after this call (it stays queued if Redis fails)
+        return check
+
+    @staticmethod
+    def _merged_history(stored, bars: list[Bar]) -> bytes:
+        """Stored bars before the history + the history + stored bars after it (oldest first)."""
+        if not bars:
+            return stored.tobytes()
+        first, last = bars[0].ts_ms, bars[-1].ts_ms
+        ts = stored["ts_ms"]
+        return stored[ts < first].tobytes() + b"".join(b.pack() for b in bars) + stored[ts > last].tobytes()
+
+    def _reset_symbol(self, st: _Sym, check: HistoryCheck, timeframe: str) -> None:
+        """Forget the symbol's market data (Redis and in memory): it belongs to another price path."""
+        name = st.name
+        self._extra.append(("DEL", keys.ticks_stream(name), keys.tape(name), keys.quote(name), keys.book(name),
+                            keys.forming_bars(name), *(keys.bars(tf, name) for tf in keys.TIMEFRAMES)))
+        st.roller = BarRoller()
+        st.closed = {"1s": [], "1m": []}
+        st.last_bar_ts = {"1s": -1, "1m": -1}
+        st.candle_forming = None
+        st.bid = st.ask = _NAN
+        st.book = None
+        now = now_ms()
+        self._extra.append(self._gap_command("source_reset", [name], now, now, None))
+        self.gaps += 1
+        self.resets += 1
+        st.gaps += 1
+        st.health_dirty = True
+        log.warning("feed_source_reset", symbol=name, timeframe=timeframe, overlap=check.overlap,
+                    mismatched=check.mismatched, tolerance=check.tolerance, stored_close=check.stored_close,
+                    source_close=check.source_close)
+
     def set_subscribed(self, symbols) -> None:
         """Record the subscribed set in ``md:symbols`` (written with the next flush)."""
         self.subscribed = sorted(set(symbols))
+        for gone in self._resyncing - set(self.subscribed):
+            self.resync_done(gone)
         # MULTI/EXEC: a reader never sees the set empty between the DEL and the SADD
         self._extra += [("MULTI",), ("DEL", keys.SYMBOLS)]
         if self.subscribed:
@@ -521,8 +647,9 @@ class MarketDataWriter:
         conn = self._conn
         try:
             if conn is None:
-                # redis-py connects on checkout; a refused connection is "unavailable" like any other
-                conn = self._conn = self.redis.connection_pool.make_connection()
+                # Checked out of the client's pool (and given back by close()), so the pool's
+                # bound counts it; redis-py connects on checkout: a refusal is "unavailable".
+                conn = self._conn = self._checkout()
             conn.send_packed_command([b"".join(payload)], check_health=False)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._unavailable(exc)
@@ -566,14 +693,30 @@ class MarketDataWriter:
             self._record_drop()
         return True
 
+    def _checkout(self):
+        """A connection of the client's pool, connected (the pool releases it itself if the
+        connect fails)."""
+        return self.redis.connection_pool.get_connection()
+
+    def _release(self) -> None:
+        """Give the connection back to the pool it came from (disconnected: our pipelined writes
+        may have left replies unread on it, so it must not be reused as is)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.disconnect()
+        except Exception:  # noqa: BLE001 - best effort on a broken socket
+            pass
+        try:
+            self.redis.connection_pool.release(conn)
+        except Exception:  # noqa: BLE001
+            pass
+
     def _unavailable(self, exc: Exception) -> None:
         self.redis_errors += 1
         self._need_script_load = True  # the server may have restarted
-        try:
-            if self._conn is not None:
-                self._conn.disconnect()
-        except Exception:  # noqa: BLE001 - best effort on a broken socket
-            pass
+        self._release()
         if self.redis_errors == 1 or self.redis_errors % 50 == 0:
             log.warning("feed_redis_unavailable", error=str(exc)[:200], buffered=self._pending_ticks,
                         failures=self.redis_errors)
@@ -620,12 +763,11 @@ class MarketDataWriter:
         self._wlag_sum = self._wlag_n = 0
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.disconnect()
-            except Exception:  # noqa: BLE001
-                pass
-            self._conn = None
+        """Give the connection back to the client's pool (replies of a batch still in flight are
+        read first if possible, so nothing sent is left unaccounted)."""
+        if self._inflight is not None and self._conn is not None:
+            self._collect()
+        self._release()
 
 
 def _pid() -> int:

@@ -8,6 +8,8 @@ is marked dispatched AFTER the messages are out: a crash in between re-enqueues,
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -47,6 +49,7 @@ def dispatch_signal(signal_id: int) -> dict:
         return {"signal_id": signal_id, "enqueued": 0, "status": "missing"}
     if row["status"] != Signal.Status.NEW:
         return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
+    started = time.perf_counter()
     ids = eligible_account_ids(row["symbol_id"])
     from .tasks import place_order
 
@@ -58,6 +61,7 @@ def dispatch_signal(signal_id: int) -> dict:
     marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
         status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
     )
-    log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), marked=bool(marked))
+    log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), marked=bool(marked),
+             elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
     return {"signal_id": signal_id, "enqueued": len(ids), "status": Signal.Status.DISPATCHED}
 

@@ -10,11 +10,13 @@ and the redelivery resolves the in-doubt order instead of sending blindly (order
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Account
 from matchtrader.errors import BrokerError
@@ -32,6 +34,7 @@ log = get_logger(__name__)
 MANAGE_POSITIONS_EVERY = 5
 SYNC_ACCOUNTS_EVERY = 30
 RECONCILE_ACCOUNTS_EVERY = 60
+OPEN_POSITIONS_RECHECK_S = 120
 
 ORDER_TASK = dict(acks_late=True, reject_on_worker_lost=True, queue=Queues.ORDERS)
 
@@ -115,7 +118,11 @@ def accounts_needing_reconciliation(include_all_enabled: bool = False) -> list[i
     unlinked = Order.objects.filter(status=OrderStatus.FILLED, purpose=Order.Purpose.OPEN,
                                     position__isnull=True).values("account_id")
     open_pos = Position.objects.filter(status=Position.Status.OPEN).values("account_id")
-    cond = Q(needs_reconciliation=True) | Q(pk__in=in_doubt) | Q(pk__in=unlinked) | Q(pk__in=open_pos)
+    # accounts with open positions are checked every OPEN_POSITIONS_RECHECK_S (not every run: with
+    # 1,000 accounts that would be 1,000 tasks and 3,000 broker reads a minute)
+    stale = Q(last_reconciled_at__isnull=True) | Q(
+        last_reconciled_at__lt=timezone.now() - timedelta(seconds=OPEN_POSITIONS_RECHECK_S))
+    cond = Q(needs_reconciliation=True) | Q(pk__in=in_doubt) | Q(pk__in=unlinked) | (Q(pk__in=open_pos) & stale)
     if include_all_enabled:
         cond |= Q(enabled=True)
     return list(Account.objects.filter(cond).order_by("pk").values_list("pk", flat=True))

@@ -5,8 +5,9 @@ and turning a Decision into a stored ``Signal`` handed to order dispatch.
 
 One pass costs a constant number of round trips whatever the number of symbols (pinned by
 tests/signals/test_service.py): 2 queries to load (symbols, strategy configs), 1 Redis round trip
-for the windows, 1 HMGET for the cool-downs, 1 pipeline for the stale-data warnings, and — only
-when something fires — 1 INSERT for all of the pass's signals plus 1 HSET of their cool-downs.
+for the windows, 1 pipeline for the cool-downs and the feed's connection state, 1 pipeline for
+the stale-data warnings, and — only when something fires — 1 INSERT for all of the pass's
+signals plus 1 HSET of their cool-downs.
 """
 
 from __future__ import annotations
@@ -84,6 +85,27 @@ def last_signal_times(redis, names: list[str]) -> dict[str, int | None]:
     return {name: int(v) if v is not None else None for name, v in zip(names, values)}
 
 
+# The feed's own word that its source is away (md:health "connection"): its newest ticks may still
+# be seconds old, i.e. "fresh", while the broker behind them restarted on another price (a
+# simulator restarts from its seed): a signal from them would be priced off a market that is gone.
+# "resyncing": the source restarted and the feed is re-checking the history in Redis against it.
+FEED_NOT_LIVE = frozenset({"disconnected", "stopped", "resyncing"})
+
+
+def pass_state(redis, names: list[str]) -> tuple[dict[str, int | None], str]:
+    """Cool-downs and the feed's connection state, in ONE pipelined round trip."""
+    from marketdata import redis_keys as md_keys
+
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(LAST_SIGNAL_KEY, names)
+    pipe.hget(md_keys.HEALTH, "connection")
+    values, connection = pipe.execute()
+    if isinstance(connection, bytes):
+        connection = connection.decode()
+    last = {name: int(v) if v is not None else None for name, v in zip(names, values)}
+    return last, connection or ""
+
+
 def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
     """Read every enabled symbol's window in one round trip, analyse, store and dispatch signals."""
     from marketdata.reader import read_windows
@@ -95,10 +117,14 @@ def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
     params = load_params(symbols)
     t0 = time.perf_counter()
     windows = read_windows(redis, names)
-    last_signals = last_signal_times(redis, names)
+    last_signals, feed_connection = pass_state(redis, names)
     t1 = time.perf_counter()
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols})
+    if feed_connection in FEED_NOT_LIVE:
+        decisions = {name: Decision(name, Reason.STALE_DATA, {"feed": feed_connection},
+                                    tick_ts_ms=windows[name].last_tick_ms) for name in names}
+    else:
+        decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols})
     t2 = time.perf_counter()
     by_name = {s.name: s for s in symbols}
     reasons: dict[str, int] = {}

@@ -6,8 +6,16 @@ Three threads, one direction of data:
   reconnect/backoff/resubscribe and gap detection are its own.
 - **symbols** polls the database every ``symbols_poll_s`` (one indexed query) for enabled
   ``Symbol`` rows; for a newly enabled symbol it loads 1 m history from REST candles (warm-up)
-  *before* subscribing it, so history always lands ahead of live bars; then it calls
-  ``transport.set_symbols``.
+  *before* subscribing it when the broker answers; then it calls ``transport.set_symbols``.
+  A warm-up that fails (the broker starts after the feed, an outage) is retried with capped
+  exponential backoff (``warmup_retry_s`` .. ``warmup_retry_max_s``) while live ticks already
+  flow; a reconnect after a gap of ``rewarmup_gap_s`` or more schedules it again (the broker
+  alone knows the missed minutes, and it may have restarted on another price path).
+- The history is reconciled with Redis by the writer (``MarketDataWriter.load_history``): the
+  broker's bars replace the stored ones for the minutes they cover; if the stored bars do not
+  continue the broker's (data from an earlier run, a simulator restarted from its seed), the
+  symbol's ticks, bars, quote and book are deleted first (``source_reset`` in ``md:gaps``), so
+  the analysis never reads a window that mixes two price paths.
 - **writer** (the thread that calls ``run``) drains the queue in batches (up to ``batch_max``
   events or ``batch_window_s``), applies them to ``MarketDataWriter`` and sends one pipelined
   buffer per batch; the replies of batch N are read after batch N+1 is parsed, so Redis and the
@@ -30,6 +38,7 @@ For an end-to-end test, run it in a thread::
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
 import time
@@ -41,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from tradeops.logging import get_logger
 
 from marketdata.bars import Bar
-from marketdata.store import MarketDataWriter, last_bar_ts
+from marketdata.store import MarketDataWriter
 
 log = get_logger(__name__)
 
@@ -66,6 +75,9 @@ class FeedConfig:
     symbols_poll_s: float = 2.0
     health_interval_s: float = 1.0
     warmup_minutes: int = 240
+    warmup_retry_s: float = 1.0  # first retry of a failed warm-up; doubles up to warmup_retry_max_s
+    warmup_retry_max_s: float = 60.0
+    rewarmup_gap_s: float = 5.0  # a reconnect after a gap this long re-loads (and re-checks) history
     redis_backoff_max_s: float = 2.0
     shutdown_flush_s: float = 5.0
 
@@ -171,11 +183,21 @@ class FeedWorker:
         self.stop_event = threading.Event()
         self._transport_stop = threading.Event()
         self.ready = threading.Event()  # set once the first symbol set was applied
+        # warm-ups to (re)try: symbol -> (failures so far, monotonic time it is due)
+        self._warmup_due: dict[str, tuple[int, float]] = {}
+        self._warmup_lock = threading.Lock()
+        self._wake = threading.Event()  # wakes the symbols thread (warm-up due, stop)
+        self.writer.on_gap = self._on_gap
+        self.writer.on_source_restart = self._on_source_restart
         self.batches = 0
 
     # ---------------------------------------------------------------- symbols thread
     def sync_symbols(self) -> bool:
-        """Apply the enabled set from the database. Returns True if it changed."""
+        """Apply the enabled set from the database. Returns True if it changed.
+
+        A new symbol's history is loaded before it is subscribed when the broker answers; when it
+        does not (e.g. the broker starts after the feed), the symbol is subscribed anyway and its
+        warm-up is retried with backoff (``run_due_warmups``) without holding up live ticks."""
         try:
             wanted = set(self.symbol_source())
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not stop the feed
@@ -185,43 +207,125 @@ class FeedWorker:
             return False
         added = sorted(wanted - self.symbols)
         removed = sorted(self.symbols - wanted)
-        if added and self.warmup_enabled:
-            for i, sym in enumerate(added):
-                if self.stop_event.is_set():
-                    return False
-                if not self._warmup(sym):
-                    # The broker's REST is failing: subscribe now without history rather than
-                    # spend a timeout per symbol before any tick flows.
-                    log.warning("feed_warmup_skipped", symbols=len(added) - i - 1)
-                    break
+        with self._warmup_lock:
+            for sym in removed:
+                self._warmup_due.pop(sym, None)
         self.symbols = wanted
+        if added and self.warmup_enabled:
+            self.request_warmup(added, reason="subscribe")
+            self.run_due_warmups()
         self._control.append(("subscribed", sorted(wanted)))
         self.transport.set_symbols(sorted(wanted))
         log.info("feed_symbols", added=added, removed=removed, total=len(wanted))
         return True
 
-    def _warmup(self, symbol: str) -> bool:
-        """Queue the symbol's closed 1 m history for the writer. False if the broker is failing."""
+    # ---------------------------------------------------------------- warm-up (symbols thread)
+    def request_warmup(self, symbols: Iterable[str], reason: str) -> None:
+        """Schedule a (re-)load of the symbols' 1 m history, due now. Thread-safe."""
+        if not self.warmup_enabled:
+            return
+        symbols = list(symbols)
+        with self._warmup_lock:
+            for sym in symbols:
+                self._warmup_due.setdefault(sym, (0, 0.0))
+        log.info("feed_warmup_requested", symbols=sorted(symbols)[:20], nsymbols=len(list(symbols)), reason=reason)
+        self._wake.set()
+
+    def warmup_pending(self) -> dict[str, int]:
+        """Symbols whose history is still to be loaded, with how many attempts failed so far."""
+        with self._warmup_lock:
+            return {s: failures for s, (failures, _) in self._warmup_due.items()}
+
+    def _warmup_backoff(self, failures: int) -> float:
+        return min(self.cfg.warmup_retry_max_s, self.cfg.warmup_retry_s * 2 ** max(0, failures - 1))
+
+    def run_due_warmups(self) -> None:
+        """Load history for every symbol whose warm-up is due. A broker outage stops the round
+        (one timeout, not one per symbol) and pushes every due symbol back with backoff."""
+        now = time.monotonic()
+        with self._warmup_lock:
+            due = sorted(s for s, (_, at) in self._warmup_due.items() if at <= now and s in self.symbols)
+        for i, sym in enumerate(due):
+            if self.stop_event.is_set():
+                return
+            outcome = self._warmup(sym)
+            if outcome == "ok":
+                with self._warmup_lock:  # in the writer's hands: not due again until it reports back
+                    if sym in self._warmup_due:
+                        self._warmup_due[sym] = (self._warmup_due[sym][0], math.inf)
+                continue
+            postpone = due[i:] if outcome == "outage" else [sym]
+            self._warmup_failed(postpone)
+            if outcome == "outage":
+                log.warning("feed_warmup_postponed", symbols=len(postpone),
+                            retry_in_s=round(self._warmup_backoff(self._warmup_due.get(sym, (1, 0))[0]), 2))
+                return
+
+    def _warmup_failed(self, symbols) -> None:
+        now = time.monotonic()
+        with self._warmup_lock:
+            for sym in symbols:
+                if sym in self._warmup_due:
+                    failures = self._warmup_due[sym][0] + 1
+                    self._warmup_due[sym] = (failures, now + self._warmup_backoff(failures))
+        self._wake.set()
+
+    def _history_applied(self, symbol: str, ok: bool) -> None:
+        """Writer thread: the history reached Redis (done) or Redis was away (retry later)."""
+        if ok:
+            with self._warmup_lock:
+                self._warmup_due.pop(symbol, None)
+            self.writer.resync_done(symbol)
+        else:
+            self._warmup_failed([symbol])
+
+    def _warmup(self, symbol: str) -> str:
+        """Fetch the symbol's closed 1 m history and hand it to the writer.
+        "ok", "failed" (a bad answer about this symbol) or "outage" (the broker is away)."""
         now = datetime.now(UTC)
         try:
             candles = self.client.candles(symbol, "M1", now - timedelta(minutes=self.cfg.warmup_minutes), now)
-            in_redis = last_bar_ts(self.redis, symbol, "1m")
         except Exception as exc:  # noqa: BLE001 - no history is a degraded start, not a failure
             from matchtrader.errors import AuthenticationError, BrokerUnavailable, RateLimited
 
             log.warning("feed_warmup_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}"[:300])
-            # an outage stops the warm-up round; a bad answer about one symbol does not
-            return not isinstance(exc, (BrokerUnavailable, RateLimited, AuthenticationError, OSError))
+            outage = isinstance(exc, (BrokerUnavailable, RateLimited, AuthenticationError, OSError))
+            return "outage" if outage else "failed"
         bars = candles_to_bars(candles, int(now.timestamp() * 1000))
-        self._control.append(("warmup", (symbol, bars, in_redis)))
+        self._control.append(("history", (symbol, bars)))
         log.info("feed_warmup", symbol=symbol, candles=len(candles), bars=len(bars))
+        return "ok"
+
+    def _on_source_restart(self, symbol: str) -> bool:
+        """Writer thread: the source's sequence started again (it restarted, however briefly):
+        re-check the symbol's history now, whatever the gap. True if a check is on its way."""
+        if not self.warmup_enabled:
+            return False
+        self.request_warmup([symbol], reason="source_restarted")
         return True
 
+    def _on_gap(self, ev) -> None:
+        """Writer thread: after a long outage the minutes it missed (and, if the broker restarted
+        meanwhile, a different price path) are only known to the broker's history: reload it."""
+        if ev.reason in ("reconnect", "poll_failed") and ev.to_ms - ev.from_ms >= self.cfg.rewarmup_gap_s * 1000:
+            self.request_warmup([s for s in ev.symbols if s in self.symbols], reason=f"gap:{ev.reason}")
+
     def _symbols_loop(self) -> None:
+        next_poll = 0.0
         while not self.stop_event.is_set():
-            self.sync_symbols()
-            self.ready.set()
-            self.stop_event.wait(self.cfg.symbols_poll_s)
+            if time.monotonic() >= next_poll:
+                self.sync_symbols()
+                self.ready.set()
+                next_poll = time.monotonic() + self.cfg.symbols_poll_s
+            self.run_due_warmups()
+            self._wake.wait(self._next_wake(next_poll))
+            self._wake.clear()
+
+    def _next_wake(self, next_poll: float) -> float:
+        with self._warmup_lock:
+            due = [at for s, (_, at) in self._warmup_due.items() if s in self.symbols]
+        at = min([next_poll, *due])
+        return max(0.01, at - time.monotonic())
 
     # ---------------------------------------------------------------- transport thread
     def _transport_loop(self) -> None:
@@ -237,9 +341,9 @@ class FeedWorker:
             kind, payload = self._control.popleft()
             if kind == "subscribed":
                 self.writer.set_subscribed(payload)
-            elif kind == "warmup":
-                symbol, bars, in_redis = payload
-                self.writer.warmup_bars(symbol, bars, "1m", in_redis)
+            elif kind == "history":
+                symbol, bars = payload
+                self._history_applied(symbol, self.writer.load_history(symbol, bars, "1m") is not None)
 
     def _next_batch(self, timeout: float) -> list:
         get = self.events.get
@@ -308,6 +412,7 @@ class FeedWorker:
     def _shutdown(self, threads) -> None:
         self._transport_stop.set()
         self.stop_event.set()
+        self._wake.set()
         for t in threads:
             t.join(timeout=5)
         # whatever the transport delivered before it stopped still goes to Redis

@@ -108,3 +108,16 @@ def test_unlinked_fill_is_linked(sim):
     assert report.fills_linked == [order.pk] and not report.halted
     order.refresh_from_db()
     assert order.position.status == Position.Status.OPEN
+
+
+def test_which_accounts_the_beat_reconciles(sim):
+    from orders.tasks import accounts_needing_reconciliation
+
+    flagged, with_position, idle = sim_accounts(sim, 3)
+    Account.objects.filter(pk=flagged.pk).update(needs_reconciliation=True)
+    assert place_signal_order(with_position.pk, eurusd_buy_signal().pk) == S.FILLED
+    due = accounts_needing_reconciliation()
+    assert flagged.pk in due and with_position.pk in due and idle.pk not in due
+    reconcile_account(with_position.pk)  # just reconciled: its open position waits for the recheck
+    assert with_position.pk not in accounts_needing_reconciliation()
+    assert idle.pk in accounts_needing_reconciliation(include_all_enabled=True)

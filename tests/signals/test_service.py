@@ -314,3 +314,34 @@ def test_a_broker_outage_at_dispatch_keeps_the_signal_and_the_cooldown(
     # the cool-down still holds: the next pass does not signal (and dispatch) the same surge again
     assert redis_client.hexists(service.LAST_SIGNAL_KEY, "EURUSD")
     assert service.run_analysis(redis_client).reasons == {"cooldown": 1}
+
+
+@pytest.mark.parametrize("state", ["disconnected", "resyncing"])
+def test_no_signal_while_the_feed_reports_its_source_not_live(redis_client, market, symbol_factory, state):
+    # given: a fresh surge, but the feed has just lost its broker (which may be restarting on
+    # another price: the newest ticks are seconds old, still "fresh", and no longer the market)
+    from marketdata.store import MarketDataWriter
+    from matchtrader.events import ConnectionEvent, QuoteEvent
+
+    symbol_factory("EURUSD")
+    market.surge("EURUSD", direction=1, seed=1)
+    now = now_ms()
+    w = MarketDataWriter(redis_client)
+    if state == "disconnected":
+        w.ingest([ConnectionEvent("disconnected", 1, "closed by server (code 1001)")])
+    else:  # the source came back numbering its quotes from 1: it restarted, history being re-checked
+        w.on_source_restart = lambda symbol: True
+        w.ingest([QuoteEvent("EURUSD", 1.1, 1.1002, now - 10, now - 10, seq=5),
+                  QuoteEvent("EURUSD", 1.1, 1.1002, now - 5, now - 5, seq=1)])
+    assert w.flush()
+    # then: stale, no signal
+    assert service.run_analysis(redis_client, now_ms=now).reasons == {"stale_data": 1}
+    assert not Signal.objects.exists()
+    # when: it is connected again / the history was re-checked, the same window signals
+    if state == "disconnected":
+        w.ingest([ConnectionEvent("connected", 1)])
+    else:
+        w.resync_done("EURUSD")
+    assert w.flush()
+    w.close()
+    assert service.run_analysis(redis_client, now_ms=now).reasons == {"signal": 1}

@@ -163,7 +163,7 @@ def test_run_feed_command_sigterm_flushes_and_exits_zero(sim, redis_client):
                FEED_SIM_AUTO_ACCOUNT="true", SIMULATION_MODE="true", REDIS_URL=settings.REDIS_URL,
                DATABASE_URL=f"postgres://{quote(db['USER'])}{':' + quote(db['PASSWORD']) if db.get('PASSWORD') else ''}"
                             f"@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-               FEED_SYMBOLS_POLL_S="0.2", FEED_WARMUP_MINUTES="10")
+               FEED_SYMBOLS_POLL_S="0.2", FEED_WARMUP_MINUTES="10", LOG_LEVEL="INFO")
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "manage.py", "run_feed"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
