@@ -54,6 +54,7 @@ from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .matching import find_match
 from .models import Order, Position, Trade, idempotency_key_for
+from .pricing import Anchored, live_price_for, reanchor_stops
 from .recording import record_fill
 from .risk import Exposure, RiskLimits, TradingState, check_pre_trade
 from .sizing import SymbolSpec, quote_to_account_rate, size_order
@@ -72,6 +73,7 @@ class Skip:
     MODE_MISMATCH = "mode_mismatch"
     SYMBOL_NOT_ALLOWED = "symbol_not_allowed"
     SIGNAL_EXPIRED = "signal_expired"
+    PRICE_MOVED = "price_moved"  # orders.pricing.PRICE_MOVED
 
 
 class Fail:
@@ -319,7 +321,9 @@ def _check_and_submit(order: Order, account: Account, signal: Signal) -> str:
     state = TradingState(kill_switch=bool(getattr(account, "ks", False)),
                          is_live_account=account.mode == Account.Mode.LIVE,
                          live_trading_enabled=live_trading_enabled())
-    decision = check_pre_trade(limits_of(account), exposure, state, order.volume)
+    symbol = order.symbol
+    decision = check_pre_trade(limits_of(account), exposure, state, order.volume, lot_step=symbol.lot_step,
+                               min_volume=symbol.min_volume)
     if not decision.allowed:
         if decision.halt_account:
             account.halt(f"daily loss limit: {decision.detail}", actor="orders.risk")
@@ -327,11 +331,51 @@ def _check_and_submit(order: Order, account: Account, signal: Signal) -> str:
         log.info("order_blocked_by_risk", order_id=order.pk, account_id=account.pk, reason=decision.reason,
                  detail=decision.detail)
         return order.status
+    fields = {"attempts": order.attempts + 1}
+    if decision.volume != order.volume:  # clamped to the room left on the symbol
+        log.info("order_volume_clamped", order_id=order.pk, account_id=account.pk, requested=str(order.volume),
+                 volume=str(decision.volume), detail=decision.detail)
+        fields["volume"] = decision.volume
+    anchored = _anchor_on_live_price(order, signal)
+    if anchored.skip_reason:
+        order.transition(S.SKIPPED, reason=anchored.skip_reason,
+                         last_error=f"live {anchored.entry} vs signal entry {signal.entry_price}")
+        log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=anchored.skip_reason,
+                 live=str(anchored.entry), entry=str(signal.entry_price))
+        return order.status
+    if anchored.reanchored:
+        fields.update(price=anchored.entry, stop_loss=anchored.stop_loss, take_profit=anchored.take_profit)
     try:
-        order.transition(S.SUBMITTED, attempts=order.attempts + 1)
+        order.transition(S.SUBMITTED, **fields)
     except StaleTransition:
         return Order.objects.get(pk=order.pk).status
     return _send_open(order, account, first_attempt_counted=True)
+
+
+def live_quote(symbol_name: str) -> dict | None:
+    """The latest quote of the symbol from the market-data store (one Redis round trip); None when
+    Redis cannot be read (the caller falls back to the signal's prices)."""
+    from marketdata.reader import read_quotes
+
+    try:
+        return read_quotes(broker.get_redis(), [symbol_name]).get(symbol_name)
+    except Exception as exc:  # Redis down or a malformed hash: never block the order on it
+        log.warning("live_quote_unavailable", symbol=symbol_name, error=type(exc).__name__)
+        return None
+
+
+def _anchor_on_live_price(order: Order, signal: Signal) -> Anchored:
+    """SL/TP re-anchored on the live price at the signal's distances, or a ``price_moved`` skip
+    (:mod:`orders.pricing`). Missing or stale quote → the signal's prices."""
+    symbol = order.symbol
+    quote = live_quote(symbol.name)
+    live = live_price_for(order.side, quote, now_ms=int(time.time() * 1000),
+                          max_age_ms=settings.ORDERS_MAX_QUOTE_AGE_MS)
+    if live is None and quote is not None:
+        log.info("live_quote_stale", order_id=order.pk, symbol=symbol.name, recv_ms=quote.get("recv_ms"))
+    return reanchor_stops(side=order.side, entry=signal.entry_price, stop_loss=signal.stop_loss,
+                          take_profit=signal.take_profit, live=live, tick=symbol.tick_size,
+                          max_deviation=settings.ORDERS_MAX_ENTRY_DEVIATION)
 
 
 def _send_open(order: Order, account: Account, *, first_attempt_counted: bool) -> str:
@@ -399,12 +443,13 @@ def _send_open(order: Order, account: Account, *, first_attempt_counted: bool) -
 
 def _enqueue_link(order_id: int) -> None:
     """The fill is acknowledged; finding its position id (one more broker read) is follow-up
-    bookkeeping done by ``orders.link_fill``, off the fan-out's critical path. Until it runs the
-    exposure counts the order as an open position."""
+    bookkeeping done by ``orders.link_fill``, off the fan-out's critical path: it runs
+    ``ORDERS_LINK_FILL_DELAY_S`` later, so a fan-out's links do not compete with its orders for the
+    worker. Until it runs the exposure counts the order as an open position."""
     from .tasks import link_fill
 
     try:
-        link_fill.apply_async((order_id,), countdown=0)
+        link_fill.apply_async((order_id,), ignore_result=True, countdown=settings.ORDERS_LINK_FILL_DELAY_S or None)
     except Exception as exc:  # Redis hiccup: reconciliation links it later
         log.warning("link_fill_enqueue_failed", order_id=order_id, error=type(exc).__name__)
 

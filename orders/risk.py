@@ -9,13 +9,20 @@ Checks, in order (the first failure wins):
 2. live account while live trading is not enabled      → block ``trading_disabled``
 3. today's loss (realized + unrealized) ≥ daily limit  → block ``daily_loss_limit`` and HALT the account
 4. open positions (incl. orders in flight) ≥ maximum   → block ``max_open_positions``
-5. volume on the symbol + this order > maximum         → block ``max_volume_per_symbol``
+5. volume on the symbol + this order > maximum         → the order is CLAMPED to the room left
+   (``max_volume_per_symbol`` − volume already on the symbol, floored to the lot step); blocked
+   ``max_volume_per_symbol`` only when that room is below the symbol's minimum volume.
+
+The risk-based size is a ceiling that the limits lower, never a reason on its own to skip:
+``RiskDecision.volume`` is the volume to send.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+
+from tradeops.money import floor_to_step
 
 ZERO = Decimal("0")
 
@@ -62,10 +69,11 @@ class RiskDecision:
     reason: str = ""
     detail: str = ""
     halt_account: bool = False
+    volume: Decimal = ZERO  # the volume to send when allowed (≤ the requested one)
 
     @classmethod
-    def ok(cls) -> RiskDecision:
-        return cls(True)
+    def ok(cls, volume: Decimal = ZERO) -> RiskDecision:
+        return cls(True, volume=volume)
 
 
 def daily_loss_breached(limits: RiskLimits, exposure: Exposure) -> bool:
@@ -73,7 +81,21 @@ def daily_loss_breached(limits: RiskLimits, exposure: Exposure) -> bool:
     return -exposure.daily_pnl >= limits.daily_loss_limit and exposure.daily_pnl < 0
 
 
-def check_pre_trade(limits: RiskLimits, exposure: Exposure, state: TradingState, volume: Decimal) -> RiskDecision:
+def room_on_symbol(limits: RiskLimits, exposure: Exposure, volume: Decimal, *, lot_step: Decimal | None = None,
+                   min_volume: Decimal | None = None) -> Decimal:
+    """min(volume, max_volume_per_symbol − volume on the symbol), floored to the lot step; ZERO when
+    that is below ``min_volume`` (or not positive)."""
+    room = limits.max_volume_per_symbol - exposure.symbol_volume
+    clamped = min(volume, room)
+    if lot_step:
+        clamped = floor_to_step(clamped, lot_step) if clamped > 0 else ZERO
+    if clamped <= 0 or (min_volume is not None and clamped < min_volume):
+        return ZERO
+    return clamped
+
+
+def check_pre_trade(limits: RiskLimits, exposure: Exposure, state: TradingState, volume: Decimal, *,
+                    lot_step: Decimal | None = None, min_volume: Decimal | None = None) -> RiskDecision:
     if state.kill_switch:
         return RiskDecision(False, RiskReason.KILL_SWITCH, "global kill switch is on")
     if state.is_live_account and not state.live_trading_enabled:
@@ -89,8 +111,13 @@ def check_pre_trade(limits: RiskLimits, exposure: Exposure, state: TradingState,
             f"{exposure.open_positions} open, limit {limits.max_open_positions}",
         )
     if exposure.symbol_volume + volume > limits.max_volume_per_symbol:
-        return RiskDecision(
-            False, RiskReason.MAX_VOLUME_PER_SYMBOL,
-            f"{exposure.symbol_volume} + {volume} lots > limit {limits.max_volume_per_symbol}",
-        )
-    return RiskDecision.ok()
+        clamped = room_on_symbol(limits, exposure, volume, lot_step=lot_step, min_volume=min_volume)
+        if clamped <= 0:
+            return RiskDecision(
+                False, RiskReason.MAX_VOLUME_PER_SYMBOL,
+                f"{exposure.symbol_volume} lots open, limit {limits.max_volume_per_symbol}: room below the minimum "
+                f"{min_volume} (wanted {volume})",
+            )
+        return RiskDecision(True, detail=f"clamped {volume} → {clamped} lots (limit {limits.max_volume_per_symbol}, "
+                                         f"{exposure.symbol_volume} open)", volume=clamped)
+    return RiskDecision.ok(volume)

@@ -44,7 +44,9 @@ def dispatch_signal(self, signal_id: int) -> dict:
     return dispatch.dispatch_signal(signal_id)
 
 
-@shared_task(bind=True, name="orders.place_order", soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
+# ignore_result: the outcome is the Order row; storing a result would be one more Redis write per order
+@shared_task(bind=True, name="orders.place_order", soft_time_limit=60, time_limit=75, max_retries=5,
+             ignore_result=True, **ORDER_TASK)
 def place_order(self, account_id: int, signal_id: int) -> str:
     try:
         return execution.place_signal_order(account_id, signal_id)
@@ -53,7 +55,8 @@ def place_order(self, account_id: int, signal_id: int) -> str:
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
 
 
-@shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3, **ORDER_TASK)
+@shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3,
+             ignore_result=True, **ORDER_TASK)
 def link_fill(self, order_id: int) -> bool:
     """Find the position a filled order opened (the open answer carries an order id only)."""
     try:

@@ -181,9 +181,12 @@ CELERY_TASK_ROUTES = {
     "signals.*": {"queue": "analysis"},
     "orders.*": {"queue": "orders"},
 }
-# Flower and the dashboard read task events.
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events cost one extra publish per message sent (task-sent) and three per task run
+# (received/started/succeeded): measured as the largest share of the order fan-out's Python time
+# (orders/README.md, Benchmark). Nothing in the code reads them; Flower switches worker events on
+# at run time itself (its enable_events option, on by default), so they are off unless asked for.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
@@ -233,9 +236,17 @@ ORDERS_USER_AGENT = env.str("ORDERS_USER_AGENT", default="tradeops-orders/1.0")
 # Link a fill to its broker position inside the order task (one more broker read per order), or
 # in a follow-up orders.link_fill task (default: keeps the fan-out's critical path short).
 ORDERS_LINK_FILL_INLINE = env.bool("ORDERS_LINK_FILL_INLINE", default=False)
+# ...and the follow-up runs this many seconds after the fill (0: at once), after a fan-out's burst.
+ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=5.0)
 # Broker HTTP timeouts (connect, read) in seconds.
 ORDERS_BROKER_TIMEOUT = (env.float("ORDERS_BROKER_CONNECT_TIMEOUT", default=3.05),
                          env.float("ORDERS_BROKER_READ_TIMEOUT", default=10.0))
+# Just before sending, SL/TP are re-anchored on the live quote (ask for BUY, bid for SELL) at the
+# signal's distances; a quote received longer ago than this is stale → the signal's prices are used.
+ORDERS_MAX_QUOTE_AGE_MS = env.int("ORDERS_MAX_QUOTE_AGE_MS", default=5000)
+# Skip (reason price_moved) when the live price moved against the signal's entry by more than this
+# fraction of the stop distance.
+ORDERS_MAX_ENTRY_DEVIATION = env.str("ORDERS_MAX_ENTRY_DEVIATION", default="0.5")  # a Decimal string
 
 # --- Logging: JSON lines on stdout, via structlog's stdlib integration --------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

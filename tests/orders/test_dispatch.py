@@ -71,3 +71,19 @@ def test_a_dispatched_signal_is_not_fanned_out_again(redis_client):
     redis_client.delete("orders")
     assert dispatch_signal(signal.pk)["enqueued"] == 0
     assert redis_client.llen("orders") == 0
+
+
+def test_dispatch_flushes_every_batch_and_the_messages_ignore_results(redis_client, monkeypatch):
+    # batches of 7 for 30 accounts: 4 full flushes and one partial at the end, nothing lost or doubled
+    import json
+
+    from orders import dispatch as dispatch_mod
+
+    monkeypatch.setattr(dispatch_mod, "PUBLISH_BATCH", 7)
+    sym = eurusd()
+    accounts = [make_account() for _ in range(30)]
+    signal = make_signal(symbol=sym)
+    assert dispatch_signal(signal.pk)["enqueued"] == 30
+    assert sorted(queued_place_orders(redis_client)) == sorted((a.pk, signal.pk) for a in accounts)
+    headers = [json.loads(raw)["headers"] for raw in redis_client.lrange("orders", 0, -1)]
+    assert all(h["ignore_result"] is True and h["expires"] for h in headers)

@@ -143,12 +143,27 @@ def test_max_open_positions_blocks_the_next_order(sim):
     assert ledger_counts(sim, acct) == (1, 1)
 
 
-def test_max_volume_per_symbol_blocks(sim):
+def test_max_volume_per_symbol_clamps_to_the_room_then_blocks(sim):
     (acct,) = sim_accounts(sim, 1, max_volume_per_symbol=D("0.40"))
-    first, second = eurusd_buy_signal(), eurusd_buy_signal()
+    first, second, third = eurusd_buy_signal(), eurusd_buy_signal(), eurusd_buy_signal()
     assert place_signal_order(acct.pk, first.pk) == S.FILLED  # 0.25
-    assert place_signal_order(acct.pk, second.pk) == S.SKIPPED  # 0.25 + 0.25 > 0.40
-    assert order_of(second, acct).reason == "max_volume_per_symbol"
+    # 0.25 + 0.25 > 0.40: sent with the 0.15 lots of room left, not skipped
+    assert place_signal_order(acct.pk, second.pk) == S.FILLED
+    assert order_of(second, acct).volume == D("0.15")
+    assert Position.objects.get(pk=order_of(second, acct).position_id).volume == D("0.15")
+    # 0.40 open: no room left → skipped, never sent
+    assert place_signal_order(acct.pk, third.pk) == S.SKIPPED
+    assert order_of(third, acct).reason == "max_volume_per_symbol"
+    assert ledger_counts(sim, acct) == (2, 2)
+
+
+def test_risk_size_above_the_symbol_cap_is_sent_at_the_cap(sim):
+    # 10 % of 10,000 over 20 pips = 5 lots of risk size; cap 2 lots → 2 lots
+    (acct,) = sim_accounts(sim, 1, risk_per_trade_pct=D("10"), max_volume_per_symbol=D("2"))
+    signal = eurusd_buy_signal()
+    assert place_signal_order(acct.pk, signal.pk) == S.FILLED
+    assert order_of(signal, acct).volume == D("2.00")
+    assert ledger_counts(sim, acct) == (1, 1)
 
 
 def test_daily_loss_limit_halts_the_account_and_says_why(sim):
@@ -208,3 +223,66 @@ def test_ineligible_accounts_are_skipped_with_reason(sim, settings):
     assert order_of(signal, a).reason == "needs_reconciliation"
     assert order_of(signal, b).reason == "symbol_not_allowed"
     assert Symbol.objects.filter(name="EURUSD").exists()
+
+
+# --- stops re-anchored on the live price (orders.pricing) -------------------------------------------
+def _publish_quote(sim, symbol: str, bid: float) -> None:
+    """Move the simulator's market and write its quote where the market-data ingest would."""
+    import time as _time
+
+    from marketdata import redis_keys
+    from orders import broker
+
+    q = sim.control.market(paused=True, prices={symbol: bid})["quotes"][0]
+    now = int(_time.time() * 1000)
+    broker.get_redis().hset(redis_keys.quote(symbol),
+                            mapping={"bid": q["bid"], "ask": q["ask"], "ts_ms": now, "recv_ms": now})
+
+
+@pytest.fixture
+def live_quotes(sim):
+    from marketdata import redis_keys
+    from orders import broker
+
+    yield lambda symbol, bid: _publish_quote(sim, symbol, bid)
+    broker.get_redis().delete(redis_keys.quote("EURUSD"), redis_keys.quote("USDJPY"))
+
+
+def test_sell_after_the_market_fell_through_its_target_is_sent_with_stops_on_the_live_bid(sim, live_quotes):
+    # SELL entry 1.10000, SL +20 pips, TP −5 pips; the bid has fallen to 1.09920 (ask 1.09928), below
+    # the TP: sent as is, the broker answers INVALID_STOPS ("Take profit 1.0995 must be below 1.09928").
+    # 0.00080 adverse ≤ 0.5 × 0.00200 → re-anchored on the bid: SL 1.10120, TP 1.09870
+    (acct,) = sim_accounts(sim, 1)
+    live_quotes("EURUSD", 1.09920)
+    signal = eurusd_buy_signal(side="SELL", stop_loss=D("1.10200"), take_profit=D("1.09950"))
+    assert place_signal_order(acct.pk, signal.pk) == S.FILLED
+    order = order_of(signal, acct)
+    assert (order.price, order.stop_loss, order.take_profit) == (D("1.09920"), D("1.10120"), D("1.09870"))
+    assert order.volume == D("0.25")  # same stop distance, same size
+    pos = Position.objects.get(pk=order.position_id)
+    assert pos.open_price == D("1.09920") and pos.stop_loss == D("1.10120") and pos.take_profit == D("1.09870")
+    assert ledger_counts(sim, acct) == (1, 1)
+
+
+def test_price_moved_against_the_signal_is_skipped_and_never_sent(sim, live_quotes):
+    # BUY entry 1.10000, stop distance 0.00200 → at most 0.00100 adverse; ask now 1.10158
+    (acct,) = sim_accounts(sim, 1)
+    live_quotes("EURUSD", 1.10150)
+    signal = eurusd_buy_signal()
+    assert place_signal_order(acct.pk, signal.pk) == S.SKIPPED
+    order = order_of(signal, acct)
+    assert order.reason == "price_moved" and "1.10158" in order.last_error
+    assert ledger_counts(sim, acct) == (0, 0)
+
+
+def test_stale_quote_falls_back_to_the_signal_prices(sim, live_quotes, settings):
+    (acct,) = sim_accounts(sim, 1)
+    live_quotes("EURUSD", 1.10000)  # the sim still quotes 1.10000/1.10008
+    from marketdata import redis_keys
+    from orders import broker
+
+    broker.get_redis().hset(redis_keys.quote("EURUSD"), mapping={"ask": "1.20000", "recv_ms": 1})  # ancient
+    signal = eurusd_buy_signal()
+    assert place_signal_order(acct.pk, signal.pk) == S.FILLED
+    order = order_of(signal, acct)
+    assert (order.stop_loss, order.take_profit) == (D("1.09800"), D("1.10400"))
