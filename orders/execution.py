@@ -498,8 +498,9 @@ def read_with_retry(fn, *args, attempts: int = 4):
 def _read_broker_fills(client, since: datetime):
     """Open positions + positions closed since ``since`` (an order may have filled and hit its
     stop before we looked)."""
-    open_ = read_with_retry(client.open_positions)
-    closed = read_with_retry(client.closed_positions, since, timezone.now() + timedelta(minutes=1))
+    attempts = settings.ORDERS_IN_DOUBT_READ_ATTEMPTS
+    open_ = read_with_retry(client.open_positions, attempts=attempts)
+    closed = read_with_retry(client.closed_positions, since, timezone.now() + timedelta(minutes=1), attempts=attempts)
     return open_, closed
 
 
@@ -514,6 +515,15 @@ def _match_order(order: Order, account: Account, client):
     return find_match(open_, **kw) or find_match(closed, **kw)
 
 
+def _reconcile_soon(account_id: int) -> None:
+    """An unknown outcome is reconciled right away (by name: tasks import this module), not at the
+    next beat; the task retries while the broker stays unreadable."""
+    from tradeops.celery import Queues, app
+
+    app.send_task("orders.reconcile_account", args=[account_id], queue=Queues.ORDERS,
+                  countdown=settings.ORDERS_RECONCILE_AFTER_UNKNOWN_S)
+
+
 def _resolve_submitted(order: Order, account: Account) -> bool:
     """The order is SUBMITTED and its outcome is unknown. Returns True when the caller should send
     it again (it surely did not execute and may still be traded)."""
@@ -526,6 +536,7 @@ def _resolve_submitted(order: Order, account: Account) -> bool:
         order.transition(S.UNKNOWN, reason="outcome_unknown", last_error=str(exc)[:500])
         Account.objects.filter(pk=account.pk).update(needs_reconciliation=True)
         log.warning("order_unknown_needs_reconciliation", order_id=order.pk, account_id=account.pk)
+        _reconcile_soon(account.pk)
         return False
     if match is not None:
         order.transition(S.FILLED)

@@ -140,13 +140,19 @@ def reconcile_accounts(include_all_enabled: bool = False) -> int:
     return len(ids)
 
 
-@shared_task(bind=True, name="orders.reconcile_account", soft_time_limit=60, time_limit=75, max_retries=3,
+@shared_task(bind=True, name="orders.reconcile_account", soft_time_limit=60, time_limit=75, max_retries=8,
              **ORDER_TASK)
 def reconcile_account(self, account_id: int) -> dict:
+    """Reconcile one account. Retried (bounded, with jitter) while the account's lock is busy or the
+    broker cannot be read, so an account flagged after an unknown outcome is not left waiting for
+    the next beat."""
     try:
-        return reconciliation.reconcile_account(account_id).as_dict()
+        report = reconciliation.reconcile_account(account_id)
     except AccountLockTimeout as exc:
         raise self.retry(exc=exc, countdown=2 + random.random() * 3) from exc
+    if not report.ok and self.request.retries < self.max_retries:
+        raise self.retry(countdown=min(30.0, 2 * 2 ** self.request.retries) * (0.5 + random.random() / 2))
+    return report.as_dict()
 
 
 @worker_ready.connect

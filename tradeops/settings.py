@@ -196,6 +196,11 @@ ORDERS_MAX_SUBMIT_ATTEMPTS = env.int("ORDERS_MAX_SUBMIT_ATTEMPTS", default=5)
 # Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt)).
 ORDERS_BACKOFF_BASE_S = env.float("ORDERS_BACKOFF_BASE_S", default=0.2)
 ORDERS_BACKOFF_CAP_S = env.float("ORDERS_BACKOFF_CAP_S", default=3.0)
+# Reads that decide whether an in-doubt order executed are safe to repeat: try them this often
+# before declaring the outcome unknown (which blocks the account until reconciliation).
+ORDERS_IN_DOUBT_READ_ATTEMPTS = env.int("ORDERS_IN_DOUBT_READ_ATTEMPTS", default=8)
+# An unknown outcome triggers reconciliation of that account after this many seconds.
+ORDERS_RECONCILE_AFTER_UNKNOWN_S = env.float("ORDERS_RECONCILE_AFTER_UNKNOWN_S", default=2.0)
 # No retry starts after this many seconds in the send loop (stays inside the task time limit).
 ORDERS_SUBMIT_DEADLINE_S = env.float("ORDERS_SUBMIT_DEADLINE_S", default=30.0)
 # Longest Retry-After we wait inside a task; a longer one fails the order (never sent).
