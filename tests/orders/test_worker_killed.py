@@ -76,8 +76,9 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
         wait_for(some_done_some_on_the_wire, 30, "some fills and some orders on the wire", poll=0.01)
         os.killpg(worker.pid, signals.SIGKILL)
         worker.wait(10)
-        stranded = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
-        assert stranded >= 1  # killed mid-call: these are in doubt
+        # the batch was interrupted: some orders are not terminal (in doubt if caught mid-call, or
+        # still queued). Which of the two the kill catches is a race; both must end exactly once.
+        # (The mid-call redelivery path is also pinned deterministically in test_place_order.)
         assert Order.objects.filter(signal=signal, status__in=TERMINAL).count() < 40
         # when a new worker starts
         worker = start_worker_process(sim, log_path)
