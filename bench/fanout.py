@@ -1,7 +1,9 @@
 """Benchmark of the order fan-out: one signal → one order on every account, through a real worker.
 
-    .venv/bin/python bench/fanout.py [--accounts 100,1000] [--pool threads] [--concurrency 16]
-                                     [--redis-url redis://127.0.0.1:6379/5] [--db tradeops_bench_orders]
+    .venv/bin/python bench/fanout.py [--accounts 100,1000] [--pool prefork] [--concurrency 4]
+                                     [--redis-url redis://127.0.0.1:6379/6] [--db tradeops_bench_orders]
+
+The default worker is the Procfile's: prefork, 4 processes, prefetch 1.
 
 In one run it
 1. creates (or reuses) a throw-away PostgreSQL database and migrates it, uses its own Redis db,
@@ -11,7 +13,9 @@ In one run it
    Redis, as in production after the first order: no per-order login);
 3. measures the worker's rate for no-op tasks (``tradeops.ping``, results stored like orders);
 4. for each account count: dispatches one signal and times signal → every order terminal in the
-   database, and → every order executed in the simulator (its execution counter).
+   database, and → every order executed in the simulator (its execution counter); the CPU the
+   worker, this process (simulator) and PostgreSQL used meanwhile; then waits until every fill is
+   linked to its position (the follow-up work), so each measurement starts from a quiet worker.
 
 Prints the figures and the ratio to the no-op rate. Targets: 1,000 accounts ≤ 2 s, and an order
 rate ≥ 0.5 × the no-op rate.
@@ -35,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--accounts", default="100,1000", help="comma-separated account counts (default 100,1000)")
-    p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo", "gevent"])
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--pool", default="prefork", choices=["threads", "prefork", "solo", "gevent"])
+    p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--noop", type=int, default=1000, help="no-op tasks for the reference rate")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/6", help="a Redis db nobody else uses")
     p.add_argument("--db", default="tradeops_bench_orders", help="throw-away database (created, emptied)")
@@ -100,6 +104,8 @@ def start_worker(args, sim_url: str, log_path: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders,default", "--pool", args.pool,
            "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-n", f"bench-{os.getpid()}@%h", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")]
+    # e.g. BENCH_WORKER_PREFIX="py-spy record -f raw -o /tmp/worker.txt --" to profile the worker
+    cmd = os.environ.get("BENCH_WORKER_PREFIX", "").split() + cmd
     log = open(log_path, "wb")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -161,7 +167,51 @@ def time_noop(n: int, redis_url: str) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def time_signal(sim, symbol, n_accounts: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, from /proc/stat)."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(x) for x in parts]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s() -> float:
+    """CPU of every PostgreSQL process (the worker's sessions do their queries there)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if Path(f"/proc/{d.name}/comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(d.name))
+            except OSError:
+                pass
+    return total
+
+
+def worker_pids(worker: subprocess.Popen) -> list[int]:
+    """The worker and its pool processes (prefork), found by process group."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == worker.pid:
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids or [worker.pid]
+
+
+def time_signal(sim, symbol, n_accounts: int, worker=None) -> dict:
     from orders.lifecycle import TERMINAL
     from orders.models import Order
     from orders.tasks import dispatch_signal
@@ -170,6 +220,10 @@ def time_signal(sim, symbol, n_accounts: int) -> dict:
     before_exec = sim.control.stats().get("executions", 0)
     signal = Signal.objects.create(symbol=symbol, side="BUY", strength=Decimal("0.9"), entry_price=Decimal("1.10000"),
                                    stop_loss=Decimal("1.09800"), take_profit=Decimal("1.10400"))
+    pids = worker_pids(worker) if worker is not None else []
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    own0 = time.process_time()
+    busy0, pg0 = machine_busy_s(), postgres_cpu_s()
     t0 = time.perf_counter()
     dispatch_signal.apply_async((signal.pk,))
     executed_at = terminal_at = None
@@ -185,12 +239,23 @@ def time_signal(sim, symbol, n_accounts: int) -> dict:
             if execs >= n_accounts:
                 executed_at = now
         time.sleep(0.01)
+    cpu = {"worker_cpu_s": sum(cpu_seconds(p) for p in pids) - cpu0, "bench_cpu_s": time.process_time() - own0,
+           "machine_busy_s": machine_busy_s() - busy0, "postgres_cpu_s": postgres_cpu_s() - pg0}
+    # follow-up: every fill linked to its broker position (orders.link_fills, follow-up priority);
+    # waiting for it also starts the next measurement from a quiet worker
+    linked_at = None
+    while time.perf_counter() < deadline:
+        if not Order.objects.filter(signal=signal, status="filled", position__isnull=True).exists():
+            linked_at = time.perf_counter()
+            break
+        time.sleep(0.05)
     statuses = dict(Order.objects.filter(signal=signal).values_list("status").annotate(
         n=__import__("django.db.models", fromlist=["Count"]).Count("id")))
     terminal_s = (terminal_at or time.perf_counter()) - t0
     return {"accounts": n_accounts, "terminal_s": terminal_s,
             "executed_s": (executed_at - t0) if executed_at else None,
-            "orders_per_s": n_accounts / terminal_s, "statuses": statuses}
+            "linked_s": (linked_at - t0) if linked_at else None,
+            "orders_per_s": n_accounts / terminal_s, "statuses": statuses, **cpu}
 
 
 def main():
@@ -234,7 +299,7 @@ def main():
                 ids = [a.pk for a in pool[:n]]
                 Account.objects.filter(pk__in=ids).update(enabled=True)
                 Account.objects.exclude(pk__in=ids).update(enabled=False)
-                results.append(time_signal(sim, symbol, n))
+                results.append(time_signal(sim, symbol, n, worker))
             warm, *measured = results
             print(f"warm-up {warm['accounts']} accounts: {warm['terminal_s']:.2f}s")
             for r in measured:
@@ -242,6 +307,13 @@ def main():
                 print(f"{r['accounts']:>5} accounts: signal → all orders terminal in DB {r['terminal_s']:.2f}s, "
                       f"→ all executed in the simulator {ex}; {r['orders_per_s']:,.0f} orders/s "
                       f"= {r['orders_per_s'] / noop_rate:.2f} × no-op rate; statuses {r['statuses']}")
+                linked = f"{r['linked_s']:.2f}s" if r["linked_s"] is not None else "not within the deadline"
+                print(f"       CPU until all terminal: worker {r['worker_cpu_s']:.2f}s "
+                      f"({r['worker_cpu_s'] / r['terminal_s']:.2f} cores, {r['worker_cpu_s'] / r['accounts'] * 1000:.2f} "
+                      f"ms/order), this process (simulator + polling) {r['bench_cpu_s']:.2f}s, PostgreSQL "
+                      f"{r['postgres_cpu_s']:.2f}s; whole machine {r['machine_busy_s'] / r['terminal_s']:.2f} of "
+                      f"{os.cpu_count()} cores busy")
+                print(f"       follow-up: every fill linked to its broker position {linked} after the signal")
             big = measured[-1]
             print(f"target 1,000 accounts ≤ 2 s: {'MET' if big['terminal_s'] <= 2 else 'NOT MET'} "
                   f"({big['terminal_s']:.2f}s for {big['accounts']}); "

@@ -62,7 +62,10 @@ class RedisTokenStore:
         return TOKEN_KEY.format(key=hashlib.sha256(key.encode()).hexdigest()[:32])
 
     def get_record(self, key: str) -> dict | None:
-        raw = self.redis.get(self._key(key))
+        return self.decode(self.redis.get(self._key(key)))
+
+    @staticmethod
+    def decode(raw: bytes | None) -> dict | None:
         if not raw:
             return None
         try:
@@ -121,15 +124,31 @@ class RedisTokenBucket:
         self.reserve = max(0.0, min(self.capacity - 1, high_reserve_share * self.capacity))
         self.max_wait_s = max_wait_s
         self._script = redis.register_script(_BUCKET_LUA)
+        self._prepaid = threading.local()
+
+    def _args(self, cost: float, priority: str) -> list:
+        floor = 0.0 if priority == "high" else self.reserve
+        return [self.capacity, self.rate_per_ms, cost, floor]
 
     def try_acquire(self, cost: float = 1, priority: str = "normal") -> float:
-        floor = 0.0 if priority == "high" else self.reserve
-        wait_ms = self._script(keys=[self.key], args=[self.capacity, self.rate_per_ms, cost, floor])
+        wait_ms = self._script(keys=[self.key], args=self._args(cost, priority))
         return int(wait_ms) / 1000.0
+
+    def queue_prepay(self, pipe) -> None:
+        """Add one normal-priority acquisition to ``pipe`` (see :func:`prepare_sends`)."""
+        self._script(keys=[self.key], args=self._args(1, "normal"), client=pipe)
+
+    def credit(self) -> None:
+        """The acquisition queued by :meth:`queue_prepay` succeeded: this thread's next normal
+        request is already paid for."""
+        self._prepaid.n = getattr(self._prepaid, "n", 0) + 1
 
     def acquire(self, cost: float = 1, priority: str = "normal") -> None:
         """Block until allowed. Waiting longer than ``max_wait_s`` raises RateLimited (the request
         was NOT sent, so the caller may retry it like a broker 429)."""
+        if priority == "normal" and cost == 1 and getattr(self._prepaid, "n", 0) > 0:
+            self._prepaid.n -= 1
+            return
         deadline = time.monotonic() + self.max_wait_s
         while True:
             wait = self.try_acquire(cost, priority)
@@ -163,6 +182,37 @@ def base_url_for(account) -> str:
 
 def client_for(account) -> MatchTraderClient:
     """The process-wide client of ``account`` with tokens synced from Redis."""
+    client = _cached_client(account)
+    _sync_tokens(client)
+    return client
+
+
+def prepare_sends(accounts) -> dict[int, MatchTraderClient]:
+    """:func:`client_for` for a chunk of accounts about to send one order each, in ONE pipelined
+    Redis round trip: every account's tokens are read and one unit of its rate budget is taken
+    (an account whose bucket is empty gets no credit and waits in its own call as usual)."""
+    clients = {a.pk: _cached_client(a) for a in accounts}
+    if not clients:
+        return clients
+    pipe = get_redis().pipeline(transaction=False)
+    for client in clients.values():
+        pipe.get(client.token_store._key(client._store_key))
+    for client in clients.values():
+        client.rate_limiter.queue_prepay(pipe)
+    replies = pipe.execute(raise_on_error=False)
+    n = len(clients)
+    for i, client in enumerate(clients.values()):
+        raw, wait = replies[i], replies[n + i]
+        if not isinstance(raw, Exception):
+            _sync_tokens(client, record=RedisTokenStore.decode(raw))
+        else:
+            _sync_tokens(client)
+        if not isinstance(wait, Exception) and int(wait) <= 0:
+            client.rate_limiter.credit()
+    return clients
+
+
+def _cached_client(account) -> MatchTraderClient:
     base = base_url_for(account)
     key = (account.pk, base, account.email, account.broker_id, account.system_uuid,
            hashlib.sha256((account.password or "").encode()).hexdigest()[:16])
@@ -187,14 +237,17 @@ def client_for(account) -> MatchTraderClient:
                     token_store=RedisTokenStore(r, ttl_s=settings.ORDERS_TOKEN_TTL_S),
                 )
                 _clients[key] = client
-    _sync_tokens(client)
     return client
 
 
-def _sync_tokens(client: MatchTraderClient) -> None:
-    """Adopt tokens another process stored; refresh ahead of expiry (one process at a time)."""
+_UNREAD = object()
+
+
+def _sync_tokens(client: MatchTraderClient, record=_UNREAD) -> None:
+    """Adopt tokens another process stored; refresh ahead of expiry (one process at a time).
+    ``record``: the stored record when the caller already read it (:func:`prepare_sends`)."""
     store: RedisTokenStore = client.token_store
-    rec = store.get_record(client._store_key)
+    rec = store.get_record(client._store_key) if record is _UNREAD else record
     if rec is None:
         return  # first use anywhere: the client logs in lazily and stores the tokens
     current = client._tokens

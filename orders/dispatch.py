@@ -1,10 +1,12 @@
-"""Signal fan-out: one ``orders.place_order`` message per eligible account.
+"""Signal fan-out: one ``orders.place_orders`` message per chunk of eligible accounts.
 
-Three queries whatever the number of accounts (signal, eligible ids, the CAS that marks the
-signal dispatched) and one pooled producer for all messages, published in pipelined batches
-(kombu ``Producer.batch``): no per-account query, no per-account Redis round trip. Enqueuing
-twice is harmless (the order's idempotency key makes the second delivery a no-op), so the signal
-is marked dispatched AFTER the messages are out: a crash in between re-enqueues, never loses.
+A chunk (``ORDERS_FANOUT_CHUNK`` accounts) is the unit of work: :mod:`orders.batch` places the
+chunk's orders with per-chunk queries and one broker call per order, each order still exactly
+once by its own idempotency key. Three queries whatever the number of accounts (signal, eligible
+ids, the CAS that marks the signal dispatched) and one pooled producer for all messages, published
+in pipelined batches (kombu ``Producer.batch``). Enqueuing twice is harmless (the idempotency keys
+make the second delivery a no-op), so the signal is marked dispatched AFTER the messages are out:
+a crash in between re-enqueues, never loses.
 """
 
 from __future__ import annotations
@@ -54,22 +56,30 @@ def dispatch_signal(signal_id: int) -> dict:
         return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
     started = time.perf_counter()
     ids = eligible_account_ids(row["symbol_id"])
-    from .tasks import place_order
+    from .tasks import place_orders
 
     expires = settings.ORDERS_SIGNAL_MAX_AGE_S
+    chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
     # One producer and kombu's publish batch: the LPUSHes go out in pipelined round trips of
-    # PUBLISH_BATCH messages instead of one round trip (and one redis client object) per account.
+    # PUBLISH_BATCH messages instead of one round trip (and one redis client object) per message.
     # An exception discards what was not flushed yet; the task (acks_late) is redelivered and the
     # signal, still ``new``, is enqueued again — duplicates are no-ops by the idempotency key.
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-        for account_id in ids:
-            # ignore_result: the outcome is the Order row; no result-channel subscribe per message
-            place_order.apply_async((account_id, signal_id), queue=Queues.ORDERS, producer=producer,
-                                    expires=expires, ignore_result=True)
+        for chunk in chunks:
+            # ignore_result: the outcome is the Order rows; no result-channel subscribe per message
+            place_orders.apply_async((signal_id, chunk), queue=Queues.ORDERS, producer=producer,
+                                     expires=expires, ignore_result=True)
     marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
         status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
     )
-    log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), marked=bool(marked),
+    log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), chunks=len(chunks), marked=bool(marked),
              elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
-    return {"signal_id": signal_id, "enqueued": len(ids), "status": Signal.Status.DISPATCHED}
+    return {"signal_id": signal_id, "enqueued": len(ids), "chunks": len(chunks), "status": Signal.Status.DISPATCHED}
+
+
+def chunked(ids: list[int], size: int):
+    """Consecutive slices of at most ``size`` (at least 1) ids."""
+    size = max(1, int(size))
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
 

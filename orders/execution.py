@@ -53,7 +53,7 @@ from . import broker
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .matching import find_match
-from .models import Order, Position, Trade, idempotency_key_for
+from .models import IN_FLIGHT_STATUSES, Order, Position, Trade, idempotency_key_for
 from .pricing import Anchored, live_price_for, reanchor_stops
 from .recording import record_fill
 from .risk import Exposure, RiskLimits, TradingState, check_pre_trade
@@ -63,7 +63,7 @@ log = get_logger(__name__)
 S = OrderStatus
 ZERO = Decimal("0")
 
-IN_FLIGHT = (S.SUBMITTED, S.UNKNOWN, S.ACCEPTED, S.FILLED)
+IN_FLIGHT = IN_FLIGHT_STATUSES
 
 
 class Skip:
@@ -135,33 +135,24 @@ def send_gate(account_id: int) -> Gate:
 
 
 _EXPOSURE_SQL = """
-SELECT
-  (SELECT count(*) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'),
-  (SELECT coalesce(sum(volume), 0) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'
-                                                AND symbol_id = %(sym)s),
-  (SELECT coalesce(sum(unrealized_pnl), 0) FROM {pos} WHERE account_id = %(acc)s AND status = 'open'),
-  (SELECT count(*) FROM {ord} WHERE account_id = %(acc)s AND purpose = 'open' AND position_id IS NULL
-          AND status = ANY(%(inflight)s) AND created_at >= %(since)s AND id <> %(exclude)s),
-  (SELECT coalesce(sum(volume), 0) FROM {ord} WHERE account_id = %(acc)s AND purpose = 'open'
-          AND position_id IS NULL AND status = ANY(%(inflight)s) AND created_at >= %(since)s
-          AND id <> %(exclude)s AND symbol_id = %(sym)s),
-  (SELECT coalesce(sum(realized_pnl + commission + swap), 0) FROM {trd}
-          WHERE account_id = %(acc)s AND executed_at >= %(midnight)s AND kind = ANY(%(closes)s))
+SELECT a.id, p.n, p.vol_sym, p.upnl, o.n, o.vol_sym, t.realized
+FROM unnest(%(accs)s::bigint[]) AS a(id)
+CROSS JOIN LATERAL (
+  SELECT count(*) AS n, coalesce(sum(volume) FILTER (WHERE symbol_id = %(sym)s), 0) AS vol_sym,
+         coalesce(sum(unrealized_pnl), 0) AS upnl
+  FROM {pos} WHERE account_id = a.id AND status = 'open') p
+CROSS JOIN LATERAL (
+  SELECT count(*) AS n, coalesce(sum(volume) FILTER (WHERE symbol_id = %(sym)s), 0) AS vol_sym
+  FROM {ord} WHERE account_id = a.id AND purpose = 'open' AND position_id IS NULL AND status IN ({inflight})
+               AND created_at >= %(since)s AND id <> %(exclude)s) o
+CROSS JOIN LATERAL (
+  SELECT coalesce(sum(realized_pnl + commission + swap), 0) AS realized
+  FROM {trd} WHERE account_id = a.id AND executed_at >= %(midnight)s AND kind IN ({closes})) t
 """
 
 
-def load_exposure(account: Account, symbol_id: int, exclude_order_id: int | None, now: datetime) -> Exposure:
-    """What the account holds, counting orders whose position is not (yet) linked. One query
-    (this runs for every order, under the account lock)."""
-    midnight = utc_midnight(now)
-    sql = _EXPOSURE_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, trd=Trade._meta.db_table)
-    with connection.cursor() as cur:
-        cur.execute(sql, {
-            "acc": account.pk, "sym": symbol_id, "inflight": list(IN_FLIGHT), "since": now - timedelta(days=1),
-            "exclude": exclude_order_id or 0, "midnight": midnight,
-            "closes": [Trade.Kind.CLOSE, Trade.Kind.PARTIAL_CLOSE],
-        })
-        n_pos, vol_pos, upnl, n_pending, vol_pending, realized = cur.fetchone()
+def _exposure_from_row(account: Account, row, midnight: datetime) -> Exposure:
+    n_pos, vol_pos, upnl, n_pending, vol_pending, realized = row
     if account.equity is not None and account.balance is not None and account.balance_updated_at \
             and account.balance_updated_at >= midnight:
         unrealized = account.equity - account.balance  # the latest broker read
@@ -169,6 +160,41 @@ def load_exposure(account: Account, symbol_id: int, exclude_order_id: int | None
         unrealized = upnl
     return Exposure(open_positions=n_pos + n_pending, symbol_volume=vol_pos + vol_pending,
                     realized_pnl_today=realized, unrealized_pnl=unrealized)
+
+
+def _sql_list(values) -> str:
+    """Code constants (statuses, kinds) inlined as literals: the in-flight subquery must match the
+    partial index ``order_unlinked_inflight`` (orders/models.py) predicate for the planner to use it."""
+    assert all(str(v).isidentifier() for v in values)
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _exposure_sql() -> str:
+    return _EXPOSURE_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, trd=Trade._meta.db_table,
+                                inflight=_sql_list(IN_FLIGHT),
+                                closes=_sql_list([Trade.Kind.CLOSE, Trade.Kind.PARTIAL_CLOSE]))
+
+
+def load_exposure(account: Account, symbol_id: int, exclude_order_id: int | None, now: datetime) -> Exposure:
+    """What the account holds, counting orders whose position is not (yet) linked. One query
+    (this runs for every order, under the account lock)."""
+    return load_exposures([account], symbol_id, now, exclude_order_id)[account.pk]
+
+
+def load_exposures(accounts: list[Account], symbol_id: int, now: datetime,
+                   exclude_order_id: int | None = None) -> dict[int, Exposure]:
+    """:func:`load_exposure` for many accounts in one query (the batched fan-out): three index
+    lookups per account (open positions, unlinked in-flight orders, today's closes)."""
+    if not accounts:
+        return {}
+    midnight = utc_midnight(now)
+    params = {"accs": [a.pk for a in accounts], "sym": symbol_id, "since": now - timedelta(days=1),
+              "exclude": exclude_order_id or 0, "midnight": midnight}
+    by_id = {a.pk: a for a in accounts}
+    with connection.cursor() as cur:
+        cur.execute(_exposure_sql(), params)
+        rows = cur.fetchall()
+    return {row[0]: _exposure_from_row(by_id[row[0]], row[1:], midnight) for row in rows}
 
 
 def limits_of(account: Account) -> RiskLimits:
@@ -240,7 +266,8 @@ def _account_with_flags(account_id: int, symbol_id: int) -> Account:
     return rows[0]
 
 
-def _create_order(account: Account, signal: Signal, key: str) -> Order:
+def sized_order(account: Account, signal: Signal, key: str) -> tuple[Order, str]:
+    """The (unsaved) order a signal causes on an account and, if its size is zero, why."""
     symbol = signal.symbol
     reason = ""
     volume = ZERO
@@ -261,15 +288,19 @@ def _create_order(account: Account, signal: Signal, key: str) -> Order:
     def px(v):
         return None if v is None else round_to_step(v, tick)
 
+    order = Order(account=account, signal=signal, symbol=symbol, side=signal.side, volume=volume,
+                  price=px(signal.entry_price), stop_loss=px(signal.stop_loss), take_profit=px(signal.take_profit),
+                  idempotency_key=key, purpose=Order.Purpose.OPEN, order_type=Order.Type.MARKET)
+    return order, reason
+
+
+def _create_order(account: Account, signal: Signal, key: str) -> Order:
+    order, reason = sized_order(account, signal, key)
     try:
         # Under the account lock no other delivery inserts this key; in autocommit a failed INSERT
         # poisons nothing, so skip the BEGIN/COMMIT round trips of atomic() there.
         with (transaction.atomic() if connection.in_atomic_block else _nullcontext()):
-            order = Order.objects.create(
-                account=account, signal=signal, symbol=symbol, side=signal.side, volume=volume,
-                price=px(signal.entry_price), stop_loss=px(signal.stop_loss), take_profit=px(signal.take_profit),
-                idempotency_key=key, purpose=Order.Purpose.OPEN, order_type=Order.Type.MARKET,
-            )
+            order.save(force_insert=True)
     except IntegrityError:  # only possible outside the account lock (e.g. an admin); take the row
         return Order.objects.get(idempotency_key=key)
     if reason:
@@ -378,24 +409,33 @@ def _anchor_on_live_price(order: Order, signal: Signal) -> Anchored:
                           max_deviation=settings.ORDERS_MAX_ENTRY_DEVIATION)
 
 
-def _send_open(order: Order, account: Account, *, first_attempt_counted: bool) -> str:
-    """Order is SUBMITTED and we hold the account lock. Loop until a definite outcome."""
+def _send_open(order: Order, account: Account, *, first_attempt_counted: bool,
+               first_outcome: BrokerError | None = None) -> str:
+    """Order is SUBMITTED and we hold the account lock. Loop until a definite outcome.
+
+    ``first_outcome``: the error the batched send (:mod:`orders.batch`) already got for this order's
+    first attempt; the loop handles it as if its own first call had raised it."""
     client = broker.client_for(account)
     symbol = order.symbol
     retries = 0
     counted = first_attempt_counted
     deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
+    pending = first_outcome
     while True:
-        gate = send_gate(account.pk)
-        if not gate.ok:
-            order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
-            log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
-            return order.status
-        if not counted:
-            order.attempts += 1
-            Order.objects.filter(pk=order.pk).update(attempts=order.attempts)
+        if pending is None:
+            gate = send_gate(account.pk)
+            if not gate.ok:
+                order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
+                log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
+                return order.status
+            if not counted:
+                order.attempts += 1
+                Order.objects.filter(pk=order.pk).update(attempts=order.attempts)
         counted = False
         try:
+            if pending is not None:
+                outcome, pending = pending, None
+                raise outcome
             result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
         except RateLimited as exc:
             retries += 1
@@ -443,13 +483,16 @@ def _send_open(order: Order, account: Account, *, first_attempt_counted: bool) -
 
 def _enqueue_link(order_id: int) -> None:
     """The fill is acknowledged; finding its position id (one more broker read) is follow-up
-    bookkeeping done by ``orders.link_fill``, off the fan-out's critical path: it runs
-    ``ORDERS_LINK_FILL_DELAY_S`` later, so a fan-out's links do not compete with its orders for the
-    worker. Until it runs the exposure counts the order as an open position."""
+    bookkeeping done by ``orders.link_fill``, off the critical path: published at follow-up
+    priority, it waits in Redis while order work is pending (``tradeops.celery.Priority``). Until
+    it runs the exposure counts the order as an open position."""
+    from tradeops.celery import Priority
+
     from .tasks import link_fill
 
     try:
-        link_fill.apply_async((order_id,), ignore_result=True, countdown=settings.ORDERS_LINK_FILL_DELAY_S or None)
+        link_fill.apply_async((order_id,), ignore_result=True, priority=Priority.FOLLOW_UP,
+                              countdown=settings.ORDERS_LINK_FILL_DELAY_S or None)
     except Exception as exc:  # Redis hiccup: reconciliation links it later
         log.warning("link_fill_enqueue_failed", order_id=order_id, error=type(exc).__name__)
 
@@ -524,10 +567,11 @@ def _reconcile_soon(account_id: int) -> None:
                   countdown=settings.ORDERS_RECONCILE_AFTER_UNKNOWN_S)
 
 
-def _resolve_submitted(order: Order, account: Account) -> bool:
+def _resolve_submitted(order: Order, account: Account, *, settle: bool = True) -> bool:
     """The order is SUBMITTED and its outcome is unknown. Returns True when the caller should send
-    it again (it surely did not execute and may still be traded)."""
-    if settings.ORDERS_UNKNOWN_SETTLE_S:
+    it again (it surely did not execute and may still be traded). ``settle=False``: the caller
+    already waited ``ORDERS_UNKNOWN_SETTLE_S`` (once for a whole batch)."""
+    if settle and settings.ORDERS_UNKNOWN_SETTLE_S:
         time.sleep(settings.ORDERS_UNKNOWN_SETTLE_S)
     client = broker.client_for(account)
     try:
@@ -553,10 +597,10 @@ def _resolve_submitted(order: Order, account: Account) -> bool:
     return False
 
 
-def _resolve_in_doubt(order: Order, account: Account, signal: Signal) -> str:
+def _resolve_in_doubt(order: Order, account: Account, signal: Signal, *, settle: bool = True) -> str:
     """A delivery found the order SUBMITTED (previous worker died mid-call) or UNKNOWN."""
     if order.status == S.SUBMITTED:
-        if _resolve_submitted(order, account):
+        if _resolve_submitted(order, account, settle=settle):
             return _send_open(order, account, first_attempt_counted=False)
         return order.status
     # UNKNOWN: an earlier check could not read the broker. Resolve, never resend from here.

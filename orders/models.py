@@ -6,6 +6,8 @@ from django.utils import timezone
 from .lifecycle import OrderStatus, StaleTransition, check_transition
 
 DEC = {"max_digits": 20, "decimal_places": 10}
+# Sent and possibly holding a position at the broker (orders.execution.IN_FLIGHT).
+IN_FLIGHT_STATUSES = (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.ACCEPTED, OrderStatus.FILLED)
 VOL = {"max_digits": 20, "decimal_places": 8}
 MONEY = {"max_digits": 20, "decimal_places": 2}
 
@@ -65,7 +67,14 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(volume__gte=0), name="order_volume_not_negative"),
         ]
-        indexes = [models.Index(fields=["account", "status"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            # The exposure query's "orders sent but not yet linked to a position": a handful of rows
+            # per account, whereas position IS NULL alone matches every skipped/failed order ever.
+            models.Index(fields=["account"], name="order_unlinked_inflight",
+                         condition=models.Q(purpose="open", position__isnull=True,
+                                            status__in=list(IN_FLIGHT_STATUSES))),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.side} {self.volume} {self.symbol_id} [{self.status}]"
@@ -173,6 +182,7 @@ class Trade(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "broker_trade_id"], name="unique_broker_trade_per_account"),
         ]
+        indexes = [models.Index(fields=["account", "executed_at"])]  # today's realized PnL per account
 
     def __str__(self) -> str:
         return f"{self.kind} {self.side} {self.volume} {self.symbol_id} @ {self.price}"

@@ -23,7 +23,7 @@ from matchtrader.errors import BrokerError
 from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
-from . import dispatch, execution, positions, reconciliation
+from . import batch, dispatch, execution, positions, reconciliation
 from .lifecycle import OrderStatus
 from .locks import AccountLockTimeout
 from .models import Order, Position
@@ -53,6 +53,26 @@ def place_order(self, account_id: int, signal_id: int) -> str:
     except AccountLockTimeout as exc:
         # nothing was sent; another task holds the account (a long reconciliation): queue again
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
+
+
+@shared_task(bind=True, name="orders.place_orders", soft_time_limit=120, time_limit=150, ignore_result=True,
+             **ORDER_TASK)
+def place_orders(self, signal_id: int, account_ids: list[int]) -> dict:
+    """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`)."""
+    return batch.place_signal_orders(signal_id, account_ids)
+
+
+@shared_task(name="orders.link_fills", soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)
+def link_fills(order_ids: list[int]) -> int:
+    """Link a fan-out chunk's fills to their broker positions. An account busy elsewhere is left
+    to reconciliation (which links unlinked fills) rather than holding up the rest."""
+    linked = 0
+    for order_id in order_ids:
+        try:
+            linked += bool(execution.link_order_fill(order_id))
+        except (AccountLockTimeout, BrokerError, Order.DoesNotExist) as exc:
+            log.info("link_fill_deferred", order_id=order_id, error=type(exc).__name__)
+    return linked
 
 
 @shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3,

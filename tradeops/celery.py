@@ -20,6 +20,17 @@ class Queues:
     ALL = (DEFAULT, ANALYSIS, ORDERS)
 
 
+class Priority:
+    """Message priorities on the Redis broker, where 0 is served FIRST: kombu keeps one list per
+    queue and step (0, 3, 6, 9) and its BRPOP asks for every queue's step-0 list before any step-9
+    one. With a prefetch of 1, follow-up bookkeeping (linking fills to positions) published at
+    ``FOLLOW_UP`` waits in Redis while a signal's order chunks are pending, instead of taking the
+    worker's slots ahead of them."""
+
+    NORMAL = 0
+    FOLLOW_UP = 9
+
+
 @app.task(name="tradeops.ping", queue=Queues.DEFAULT)
 def ping(value=None):
     """Round-trip check used by the healthcheck and the tests."""

@@ -241,8 +241,13 @@ ORDERS_USER_AGENT = env.str("ORDERS_USER_AGENT", default="tradeops-orders/1.0")
 # Link a fill to its broker position inside the order task (one more broker read per order), or
 # in a follow-up orders.link_fill task (default: keeps the fan-out's critical path short).
 ORDERS_LINK_FILL_INLINE = env.bool("ORDERS_LINK_FILL_INLINE", default=False)
-# ...and the follow-up runs this many seconds after the fill (0: at once), after a fan-out's burst.
-ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=5.0)
+# ...and the follow-up runs this many seconds after the fill. Default 0: it is published at
+# follow-up priority instead, so it waits behind pending order work (tradeops.celery.Priority);
+# a delay makes it an ETA task held by the worker, which bypasses that ordering once due.
+ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=0.0)
+# Accounts per orders.place_orders task in a signal's fan-out (orders/batch.py): large enough that
+# the per-chunk queries are amortised, small enough that every worker process gets chunks.
+ORDERS_FANOUT_CHUNK = env.int("ORDERS_FANOUT_CHUNK", default=20)
 # Broker HTTP timeouts (connect, read) in seconds.
 ORDERS_BROKER_TIMEOUT = (env.float("ORDERS_BROKER_CONNECT_TIMEOUT", default=3.05),
                          env.float("ORDERS_BROKER_READ_TIMEOUT", default=10.0))

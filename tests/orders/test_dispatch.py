@@ -1,4 +1,4 @@
-"""Fan-out: one place_order message per eligible account, with a bounded number of queries."""
+"""Fan-out: one place_orders message per chunk of eligible accounts, with a bounded number of queries."""
 
 from __future__ import annotations
 
@@ -15,18 +15,22 @@ from tests.orders.conftest import eurusd, usdjpy
 pytestmark = pytest.mark.django_db
 
 
-def queued_place_orders(redis_client) -> list[tuple]:
-    """The (account_id, signal_id) of every place_order message waiting on the 'orders' queue."""
+def queued_chunks(redis_client) -> list[tuple[int, list[int]]]:
+    """The (signal_id, account_ids) of every place_orders message waiting on the 'orders' queue."""
+    import base64
+
     out = []
     for raw in redis_client.lrange("orders", 0, -1):
         msg = json.loads(raw)
-        assert msg["headers"]["task"] == "orders.place_order"
-        body = msg["body"]
-        import base64
-
-        args = json.loads(base64.b64decode(body))[0]
-        out.append(tuple(args))
+        assert msg["headers"]["task"] == "orders.place_orders"
+        signal_id, account_ids = json.loads(base64.b64decode(msg["body"]))[0]
+        out.append((signal_id, account_ids))
     return out
+
+
+def queued_place_orders(redis_client) -> list[tuple]:
+    """(account_id, signal_id) for every account of every queued chunk."""
+    return [(account_id, signal_id) for signal_id, ids in queued_chunks(redis_client) for account_id in ids]
 
 
 def test_only_eligible_accounts_get_an_order(settings):
@@ -50,15 +54,18 @@ def test_only_eligible_accounts_get_an_order(settings):
     assert eligible_account_ids(sym.pk) == [live.pk]
 
 
-def test_dispatch_enqueues_one_message_per_account_with_few_queries(redis_client, django_assert_max_num_queries):
+def test_dispatch_enqueues_every_account_once_in_chunks_with_few_queries(redis_client, settings,
+                                                                         django_assert_max_num_queries):
+    settings.ORDERS_FANOUT_CHUNK = 30
     sym = eurusd()
     accounts = [make_account() for _ in range(200)]
     signal = make_signal(symbol=sym)
     with django_assert_max_num_queries(4):
         result = dispatch_signal(signal.pk)
-    assert result["enqueued"] == 200
+    assert result["enqueued"] == 200 and result["chunks"] == 7
     queued = queued_place_orders(redis_client)
-    assert sorted(queued) == sorted((a.pk, signal.pk) for a in accounts)
+    assert sorted(queued) == sorted((a.pk, signal.pk) for a in accounts)  # each account exactly once
+    assert sorted(len(ids) for _, ids in queued_chunks(redis_client)) == [20] + [30] * 6
     signal.refresh_from_db()
     assert signal.status == Signal.Status.DISPATCHED and signal.dispatched_at is not None
 
@@ -74,12 +81,16 @@ def test_a_dispatched_signal_is_not_fanned_out_again(redis_client):
 
 
 def test_dispatch_flushes_every_batch_and_the_messages_ignore_results(redis_client, monkeypatch):
-    # batches of 7 for 30 accounts: 4 full flushes and one partial at the end, nothing lost or doubled
+    # chunks of 1 and publish batches of 7 for 30 accounts: 4 full flushes and one partial at the
+    # end, nothing lost or doubled
     import json
+
+    from django.conf import settings
 
     from orders import dispatch as dispatch_mod
 
     monkeypatch.setattr(dispatch_mod, "PUBLISH_BATCH", 7)
+    monkeypatch.setattr(settings, "ORDERS_FANOUT_CHUNK", 1)
     sym = eurusd()
     accounts = [make_account() for _ in range(30)]
     signal = make_signal(symbol=sym)

@@ -5,7 +5,7 @@ import pytest
 from tradeops.celery import app
 
 PINNED = {
-    "orders.dispatch_signal", "orders.place_order", "orders.link_fill", "orders.close_position", "orders.close_all_positions",
+    "orders.dispatch_signal", "orders.place_orders", "orders.place_order", "orders.link_fills", "orders.link_fill", "orders.close_position", "orders.close_all_positions",
     "orders.manage_positions", "orders.sync_accounts", "orders.sync_account_batch", "orders.reconcile_accounts",
     "orders.reconcile_account",
 }
@@ -21,12 +21,14 @@ def test_task_names_are_pinned():
 def test_order_tasks_ack_late_and_reject_on_worker_lost():
     import orders.tasks as t
 
-    for task in (t.place_order, t.dispatch_signal, t.close_position, t.reconcile_account):
+    for task in (t.place_orders, t.place_order, t.link_fills, t.dispatch_signal, t.close_position,
+                 t.reconcile_account):
         assert task.acks_late and task.reject_on_worker_lost, task.name
         assert task.queue == "orders"
         assert task.time_limit and task.soft_time_limit
     # the submit step never uses Celery's automatic retry
     assert not getattr(t.place_order, "autoretry_for", ())
+    assert not getattr(t.place_orders, "autoretry_for", ())
 
 
 def test_periodic_tasks_carry_expires():

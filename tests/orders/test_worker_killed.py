@@ -66,14 +66,17 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
     worker = start_worker_process(sim, log_path)
     try:
         wait_for(lambda: b"ready" in log_path.read_bytes(), 30, "the first worker to be ready")
+        executed_before = sim.control.stats().get("executions", 0)
         dispatch_signal(signal.pk)
-        # kill while some orders are done and others are on the wire (sent, answer not yet back)
-        def some_done_some_on_the_wire():
-            filled = Order.objects.filter(signal=signal, status=OrderStatus.FILLED).count()
-            sending = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
-            return filled >= 5 and sending >= 1
+        # kill while some orders have executed at the broker and others are still to be sent or on
+        # the wire: every row of a chunk is ``submitted`` until its sends are recorded, so the
+        # redelivered chunks must tell executed orders (match at the broker) from unsent ones
+        def some_executed_some_in_doubt():
+            executed = sim.control.stats().get("executions", 0) - executed_before
+            in_doubt = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
+            return executed >= 5 and in_doubt >= 1
 
-        wait_for(some_done_some_on_the_wire, 30, "some fills and some orders on the wire", poll=0.01)
+        wait_for(some_executed_some_in_doubt, 30, "some executions and some orders in doubt", poll=0.01)
         os.killpg(worker.pid, signals.SIGKILL)
         worker.wait(10)
         # the batch was interrupted: some orders are not terminal (in doubt if caught mid-call, or

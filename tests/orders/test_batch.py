@@ -1,0 +1,213 @@
+"""The batched fan-out body (orders.batch) against the simulator over a real socket, run in the test.
+
+Every per-order guarantee of the single-order task must hold for a chunk: one order per account,
+sized per account, never sent twice across redeliveries, risk and kill switch enforced, failures
+recorded with their reason; and the chunk's database work must not grow with its size.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Account, TradingSwitch
+from matchtrader.client import MatchTraderClient
+from orders import batch
+from orders.bulk import account_locks, bulk_transition
+from orders.lifecycle import IllegalTransition
+from orders.lifecycle import OrderStatus as S
+from orders.models import Order, Position
+from tests.orders.conftest import eurusd_buy_signal, ledger_counts, sim_accounts
+
+pytestmark = pytest.mark.django_db
+
+
+def statuses(signal) -> dict[int, str]:
+    return dict(Order.objects.filter(signal=signal).values_list("account_id", "status"))
+
+
+def test_a_chunk_gets_one_sized_filled_and_linked_order_per_account(sim):
+    accounts = sim_accounts(sim, 6) + sim_accounts(sim, 2, balance="20000")
+    signal = eurusd_buy_signal()
+    counts = batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    assert counts == {S.FILLED: 8}
+    orders = {o.account_id: o for o in Order.objects.filter(signal=signal)}
+    # 0.5 % risk over 20 pips: 10,000 → 0.25 lots, 20,000 → 0.50 lots
+    assert [orders[a.pk].volume for a in accounts] == [D("0.25")] * 6 + [D("0.50")] * 2
+    assert all(o.attempts == 1 and o.broker_order_id and o.position_id for o in orders.values())
+    assert Position.objects.filter(account__in=accounts).count() == 8
+    assert [ledger_counts(sim, a) for a in accounts] == [(1, 1)] * 8
+
+
+def test_redelivering_a_chunk_sends_nothing_again(sim):
+    accounts = sim_accounts(sim, 5)
+    signal = eurusd_buy_signal()
+    ids = [a.pk for a in accounts]
+    batch.place_signal_orders(signal.pk, ids)
+    assert batch.place_signal_orders(signal.pk, ids) == {S.FILLED: 5}
+    assert Order.objects.filter(signal=signal).count() == 5
+    assert [ledger_counts(sim, a) for a in accounts] == [(1, 1)] * 5
+
+
+def test_the_chunk_database_work_does_not_grow_with_its_size(sim, settings):
+    settings.ORDERS_LINK_FILL_INLINE = False  # links are a follow-up task (no worker here)
+
+    def queries_for(n: int) -> int:
+        accounts = sim_accounts(sim, n)
+        signal = eurusd_buy_signal()
+        with CaptureQueriesContext(connection) as ctx:
+            assert batch.place_signal_orders(signal.pk, [a.pk for a in accounts]) == {S.FILLED: n}
+        return len(ctx.captured_queries)
+
+    queries_for(2)  # warm the signal cache and the clients
+    small, large = queries_for(3), queries_for(24)
+    assert small == large and large <= 14, (small, large)
+
+
+def test_a_crash_mid_chunk_is_resolved_on_redelivery_without_a_second_execution(sim, monkeypatch):
+    # given a chunk whose worker dies after three orders executed at the broker, before any fill
+    # was recorded (every row of the chunk is still "submitted")
+    accounts = sim_accounts(sim, 8)
+    signal = eurusd_buy_signal()
+    ids = [a.pk for a in accounts]
+    original = MatchTraderClient.open_position
+    sent = []
+
+    class WorkerKilled(BaseException):
+        pass
+
+    def dies_after_three(self, *args, **kw):
+        if len(sent) == 3:
+            raise WorkerKilled
+        sent.append(self.email)
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(MatchTraderClient, "open_position", dies_after_three)
+    with pytest.raises(WorkerKilled):
+        batch.place_signal_orders(signal.pk, ids)
+    assert set(statuses(signal).values()) == {S.SUBMITTED}
+    assert sum(ledger_counts(sim, a)[1] for a in accounts) == 3
+    # when the chunk is delivered again
+    monkeypatch.setattr(MatchTraderClient, "open_position", original)
+    assert batch.place_signal_orders(signal.pk, ids) == {S.FILLED: 8}
+    # then: the three executions were found (not resent), the five others sent exactly once
+    assert [ledger_counts(sim, a)[1] for a in accounts] == [1] * 8
+    attempts = dict(Order.objects.filter(signal=signal).values_list("account_id", "attempts"))
+    assert sorted(attempts.values()) == [1] * 3 + [2] * 5
+
+
+def test_the_kill_switch_stops_the_rest_of_a_chunk_mid_send(sim, monkeypatch):
+    monkeypatch.setattr(batch, "GATE_MAX_AGE_S", 0.0)  # re-read the switch before every call
+    accounts = sim_accounts(sim, 6)
+    signal = eurusd_buy_signal()
+    original = MatchTraderClient.open_position
+    calls = []
+
+    def flip_after_the_second(self, *args, **kw):
+        result = original(self, *args, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True, "reason": "test"})
+        return result
+
+    monkeypatch.setattr(MatchTraderClient, "open_position", flip_after_the_second)
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    orders = {o.account_id: o for o in Order.objects.filter(signal=signal)}
+    assert [orders[a.pk].status for a in accounts] == [S.FILLED] * 2 + [S.FAILED] * 4
+    assert {orders[a.pk].reason for a in accounts[2:]} == {"kill_switch"}
+    assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 1, 0, 0, 0, 0]
+
+
+def test_rejects_are_recorded_per_order_and_not_retried(sim):
+    accounts = sim_accounts(sim, 4)
+    sim.control.set_faults(p_reject=1.0, reject_code="MARKET_CLOSED")
+    signal = eurusd_buy_signal()
+    assert batch.place_signal_orders(signal.pk, [a.pk for a in accounts]) == {S.REJECTED: 4}
+    assert set(Order.objects.filter(signal=signal).values_list("reason", "attempts")) == {("MARKET_CLOSED", 1)}
+    assert [ledger_counts(sim, a) for a in accounts] == [(1, 0)] * 4
+
+
+def test_broker_errors_continue_in_the_single_order_loop_and_end_exactly_once(sim, settings):
+    # 5xx on every write: each order is looked up after each failure and resent until attempts run out
+    settings.ORDERS_MAX_SUBMIT_ATTEMPTS = 2
+    accounts = sim_accounts(sim, 3)
+    sim.control.set_faults(p_5xx=1.0, scope="write")
+    signal = eurusd_buy_signal()
+    assert batch.place_signal_orders(signal.pk, [a.pk for a in accounts]) == {S.FAILED: 3}
+    assert set(Order.objects.filter(signal=signal).values_list("reason", "attempts")) == {("not_executed", 2)}
+    assert [ledger_counts(sim, a) for a in accounts] == [(2, 0)] * 3
+
+
+def test_risk_limits_and_eligibility_are_checked_per_account(sim):
+    ok, full, losing, rounds_to_zero, paused = (
+        sim_accounts(sim, 1)[0],
+        sim_accounts(sim, 1, max_open_positions=0)[0],
+        sim_accounts(sim, 1, daily_loss_limit=D("250"))[0],
+        sim_accounts(sim, 1, balance="100")[0],
+        sim_accounts(sim, 1, needs_reconciliation=True)[0],
+    )
+    Account.objects.filter(pk=losing.pk).update(equity=D("9700"))  # 300 down today, limit 250
+    signal = eurusd_buy_signal()
+    batch.place_signal_orders(signal.pk, [ok.pk, full.pk, losing.pk, rounds_to_zero.pk, paused.pk])
+    reasons = dict(Order.objects.filter(signal=signal).values_list("account_id", "reason"))
+    assert statuses(signal)[ok.pk] == S.FILLED
+    assert reasons == {ok.pk: "", full.pk: "max_open_positions", losing.pk: "daily_loss_limit",
+                       rounds_to_zero.pk: "below_min_volume", paused.pk: "needs_reconciliation"}
+    losing.refresh_from_db()
+    assert losing.halted and "daily loss limit" in losing.halt_reason
+    assert [ledger_counts(sim, a)[1] for a in (ok, full, losing, rounds_to_zero, paused)] == [1, 0, 0, 0, 0]
+
+
+def test_an_account_locked_elsewhere_is_handed_to_the_single_order_task(sim, redis_client):
+    import base64
+    import json
+    import threading
+
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    busy = accounts[1]
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():  # another session (a reconciliation, say) holds the account
+        from django.db import connections
+
+        try:
+            with account_locks([busy.pk]):
+                held.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(10)
+        counts = batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    finally:
+        release.set()
+        holder.join(10)
+    assert counts == {"handed_over": 1, S.FILLED: 2}
+    assert busy.pk not in statuses(signal) and ledger_counts(sim, busy) == (0, 0)
+    queued = [json.loads(raw) for raw in redis_client.lrange("orders", 0, -1)]
+    assert [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in queued] == [
+        ("orders.place_order", [busy.pk, signal.pk])]
+
+
+def test_bulk_transition_checks_the_table_and_moves_only_rows_still_as_read(sim):
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    filled = list(Order.objects.filter(signal=signal))
+    with pytest.raises(IllegalTransition):
+        bulk_transition([(o, {}) for o in filled], S.SUBMITTED)  # filled is terminal
+    # two copies of the same new row: the first moves it, the second lost the race
+    other = eurusd_buy_signal()
+    order = Order.objects.create(account=accounts[0], signal=other, symbol=other.symbol, side="BUY",
+                                 volume=D("0.1"), idempotency_key="test:bulk")
+    copy = Order.objects.get(pk=order.pk)
+    assert bulk_transition([(order, {"reason": "one"})], S.SKIPPED) == {order.pk}
+    assert bulk_transition([(copy, {"reason": "two"})], S.SKIPPED) == set()
+    assert copy.status == S.NEW and Order.objects.get(pk=order.pk).reason == "one"
