@@ -34,6 +34,7 @@ doubt: looked up at the broker before anything is sent again) or terminal (left 
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -100,13 +101,20 @@ def send_gates(account_ids: list[int]) -> dict[int, Gate]:
     return gates
 
 
-def place_signal_orders(signal_id: int, account_ids: list[int]) -> dict:
+# A chunk whose accounts are partly locked elsewhere (usually another signal's chunk, which holds
+# them for a fraction of a second) re-queues those accounts as a smaller chunk this many times,
+# after a short jittered delay, before handing each to the single-account task that waits.
+BUSY_REQUEUES = 5
+BUSY_REQUEUE_DELAY_S = (0.1, 0.4)
+
+
+def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 0) -> dict:
     """Body of ``orders.place_orders``. Returns counts of the orders' final statuses."""
     counts: Counter = Counter()
     signal = execution._signal(signal_id)
     with account_locks(account_ids) as (locked, busy):
         if busy:
-            hand_over(signal_id, busy)
+            hand_over(signal_id, busy, requeues)
             counts["handed_over"] += len(busy)
         if locked:
             _place_locked(signal, locked, counts)
@@ -114,16 +122,22 @@ def place_signal_orders(signal_id: int, account_ids: list[int]) -> dict:
     return dict(counts)
 
 
-def hand_over(signal_id: int, account_ids: list[int]) -> None:
-    """Accounts whose lock another task holds (a reconciliation, a close) get the single-account
-    task, which waits for the lock; the idempotency key makes any overlap harmless."""
+def hand_over(signal_id: int, account_ids: list[int], requeues: int = 0) -> None:
+    """Accounts whose lock another task holds go back to the queue as a chunk of their own, a
+    little later; after ``BUSY_REQUEUES`` tries each gets the single-account task, which waits for
+    its lock (a long reconciliation). The idempotency keys make any overlap harmless."""
     from tradeops.celery import Queues
 
-    from .tasks import place_order
+    from .tasks import place_order, place_orders
 
+    expires = settings.ORDERS_SIGNAL_MAX_AGE_S
+    if requeues < BUSY_REQUEUES:
+        place_orders.apply_async((signal_id, account_ids), {"requeues": requeues + 1}, queue=Queues.ORDERS,
+                                 countdown=random.uniform(*BUSY_REQUEUE_DELAY_S), expires=expires)
+        log.info("orders_batch_requeued_busy", signal_id=signal_id, accounts=account_ids, requeues=requeues + 1)
+        return
     for account_id in account_ids:
-        place_order.apply_async((account_id, signal_id), queue=Queues.ORDERS, ignore_result=True,
-                                expires=settings.ORDERS_SIGNAL_MAX_AGE_S)
+        place_order.apply_async((account_id, signal_id), queue=Queues.ORDERS, ignore_result=True, expires=expires)
     log.info("orders_batch_handed_over", signal_id=signal_id, accounts=account_ids)
 
 

@@ -57,9 +57,9 @@ def place_order(self, account_id: int, signal_id: int) -> str:
 
 @shared_task(bind=True, name="orders.place_orders", soft_time_limit=120, time_limit=150, ignore_result=True,
              **ORDER_TASK)
-def place_orders(self, signal_id: int, account_ids: list[int]) -> dict:
+def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0) -> dict:
     """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`)."""
-    return batch.place_signal_orders(signal_id, account_ids)
+    return batch.place_signal_orders(signal_id, account_ids, requeues)
 
 
 @shared_task(name="orders.link_fills", soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)

@@ -161,7 +161,12 @@ def test_risk_limits_and_eligibility_are_checked_per_account(sim):
     assert [ledger_counts(sim, a)[1] for a in (ok, full, losing, rounds_to_zero, paused)] == [1, 0, 0, 0, 0]
 
 
-def test_an_account_locked_elsewhere_is_handed_to_the_single_order_task(sim, redis_client):
+@pytest.mark.parametrize("requeues, task, args", [
+    (0, "orders.place_orders", lambda signal, busy: [signal.pk, [busy.pk]]),  # a chunk of its own, later
+    (5, "orders.place_order", lambda signal, busy: [busy.pk, signal.pk]),  # then the task that waits
+])
+def test_an_account_locked_elsewhere_is_queued_again_then_handed_to_the_single_order_task(
+        sim, redis_client, requeues, task, args):
     import base64
     import json
     import threading
@@ -185,7 +190,7 @@ def test_an_account_locked_elsewhere_is_handed_to_the_single_order_task(sim, red
     holder.start()
     try:
         assert held.wait(10)
-        counts = batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+        counts = batch.place_signal_orders(signal.pk, [a.pk for a in accounts], requeues)
     finally:
         release.set()
         holder.join(10)
@@ -193,7 +198,7 @@ def test_an_account_locked_elsewhere_is_handed_to_the_single_order_task(sim, red
     assert busy.pk not in statuses(signal) and ledger_counts(sim, busy) == (0, 0)
     queued = [json.loads(raw) for raw in redis_client.lrange("orders", 0, -1)]
     assert [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in queued] == [
-        ("orders.place_order", [busy.pk, signal.pk])]
+        (task, args(signal, busy))]
 
 
 def test_bulk_transition_checks_the_table_and_moves_only_rows_still_as_read(sim):
