@@ -297,9 +297,13 @@ class MatchTraderClient:
         if auth and tokens is not None:
             headers[P.HDR_TRADING_TOKEN] = tokens.trading_api_token
             cookies = {P.COOKIE_AUTH: tokens.co_auth}
+        if cookies:
+            # one Cookie header rather than requests' per-call cookie jar (built, merged with the
+            # session's and policy-checked on every request: ~10 % of an order's client CPU)
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items() if v)
         url = self.base_url + path
         try:
-            return self.session.request(method, url, data=data, params=params, headers=headers, cookies=cookies,
+            return self.session.request(method, url, data=data, params=params, headers=headers,
                                         timeout=self.timeout, allow_redirects=False)
         except requests.ConnectTimeout as e:
             raise BrokerUnavailable(f"connect timeout: {path}") from e

@@ -18,7 +18,7 @@ risk, eligibility             pure, per account
 live quote                    one Redis read for the signal's symbol
 ``new → submitted``           one compare-and-set UPDATE, committed before anything is sent
 send gate                     one query (kill switch, halt), repeated every ``GATE_MAX_AGE_S``
-tokens + rate budget          one pipelined Redis round trip (:func:`orders.broker.prepare_sends`)
+tokens + rate budget          one pipelined Redis round trip (:func:`orders.broker.prepare_calls`)
 send                          one HTTP call per order, sequential within the chunk
 ``submitted → filled``        one compare-and-set UPDATE
 fill links                    one ``orders.link_fills`` task, delayed
@@ -47,7 +47,7 @@ from matchtrader.errors import BrokerError
 from signals.models import Signal
 from tradeops.logging import get_logger
 
-from . import broker, execution
+from . import broker, execution, linking
 from .bulk import account_locks, bulk_transition
 from .execution import Fail, Gate
 from .lifecycle import OrderStatus
@@ -267,7 +267,7 @@ def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> 
     troubled: list[tuple[Order, BrokerError]] = []
     gates: dict = {}
     gates_at = 0.0
-    clients = broker.prepare_sends([accounts[o.account_id] for o in orders])
+    clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
     for i, order in enumerate(orders):
         if time.monotonic() - gates_at > GATE_MAX_AGE_S:
             gates = send_gates([o.account_id for o in orders[i:]])
@@ -286,10 +286,7 @@ def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> 
         filled.append((order, {"broker_order_id": result.order_id or ""}))
     moved = bulk_transition(filled, S.FILLED)
     if moved and settings.ORDERS_LINK_FILL_INLINE:
-        for order, _ in filled:
-            if order.pk in moved:
-                account = accounts[order.account_id]
-                execution._link_fill(order, account, broker.client_for(account))
+        linking.link_fills(sorted(moved))
     elif moved:
         _enqueue_links(sorted(moved))
     for order, exc in troubled:

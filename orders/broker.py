@@ -135,7 +135,7 @@ class RedisTokenBucket:
         return int(wait_ms) / 1000.0
 
     def queue_prepay(self, pipe) -> None:
-        """Add one normal-priority acquisition to ``pipe`` (see :func:`prepare_sends`)."""
+        """Add one normal-priority acquisition to ``pipe`` (see :func:`prepare_calls`)."""
         self._script(keys=[self.key], args=self._args(1, "normal"), client=pipe)
 
     def credit(self) -> None:
@@ -187,10 +187,11 @@ def client_for(account) -> MatchTraderClient:
     return client
 
 
-def prepare_sends(accounts) -> dict[int, MatchTraderClient]:
-    """:func:`client_for` for a chunk of accounts about to send one order each, in ONE pipelined
-    Redis round trip: every account's tokens are read and one unit of its rate budget is taken
-    (an account whose bucket is empty gets no credit and waits in its own call as usual)."""
+def prepare_calls(accounts) -> dict[int, MatchTraderClient]:
+    """:func:`client_for` for a chunk of accounts about to make one broker call each (an order, a
+    read), in ONE pipelined Redis round trip: every account's tokens are read and one unit of its
+    rate budget is taken (an account whose bucket is empty gets no credit and waits in its own
+    call as usual)."""
     clients = {a.pk: _cached_client(a) for a in accounts}
     if not clients:
         return clients
@@ -245,7 +246,7 @@ _UNREAD = object()
 
 def _sync_tokens(client: MatchTraderClient, record=_UNREAD) -> None:
     """Adopt tokens another process stored; refresh ahead of expiry (one process at a time).
-    ``record``: the stored record when the caller already read it (:func:`prepare_sends`)."""
+    ``record``: the stored record when the caller already read it (:func:`prepare_calls`)."""
     store: RedisTokenStore = client.token_store
     rec = store.get_record(client._store_key) if record is _UNREAD else record
     if rec is None:

@@ -40,32 +40,62 @@ def _money(v) -> Decimal:
     return Decimal(v or 0).quantize(Decimal("0.01"))
 
 
-def record_open(order: Order | None, account_id: int, symbol_id: int, bp, *, signal=None) -> Position:
-    """Create (or find) the Position and opening Trade for broker position ``bp`` (an
-    OpenPosition or ClosedPosition) and link ``order`` to it."""
+def _position_fields(symbol_id: int, bp, signal) -> dict:
     opened_at = bp.open_time or timezone.now()
     time_stop_at = None
     if signal is not None and signal.time_stop_seconds:
         time_stop_at = opened_at + timedelta(seconds=signal.time_stop_seconds)
-    defaults = dict(
+    return dict(
         symbol_id=symbol_id, signal=signal, side=bp.side, volume=bp.volume, open_price=bp.open_price,
         opened_at=opened_at, stop_loss=getattr(bp, "stop_loss", None), take_profit=getattr(bp, "take_profit", None),
         time_stop_at=time_stop_at, unrealized_pnl=_money(getattr(bp, "net_profit", 0)) if hasattr(bp, "current_price") else ZERO,
         commission=_money(getattr(bp, "commission", 0)),
     )
-    position, _ = _get_or_create(Position, dict(account_id=account_id, broker_position_id=bp.id), defaults)
-    _get_or_create(
-        Trade, dict(account_id=account_id, broker_trade_id=f"open:{bp.id}"),
-        dict(symbol_id=symbol_id, order=order, position=position, kind=Trade.Kind.OPEN, side=bp.side,
-             volume=bp.volume, price=bp.open_price, commission=_money(getattr(bp, "commission", 0)),
-             executed_at=opened_at),
-    )
+
+
+def _open_trade_fields(symbol_id: int, bp, order, position) -> dict:
+    return dict(symbol_id=symbol_id, order=order, position=position, kind=Trade.Kind.OPEN, side=bp.side,
+                volume=bp.volume, price=bp.open_price, commission=_money(getattr(bp, "commission", 0)),
+                executed_at=bp.open_time or position.opened_at)
+
+
+def record_open(order: Order | None, account_id: int, symbol_id: int, bp, *, signal=None) -> Position:
+    """Create (or find) the Position and opening Trade for broker position ``bp`` (an
+    OpenPosition or ClosedPosition) and link ``order`` to it."""
+    position, _ = _get_or_create(Position, dict(account_id=account_id, broker_position_id=bp.id),
+                                 _position_fields(symbol_id, bp, signal))
+    _get_or_create(Trade, dict(account_id=account_id, broker_trade_id=f"open:{bp.id}"),
+                   _open_trade_fields(symbol_id, bp, order, position))
     if order is not None:
         Order.objects.filter(pk=order.pk).update(
             position=position, broker_position_id=bp.id, fill_price=order.fill_price or bp.open_price
         )
         order.position, order.broker_position_id = position, bp.id
     return position
+
+
+def record_opens(matches: list[tuple[Order, object]]) -> list[Position]:
+    """:func:`record_open` for many (order, open broker position) pairs in four statements, in one
+    transaction: Positions and opening Trades inserted (existing ones kept: ``ON CONFLICT DO
+    NOTHING`` on their unique keys), Positions read back, Orders linked."""
+    if not matches:
+        return []
+    with transaction.atomic():
+        Position.objects.bulk_create(
+            [Position(account_id=o.account_id, broker_position_id=bp.id, **_position_fields(o.symbol_id, bp, o.signal))
+             for o, bp in matches], ignore_conflicts=True)
+        found = Position.objects.filter(account_id__in={o.account_id for o, _ in matches},
+                                        broker_position_id__in={bp.id for _, bp in matches})
+        by_key = {(p.account_id, p.broker_position_id): p for p in found}
+        positions = [by_key[(o.account_id, bp.id)] for o, bp in matches]
+        Trade.objects.bulk_create(
+            [Trade(account_id=o.account_id, broker_trade_id=f"open:{bp.id}", **_open_trade_fields(o.symbol_id, bp, o, p))
+             for (o, bp), p in zip(matches, positions, strict=True)], ignore_conflicts=True)
+        for (order, bp), position in zip(matches, positions, strict=True):
+            order.position, order.broker_position_id = position, bp.id
+            order.fill_price = order.fill_price or bp.open_price
+        Order.objects.bulk_update([o for o, _ in matches], ["position", "broker_position_id", "fill_price"])
+    return positions
 
 
 def record_close(position: Position, closed, *, reason: str, order: Order | None = None) -> bool:

@@ -23,7 +23,7 @@ from matchtrader.errors import BrokerError
 from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
-from . import batch, dispatch, execution, positions, reconciliation
+from . import batch, dispatch, execution, linking, positions, reconciliation
 from .lifecycle import OrderStatus
 from .locks import AccountLockTimeout
 from .models import Order, Position
@@ -64,15 +64,9 @@ def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0
 
 @shared_task(name="orders.link_fills", soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)
 def link_fills(order_ids: list[int]) -> int:
-    """Link a fan-out chunk's fills to their broker positions. An account busy elsewhere is left
-    to reconciliation (which links unlinked fills) rather than holding up the rest."""
-    linked = 0
-    for order_id in order_ids:
-        try:
-            linked += bool(execution.link_order_fill(order_id))
-        except (AccountLockTimeout, BrokerError, Order.DoesNotExist) as exc:
-            log.info("link_fill_deferred", order_id=order_id, error=type(exc).__name__)
-    return linked
+    """Link a fan-out chunk's fills to their broker positions (:mod:`orders.linking`). An account
+    busy elsewhere is left to reconciliation (which links unlinked fills)."""
+    return linking.link_fills(order_ids)
 
 
 @shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3,

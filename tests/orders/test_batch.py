@@ -216,3 +216,34 @@ def test_bulk_transition_checks_the_table_and_moves_only_rows_still_as_read(sim)
     assert bulk_transition([(order, {"reason": "one"})], S.SKIPPED) == {order.pk}
     assert bulk_transition([(copy, {"reason": "two"})], S.SKIPPED) == set()
     assert copy.status == S.NEW and Order.objects.get(pk=order.pk).reason == "one"
+
+
+def test_link_fills_links_each_fill_once_with_one_read_per_account(sim, settings):
+    from orders.linking import link_fills
+
+    settings.ORDERS_LINK_FILL_INLINE = False
+    accounts = sim_accounts(sim, 4)
+    first, second = eurusd_buy_signal(), eurusd_buy_signal()
+    ids = [a.pk for a in accounts]
+    batch.place_signal_orders(first.pk, ids)
+    batch.place_signal_orders(second.pk, ids)  # two identical fills per account to tell apart
+    orders = list(Order.objects.filter(account__in=accounts).order_by("pk"))
+    assert len(orders) == 8 and not any(o.position_id for o in orders)
+    requests_before = _broker_requests(sim)
+    assert link_fills([o.pk for o in orders]) == 8
+    assert _broker_requests(sim) - requests_before == 4  # one open-positions read per account
+    linked = list(Order.objects.filter(pk__in=[o.pk for o in orders]))
+    assert all(o.position_id and o.broker_position_id and o.fill_price for o in linked)
+    # each broker position explains exactly one order, and each has its opening trade
+    assert len({o.broker_position_id for o in linked}) == 8
+    from orders.models import Trade
+
+    assert Trade.objects.filter(account__in=accounts, kind="open").count() == 8
+    assert Position.objects.filter(account__in=accounts).count() == 8
+    assert link_fills([o.pk for o in orders]) == 0  # nothing left: no read, no write
+    assert _broker_requests(sim) - requests_before == 4
+
+
+def _broker_requests(sim) -> int:
+    """Broker API requests the simulator has served (its control API is not counted)."""
+    return sim.control.stats()["requests"]

@@ -1,0 +1,79 @@
+"""Linking a fan-out chunk's fills to the broker positions they opened (``orders.link_fills``).
+
+The open answer carries an order id only (doc §3.6), so finding the position id takes one read of
+the account's open positions. For a chunk this is done with per-chunk statements, like the
+fan-out itself: the accounts' locks in one statement, tokens and rate budget in one Redis round
+trip, claimed position ids in one query, one read per account, and the Positions, opening Trades
+and Order links written in one transaction (:func:`orders.recording.record_opens`). An account
+whose lock is busy, or whose broker read fails, is left for reconciliation, which links unlinked
+fills (and until then the exposure counts such an order as an open position).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+
+from matchtrader.errors import BrokerError
+from tradeops.logging import get_logger
+
+from . import broker
+from .bulk import account_locks
+from .execution import read_with_retry
+from .lifecycle import OrderStatus
+from .matching import find_match
+from .models import Order, Position
+from .recording import record_opens
+
+log = get_logger(__name__)
+
+
+def claimed_ids(account_ids, exclude_order_ids) -> dict[int, set[str]]:
+    """Broker position ids already accounted for, per account (Positions, and Orders that carry
+    one), in two queries for all the accounts."""
+    claimed: dict[int, set[str]] = defaultdict(set)
+    for account_id, pid in Position.objects.filter(account_id__in=account_ids).values_list(
+            "account_id", "broker_position_id"):
+        claimed[account_id].add(pid)
+    for account_id, pid in (Order.objects.filter(account_id__in=account_ids).exclude(broker_position_id="")
+                            .exclude(pk__in=exclude_order_ids).values_list("account_id", "broker_position_id")):
+        claimed[account_id].add(pid)
+    return claimed
+
+
+def link_fills(order_ids: list[int]) -> int:
+    """Link every still-unlinked filled order of ``order_ids``; returns how many were linked."""
+    pending = Order.objects.filter(pk__in=order_ids, status=OrderStatus.FILLED, position__isnull=True)
+    account_ids = sorted(set(pending.values_list("account_id", flat=True)))
+    if not account_ids:
+        return 0
+    with account_locks(account_ids) as (locked, busy):
+        if busy:
+            log.info("link_fills_deferred_busy", accounts=busy)
+        # read under the locks: a reconciliation may have linked some meanwhile
+        orders = list(pending.filter(account_id__in=locked).select_related("symbol", "signal", "account"))
+        by_account: dict[int, list[Order]] = defaultdict(list)
+        for order in orders:
+            by_account[order.account_id].append(order)
+        clients = broker.prepare_calls([group[0].account for group in by_account.values()])
+        claimed = claimed_ids(list(by_account), [o.pk for o in orders])
+        skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
+        matches = []
+        for account_id, group in by_account.items():
+            try:
+                positions = read_with_retry(clients[account_id].open_positions, attempts=2)
+            except BrokerError as exc:
+                log.info("fill_link_deferred", account_id=account_id, error=type(exc).__name__)
+                continue
+            for order in sorted(group, key=lambda o: (o.submitted_at or o.created_at, o.pk)):
+                match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
+                                   sent_at=order.submitted_at or order.created_at, claimed=claimed[account_id],
+                                   clock_skew=skew)
+                if match is not None:
+                    claimed[account_id].add(match.id)
+                    matches.append((order, match))
+        record_opens(matches)
+    log.info("fills_linked", orders=len(order_ids), linked=len(matches), busy=len(busy))
+    return len(matches)
