@@ -12,6 +12,7 @@ a crash in between re-enqueues, never loses.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
@@ -75,6 +76,26 @@ def dispatch_signal(signal_id: int) -> dict:
     log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), chunks=len(chunks), marked=bool(marked),
              elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
     return {"signal_id": signal_id, "enqueued": len(ids), "chunks": len(chunks), "status": Signal.Status.DISPATCHED}
+
+
+# A signal still ``new`` this long after it was recorded lost its dispatch message (the broker was
+# unreachable when analysis published it, or the dispatch task failed): it is dispatched again.
+REDISPATCH_AFTER_S = 5
+SWEEP_LIMIT = 100
+
+
+def sweep_pending_signals(now=None) -> dict:
+    """Signals left ``new``: dispatch again the fresh ones, mark ``expired`` those older than
+    ``ORDERS_SIGNAL_MAX_AGE_S`` (too old to trade; visible as such in the admin)."""
+    now = now or timezone.now()
+    pending = Signal.objects.filter(status=Signal.Status.NEW)
+    expired = pending.filter(created_at__lt=now - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S)).update(
+        status=Signal.Status.EXPIRED)
+    ids = list(pending.filter(created_at__lt=now - timedelta(seconds=REDISPATCH_AFTER_S))
+               .order_by("pk").values_list("pk", flat=True)[:SWEEP_LIMIT])
+    if expired:
+        log.warning("signals_expired_undispatched", count=expired)
+    return {"expired": expired, "redispatch": ids}
 
 
 def chunked(ids: list[int], size: int):

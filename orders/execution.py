@@ -49,7 +49,7 @@ from signals.models import Signal
 from tradeops.logging import get_logger
 from tradeops.money import round_to_step
 
-from . import broker
+from . import broker, conversion
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .matching import find_match
@@ -274,6 +274,12 @@ def sized_order(account: Account, signal: Signal, key: str) -> tuple[Order, str]
     if signal.stop_loss is not None and signal.entry_price is not None:
         rate = quote_to_account_rate(quote_currency=symbol.quote_currency, base_currency=symbol.base_currency,
                                      account_currency=account.currency, price=signal.entry_price)
+        if rate is None:  # neither side is the account's currency: a third instrument converts
+            rates = conversion.cross_rates(symbol.quote_currency, account.currency,
+                                           client=lambda: broker.client_for(account))
+            rate = quote_to_account_rate(quote_currency=symbol.quote_currency, base_currency=symbol.base_currency,
+                                         account_currency=account.currency, price=signal.entry_price,
+                                         cross_rates=rates)
         equity = _equity_for_sizing(account)
         result = size_order(
             equity=equity, risk_pct=account.risk_per_trade_pct, entry_price=signal.entry_price,

@@ -32,6 +32,7 @@ log = get_logger(__name__)
 
 # Periods of the beat entries (seconds); each run expires within its period.
 MANAGE_POSITIONS_EVERY = 5
+DISPATCH_PENDING_EVERY = 10
 SYNC_ACCOUNTS_EVERY = 30
 RECONCILE_ACCOUNTS_EVERY = 60
 OPEN_POSITIONS_RECHECK_S = 120
@@ -42,6 +43,16 @@ ORDER_TASK = dict(acks_late=True, reject_on_worker_lost=True, queue=Queues.ORDER
 @shared_task(bind=True, name="orders.dispatch_signal", soft_time_limit=30, time_limit=45, **ORDER_TASK)
 def dispatch_signal(self, signal_id: int) -> dict:
     return dispatch.dispatch_signal(signal_id)
+
+
+@shared_task(name="orders.dispatch_pending_signals", expires=DISPATCH_PENDING_EVERY, **ORDER_TASK)
+def dispatch_pending_signals() -> dict:
+    """Beat: a signal whose dispatch message was lost is dispatched again while it is fresh."""
+    sweep = dispatch.sweep_pending_signals()
+    for signal_id in sweep["redispatch"]:
+        log.warning("signal_redispatched", signal_id=signal_id)
+        dispatch_signal.apply_async((signal_id,), queue=Queues.ORDERS, expires=settings.ORDERS_SIGNAL_MAX_AGE_S)
+    return {"expired": sweep["expired"], "redispatched": len(sweep["redispatch"])}
 
 
 # ignore_result: the outcome is the Order row; storing a result would be one more Redis write per order

@@ -248,6 +248,9 @@ ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=0.0)
 # Accounts per orders.place_orders task in a signal's fan-out (orders/batch.py): large enough that
 # the per-chunk queries are amortised, small enough that every worker process gets chunks.
 ORDERS_FANOUT_CHUNK = env.int("ORDERS_FANOUT_CHUNK", default=20)
+# Sizing a symbol quoted in neither the account's currency nor its base (GBPUSD on a EUR account)
+# uses the converting pair's quote from the feed if younger than this, else asks the broker.
+ORDERS_CONVERSION_MAX_AGE_S = env.int("ORDERS_CONVERSION_MAX_AGE_S", default=60)
 # Broker HTTP timeouts (connect, read) in seconds.
 ORDERS_BROKER_TIMEOUT = (env.float("ORDERS_BROKER_CONNECT_TIMEOUT", default=3.05),
                          env.float("ORDERS_BROKER_READ_TIMEOUT", default=10.0))

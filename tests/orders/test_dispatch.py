@@ -98,3 +98,26 @@ def test_dispatch_flushes_every_batch_and_the_messages_ignore_results(redis_clie
     assert sorted(queued_place_orders(redis_client)) == sorted((a.pk, signal.pk) for a in accounts)
     headers = [json.loads(raw)["headers"] for raw in redis_client.lrange("orders", 0, -1)]
     assert all(h["ignore_result"] is True and h["expires"] for h in headers)
+
+
+def test_signals_left_new_are_dispatched_again_while_fresh_and_expired_when_old(redis_client, settings):
+    import base64
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.tasks import dispatch_pending_signals
+
+    settings.ORDERS_SIGNAL_MAX_AGE_S = 120
+    sym = eurusd()
+    now = timezone.now()
+    just_made, lost, too_old, done = (make_signal(symbol=sym) for _ in range(4))
+    Signal.objects.filter(pk=lost.pk).update(created_at=now - timedelta(seconds=30))
+    Signal.objects.filter(pk=too_old.pk).update(created_at=now - timedelta(seconds=600))
+    Signal.objects.filter(pk=done.pk).update(created_at=now - timedelta(seconds=30), status=Signal.Status.DISPATCHED)
+    assert dispatch_pending_signals() == {"expired": 1, "redispatched": 1}
+    queued = [json.loads(raw) for raw in redis_client.lrange("orders", 0, -1)]
+    assert [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in queued] == [
+        ("orders.dispatch_signal", [lost.pk])]
+    statuses = dict(Signal.objects.values_list("pk", "status"))
+    assert statuses[too_old.pk] == Signal.Status.EXPIRED and statuses[just_made.pk] == Signal.Status.NEW

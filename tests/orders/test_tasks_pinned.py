@@ -7,7 +7,7 @@ from tradeops.celery import app
 PINNED = {
     "orders.dispatch_signal", "orders.place_orders", "orders.place_order", "orders.link_fills", "orders.link_fill", "orders.close_position", "orders.close_all_positions",
     "orders.manage_positions", "orders.sync_accounts", "orders.sync_account_batch", "orders.reconcile_accounts",
-    "orders.reconcile_account",
+    "orders.reconcile_account", "orders.dispatch_pending_signals",
 }
 
 
@@ -37,6 +37,7 @@ def test_periodic_tasks_carry_expires():
     assert t.manage_positions.expires == t.MANAGE_POSITIONS_EVERY
     assert t.sync_accounts.expires == t.SYNC_ACCOUNTS_EVERY
     assert t.reconcile_accounts.expires == t.RECONCILE_ACCOUNTS_EVERY
+    assert t.dispatch_pending_signals.expires == t.DISPATCH_PENDING_EVERY
 
 
 @pytest.mark.django_db
@@ -51,9 +52,13 @@ def test_beat_entries_exist_with_queue_and_expiry():
     migration = importlib.import_module("orders.migrations.0002_periodic_tasks")
     migration.create_entries(apps, None)
     migration.create_entries(apps, None)
-    assert PeriodicTask.objects.filter(task__startswith="orders.").count() == 3
+    sweeper = importlib.import_module("orders.migrations.0004_dispatch_pending_signals")
+    sweeper.create_entry(apps, None)
+    sweeper.create_entry(apps, None)
+    assert PeriodicTask.objects.filter(task__startswith="orders.").count() == 4
     entries = {p.task: p for p in PeriodicTask.objects.filter(task__startswith="orders.")}
-    assert set(entries) == {"orders.manage_positions", "orders.sync_accounts", "orders.reconcile_accounts"}
+    assert set(entries) == {"orders.manage_positions", "orders.sync_accounts", "orders.reconcile_accounts",
+                            "orders.dispatch_pending_signals"}
     for p in entries.values():
         period = p.interval.every
         assert p.queue == "orders" and p.enabled
