@@ -85,6 +85,7 @@ def health_symbol(symbol: str) -> str:
 
 
 GAPS = f"{PREFIX}:gaps"
+FEED_LEASE = f"{PREFIX}:feed:lease"  # the one active feed (workers/lease.py); value = holder
 SYMBOLS = f"{PREFIX}:symbols"
 INSTRUMENTS_CACHE = f"{PREFIX}:instruments"
 INSTRUMENTS_CACHE_TTL_S = 60

@@ -138,7 +138,7 @@ class WebSocketTransport:
                  channels: Iterable[str] = (P.WS_CH_QUOTES, P.WS_CH_TRADES, P.WS_CH_DEPTH), *,
                  candle_intervals: Iterable[str] = (), ping_interval: float = 10.0, stale_after: float = 75.0,
                  connect_timeout: float = 5.0, recv_timeout: float = 0.25, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0, on_auth_error: Callable[[], None] | None = None,
+                 backoff_cap: float = 5.0, on_auth_error: Callable[[], None] | None = None,
                  on_account: Callable[[dict], None] | None = None, rng: random.Random | None = None):
         self.ws_url = ws_url
         self.auth_headers_provider = auth_headers_provider
@@ -169,7 +169,11 @@ class WebSocketTransport:
             self._dirty = True
 
     def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
+        """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1))).
+
+        The cap is short (5 s, mean wait 2.5 s once capped): a reconnect attempt is one TCP
+        handshake from ONE feed process, and every second without market data is a second the
+        strategy trades blind; a 30 s cap meant ~15 s of extra gap after the broker came back."""
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:

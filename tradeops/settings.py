@@ -292,6 +292,7 @@ FEED_BARS_1M_LEN = env.int("FEED_BARS_1M_LEN", default=1_440)
 FEED_BUFFER_MAX_TICKS = env.int("FEED_BUFFER_MAX_TICKS", default=500_000)
 FEED_SYMBOLS_POLL_S = env.float("FEED_SYMBOLS_POLL_S", default=2.0)
 FEED_WARMUP_MINUTES = env.int("FEED_WARMUP_MINUTES", default=240)  # 1 m history loaded at start
+FEED_LEASE_TTL_S = env.float("FEED_LEASE_TTL_S", default=10.0)  # one active feed per Redis db
 FEED_MAX_AGE_S = env.float("FEED_MAX_AGE_S", default=15.0)  # feed_status: older = stale
 
 # --- Operate (dashboard, healthcheck, Flower, demo seeding: tradeops/dashboard, tradeops/health) --

@@ -49,8 +49,10 @@ from datetime import UTC, datetime, timedelta
 
 from tradeops.logging import get_logger
 
+from marketdata import redis_keys as keys
 from marketdata.bars import Bar
 from marketdata.store import MarketDataWriter
+from workers.lease import Lease, LeaseKeeper, LeaseLost
 
 log = get_logger(__name__)
 
@@ -80,6 +82,7 @@ class FeedConfig:
     rewarmup_gap_s: float = 5.0  # a reconnect after a gap this long re-loads (and re-checks) history
     redis_backoff_max_s: float = 2.0
     shutdown_flush_s: float = 5.0
+    lease_ttl_s: float = 10.0  # one active feed per Redis db; a standby takes over within this
 
     @classmethod
     def from_settings(cls, **overrides) -> "FeedConfig":
@@ -100,6 +103,7 @@ class FeedConfig:
             buffer_max_ticks=settings.FEED_BUFFER_MAX_TICKS,
             symbols_poll_s=settings.FEED_SYMBOLS_POLL_S,
             warmup_minutes=settings.FEED_WARMUP_MINUTES,
+            lease_ttl_s=settings.FEED_LEASE_TTL_S,
         )
         return replace(cfg, **overrides)
 
@@ -190,6 +194,8 @@ class FeedWorker:
         self.writer.on_gap = self._on_gap
         self.writer.on_source_restart = self._on_source_restart
         self.batches = 0
+        self.lease = Lease(redis, keys.FEED_LEASE, ttl_s=config.lease_ttl_s)
+        self.lease_lost = False  # set when another feed took the lease: the process must exit non-zero
 
     # ---------------------------------------------------------------- symbols thread
     def sync_symbols(self) -> bool:
@@ -374,6 +380,11 @@ class FeedWorker:
             threading.Thread(target=lambda: (stop.wait(), self.stop_event.set()), daemon=True,
                              name="feed-stop-relay").start()
         stop = self.stop_event
+        # one active feed per Redis db: wait as a standby (not connected to the broker) until the
+        # lease is ours
+        if not self.lease.wait(stop):
+            return
+        keeper = LeaseKeeper(self.lease)
         log.info("feed_starting", transport=self.cfg.transport, base_url=self.cfg.base_url)
         threads = [
             threading.Thread(target=self._symbols_loop, name="feed-symbols", daemon=True),
@@ -394,6 +405,12 @@ class FeedWorker:
                     writer.ingest(batch)
                     self.batches += 1
                 now = time.monotonic()
+                try:
+                    keeper.tick(now)
+                except LeaseLost as exc:
+                    log.error("feed_lease_lost", error=str(exc))
+                    self.lease_lost = True
+                    break
                 if now >= next_health:
                     writer.write_health()
                     next_health = now + self.cfg.health_interval_s
@@ -415,6 +432,10 @@ class FeedWorker:
         self._wake.set()
         for t in threads:
             t.join(timeout=5)
+        if self.lease_lost:  # another feed is writing now: writing ours too would duplicate ticks
+            log.error("feed_lease_lost_dropping_buffer", buffered=self.writer.buffered_ticks)
+            self.writer.close()
+            return
         # whatever the transport delivered before it stopped still goes to Redis
         leftover = []
         while True:
@@ -435,6 +456,7 @@ class FeedWorker:
         if not ok:
             log.error("feed_shutdown_unflushed", buffered=self.writer.buffered_ticks)
         self.writer.close()
+        self.lease.release()
         log.info("feed_stopped", ticks=self.writer.ticks, flushed=ok)
 
     @contextlib.contextmanager

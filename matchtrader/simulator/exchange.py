@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -59,6 +60,9 @@ class PendingOrder:
     tp: Decimal | None = None
 
 
+LEDGER_MAX = 20_000  # entries per account
+
+
 @dataclass(slots=True)
 class Account:
     uuid: str
@@ -73,7 +77,8 @@ class Account:
     orders: dict[str, PendingOrder] = field(default_factory=dict)
     closed: list[dict] = field(default_factory=list)
     finance: list[dict] = field(default_factory=list)
-    ledger: list[dict] = field(default_factory=list)
+    # what tests assert on (write requests, executions); bounded so a long demo run stays flat
+    ledger: deque = field(default_factory=lambda: deque(maxlen=LEDGER_MAX))
 
 
 def _q(value: Decimal, places: int) -> Decimal:

@@ -79,4 +79,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         self.stdout.write(f"feed: {cfg.transport} from {cfg.base_url} → {settings.REDIS_URL.rsplit('@', 1)[-1]}")
         worker.run(stop)
+        if worker.lease_lost:
+            raise CommandError("another feed took over the lease (this one stalled longer than FEED_LEASE_TTL_S); "
+                               "exiting so the supervisor restarts it as a standby")
         self.stdout.write("feed stopped")
