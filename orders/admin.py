@@ -11,6 +11,10 @@ class OrderAdmin(admin.ModelAdmin):
                     "attempts", "fill_price", "broker_order_id")
     list_filter = ("status", "side", "purpose", "order_type", "symbol")
     search_fields = ("account__name", "idempotency_key", "broker_order_id", "broker_position_id")
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # the Signal list links to "this signal's orders"
+        return lookup == "signal__id__exact" or super().lookup_allowed(lookup, value, request)
     date_hierarchy = "created_at"
     list_select_related = ("account", "symbol")
     readonly_fields = [f.name for f in Order._meta.fields]

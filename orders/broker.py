@@ -32,6 +32,10 @@ log = get_logger(__name__)
 
 TOKEN_KEY = "orders:tokens:{key}"
 TOKEN_REFRESH_LOCK = "orders:tokens:refreshing:{key}"
+TOKEN_REFRESHES = "orders:tokens:refreshes:{key}"  # sorted set: this session's refresh times
+# The broker allows 4 refreshes per session per hour (docs: 15 min tokens, refresh "max 4/hour"):
+# past that a proactive renewal logs in again (a new session) instead of spending a refused call.
+REFRESHES_PER_HOUR = 4
 BUCKET_KEY = "orders:ratelimit:{credential}"
 
 
@@ -256,13 +260,28 @@ def _sync_tokens(client: MatchTraderClient, record=_UNREAD) -> None:
         client._tokens = None  # re-read from the store on the next call
     age = time.time() - float(rec.get("stored_at", 0))
     if age > settings.ORDERS_TOKEN_REFRESH_AFTER_S:
-        lock_key = TOKEN_REFRESH_LOCK.format(key=store._key(client._store_key))
+        hashed = store._key(client._store_key)
+        lock_key = TOKEN_REFRESH_LOCK.format(key=hashed)
         if store.redis.set(lock_key, "1", nx=True, ex=30):
             try:
-                client.refresh_session()
-                log.info("broker_token_refreshed_ahead", age_s=round(age))
+                _renew_session(client, store.redis, TOKEN_REFRESHES.format(key=hashed), age)
             except Exception as exc:  # the next call re-logs in on 401 anyway
                 log.warning("broker_token_refresh_failed", error=type(exc).__name__)
+
+
+def _renew_session(client: MatchTraderClient, redis, refreshes_key: str, age: float) -> None:
+    """Refresh the session, or log in again once this session used its hourly refreshes."""
+    now = time.time()
+    redis.zremrangebyscore(refreshes_key, 0, now - 3600)
+    if redis.zcard(refreshes_key) >= REFRESHES_PER_HOUR:
+        client.login()
+        redis.delete(refreshes_key)  # a new session starts a new refresh budget
+        log.info("broker_session_renewed_by_login", age_s=round(age), reason="refresh budget used")
+        return
+    client.refresh_session()
+    redis.zadd(refreshes_key, {f"{now:.6f}": now})
+    redis.expire(refreshes_key, 3600)
+    log.info("broker_token_refreshed_ahead", age_s=round(age))
 
 
 def reset_clients() -> None:

@@ -14,6 +14,8 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Count, Max, Q
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .models import Signal, StrategyConfig
@@ -22,18 +24,42 @@ from .strategy import StrategyParams
 
 @admin.register(Signal)
 class SignalAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "entry_price",
-                    "stop_loss", "take_profit")
+    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "orders_summary",
+                    "fanout", "entry_price", "stop_loss", "take_profit")
     list_filter = ("side", "status", "symbol")
     search_fields = ("symbol__name",)
     date_hierarchy = "created_at"
     list_select_related = ("symbol",)
-    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency"]
+    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "orders_summary", "fanout"]
+
+    def get_queryset(self, request):
+        """The fan-out's outcome per signal in the same query as the page (no query per row)."""
+        orders = "orders"
+        return super().get_queryset(request).annotate(
+            n_orders=Count(orders),
+            n_filled=Count(orders, filter=Q(orders__status="filled")),
+            n_not_sent=Count(orders, filter=Q(orders__status__in=["skipped", "failed", "rejected"])),
+            last_completed=Max("orders__completed_at"),
+        )
 
     @admin.display(description="tick→signal (ms)")
     def latency(self, obj):
         value = obj.latency_ms
         return "-" if value is None else f"{value:.0f}"
+
+    @admin.display(description="orders: filled / not sent / all")
+    def orders_summary(self, obj):
+        if not getattr(obj, "n_orders", 0):
+            return "-"
+        url = reverse("admin:orders_order_changelist") + f"?signal__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} / {} / {}</a>', url, obj.n_filled, obj.n_not_sent, obj.n_orders)
+
+    @admin.display(description="signal→last order done (s)")
+    def fanout(self, obj):
+        done = getattr(obj, "last_completed", None)
+        if done is None or obj.created_at is None:
+            return "-"
+        return f"{(done - obj.created_at).total_seconds():.2f}"
 
     def has_add_permission(self, request):
         return False

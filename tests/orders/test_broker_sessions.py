@@ -73,3 +73,25 @@ def test_bucket_refills_over_time(redis_client):
     for _ in range(20):  # 1,000/s refill: waits a few ms at most, never raises
         bucket.acquire()
     assert settings.ORDERS_RATE_BURST + settings.ORDERS_RATE_LIMIT_PER_MIN <= 500
+
+
+def test_proactive_renewal_stays_within_the_refresh_budget(sim, redis_client, settings):
+    # every sync finds the token "old": four refreshes, then a new login rather than a refused 5th
+    settings.ORDERS_TOKEN_REFRESH_AFTER_S = -1
+    (acct,) = sim_accounts(sim, 1)
+    client_for(acct).balance()  # logged in, tokens stored
+
+    def renew() -> int:
+        for key in redis_client.keys("orders:tokens:refreshing:*"):
+            redis_client.delete(key)  # the 30 s single-renewer lock, so each call renews
+        before = sim.control.stats()["requests"]
+        client_for(acct)
+        return sim.control.stats()["requests"] - before
+
+    logins = _logins(sim, acct)
+    assert [renew() for _ in range(4)] == [1, 1, 1, 1]  # one refresh call each
+    assert _logins(sim, acct) == logins
+    assert renew() == 1  # the 5th: one login (a refused refresh would have cost 2 calls)
+    assert _logins(sim, acct) == logins + 1
+    assert renew() == 1 and _logins(sim, acct) == logins + 1  # the new session refreshes again
+    client_for(acct).balance()  # and its tokens work

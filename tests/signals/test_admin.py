@@ -8,7 +8,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from signals.models import StrategyConfig
+from signals.models import Signal, StrategyConfig
 from signals.strategy import StrategyParams
 from tests.factories import make_symbol
 
@@ -136,3 +136,43 @@ def test_list_shows_the_overrides(admin_client):
     page = admin_client.get(reverse("admin:signals_strategyconfig_changelist")).content.decode()
 
     assert "cooldown_ms=5000" in page
+
+
+def test_signal_list_shows_each_fan_out_outcome_and_links_to_its_orders(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from orders.models import Order
+    from tests.factories import make_account, make_signal
+
+    sym = make_symbol("EURUSD")
+    signal = make_signal(symbol=sym)
+    other = make_signal(symbol=sym)
+    done = timezone.now() + timedelta(seconds=1.5)
+    for i, status in enumerate(["filled", "filled", "skipped"]):
+        Order.objects.create(account=make_account(), signal=signal, symbol=sym, side="BUY", volume=Decimal("0.1"),
+                             idempotency_key=f"t:{signal.pk}:{i}", status=status)
+    Order.objects.filter(signal=signal).update(completed_at=done)
+    Order.objects.create(account=make_account(), signal=other, symbol=sym, side="BUY", volume=Decimal("0.1"),
+                         idempotency_key=f"t:{other.pk}:0")
+    with CaptureQueriesContext(connection) as few:
+        page = admin_client.get(reverse("admin:signals_signal_changelist")).content.decode()
+    for i in range(5):  # more signals with orders: the page's queries do not grow (no query per row)
+        more = make_signal(symbol=sym)
+        Order.objects.create(account=make_account(), signal=more, symbol=sym, side="BUY", volume=Decimal("0.1"),
+                             idempotency_key=f"t:{more.pk}:0")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(reverse("admin:signals_signal_changelist"))
+    assert len(many.captured_queries) == len(few.captured_queries)
+    link = reverse("admin:orders_order_changelist") + f"?signal__id__exact={signal.pk}"
+    assert f'<a href="{html.escape(link)}">2 / 1 / 3</a>' in page
+    seconds = (done - Signal.objects.get(pk=signal.pk).created_at).total_seconds()
+    assert f"{seconds:.2f}" in page
+    orders_page = admin_client.get(link)
+    assert orders_page.status_code == 200
+    assert orders_page.context["cl"].result_count == 3  # only this signal's orders
