@@ -148,17 +148,17 @@ def _place_locked(signal: Signal, account_ids: list[int], counts: Counter) -> No
         log.warning("orders_batch_unknown_accounts", signal_id=signal.pk, accounts=sorted(missing))
     orders = _orders_for(signal, accounts)
     fresh: list[Order] = []
+    settled = False
     for order in orders:
         if order.status == S.NEW:
             fresh.append(order)
         elif order.status in (S.SUBMITTED, S.UNKNOWN):
             # a previous delivery died or lost its answer: resolve before anything is sent again
-            if not counts["_settled"] and settings.ORDERS_UNKNOWN_SETTLE_S:
+            if not settled and settings.ORDERS_UNKNOWN_SETTLE_S:
                 time.sleep(settings.ORDERS_UNKNOWN_SETTLE_S)  # once for the whole chunk
-            counts["_settled"] = 1
+            settled = True
             log.info("order_in_doubt_on_delivery", order_id=order.pk, status=order.status)
             execution._resolve_in_doubt(order, accounts[order.account_id], signal, settle=False)
-    counts.pop("_settled", None)
     submitted = _check_and_mark_submitted(signal, accounts, fresh)
     if submitted:
         _send(signal, accounts, submitted)

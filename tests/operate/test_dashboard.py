@@ -30,8 +30,9 @@ def populate(n_accounts: int, snapshots_per_account: int = 6):
         for i, a in enumerate(accounts) for k in range(snapshots_per_account)
     ])
     signal = make_signal(symbol=eur, status="dispatched")
-    for a in accounts[:5]:
-        make_order(account=a, signal=signal, status="filled")
+    for i, a in enumerate(accounts[:5]):
+        make_order(account=a, signal=signal, status="filled",
+                   completed_at=signal.created_at + timedelta(seconds=0.25 * (i + 1)))
     make_order(account=accounts[-1], signal=make_signal(symbol=xau, side="SELL"), status="rejected")
     for i, a in enumerate(accounts[:4]):
         Position.objects.create(account=a, symbol=eur if i % 2 else xau, broker_position_id=f"P{i}",
@@ -67,6 +68,10 @@ def test_staff_sees_every_chart_drawn(admin_client, redis_client):
     assert re.search(r'id="panel-signals".*?<rect class="bar"', html, re.S)
     exposure = html.split('id="panel-exposure"')[1].split('id="panel-signals"')[0]
     assert exposure.count('<rect class="bar"') == 2 and "EURUSD" in exposure and "XAUUSD" in exposure
+    # the latest signals say how their fan-out went: 5 of 5 filled, the last 1.25 s after the
+    # signal; the rejected one: 0 of 1, no completion time (a dash)
+    latest = html.split("Latest signals")[1]
+    assert "5 / 5" in latest and ">1.25<" in latest and "0 / 1" in latest and ">–<" in latest
     # the feed is not running in tests: the page says so instead of failing
     assert "The feed is not running" in html
     assert 'href="/dashboard/"' in html or reverse("dashboard") in html
@@ -142,3 +147,13 @@ def test_healthz_reports_every_check(client, redis_client):
     assert client.get("/healthz?strict=1").status_code == 503
     assert client.get("/healthz?checks=database,redis").json()["status"] == "ok"
     assert client.get("/healthz?checks=nope").status_code == 400
+
+
+def test_queue_depth_counts_every_priority_list(redis_client):
+    from tradeops.celery import Priority, app
+    from tradeops.dashboard.data import queue_depths
+
+    app.send_task("orders.link_fills", args=[[1]], queue="orders", priority=Priority.FOLLOW_UP)
+    app.send_task("orders.place_orders", args=[1, [1]], queue="orders")
+    assert redis_client.llen("orders") == 1  # the follow-up waits in its own priority list
+    assert queue_depths(redis_client)["orders"] == 2

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot, TradingSwitch
@@ -185,11 +185,16 @@ def recent_positions(limit: int = 10) -> list[Position]:
 
 
 def recent_signals(limit: int = 8) -> list[Signal]:
-    return list(
+    """The latest signals with their fan-out: orders, filled, and seconds to the last order done."""
+    signals = list(
         Signal.objects.select_related("symbol")
-        .annotate(order_count=Count("orders"))
+        .annotate(order_count=Count("orders"), filled_count=Count("orders", filter=Q(orders__status="filled")),
+                  last_completed=Max("orders__completed_at"))
         .order_by("-created_at")[:limit]
     )
+    for s in signals:
+        s.fanout_s = (s.last_completed - s.created_at).total_seconds() if s.last_completed else None
+    return signals
 
 
 def account_summary() -> dict:
@@ -207,13 +212,22 @@ def account_summary() -> dict:
     return agg
 
 
+# kombu's Redis transport keeps one list per queue and priority step: "orders" (0) and
+# "orders\x06\x163", "…6", "…9" (tradeops.celery.Priority); a queue's depth is their sum.
+PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
 def queue_depths(redis_client) -> dict[str, int | None]:
-    """LLEN of each Celery queue on the broker (None when the broker is unreachable)."""
+    """Messages waiting in each Celery queue on the broker, every priority list counted (None when
+    the broker is unreachable)."""
     try:
         pipe = redis_client.pipeline(transaction=False)
         for q in CELERY_QUEUES:
-            pipe.llen(q)
-        return dict(zip(CELERY_QUEUES, pipe.execute()))
+            for suffix in PRIORITY_SUFFIXES:
+                pipe.llen(q + suffix)
+        lengths = pipe.execute()
+        n = len(PRIORITY_SUFFIXES)
+        return {q: sum(lengths[i * n:(i + 1) * n]) for i, q in enumerate(CELERY_QUEUES)}
     except Exception as exc:  # noqa: BLE001 - the dashboard shows "unavailable", never a 500
         log.warning("dashboard_queue_depth_unavailable", error=exc.__class__.__name__)
         return {q: None for q in CELERY_QUEUES}
