@@ -17,9 +17,9 @@ exposure                      one query (open positions, in-flight orders, reali
 risk, eligibility             pure, per account
 live quote                    one Redis read for the signal's symbol
 ``new → submitted``           one compare-and-set UPDATE, committed before anything is sent
-send gate                     one query (kill switch, halt), repeated every ``GATE_MAX_AGE_S``
 tokens + rate budget          one pipelined Redis round trip (:func:`orders.broker.prepare_calls`)
-send                          one HTTP call per order, sequential within the chunk
+send gate                     one query (kill switch, halt) right before each wave of calls
+send                          one HTTP call per order, ``ORDERS_SEND_CONCURRENCY`` in flight together
 ``submitted → filled``        one compare-and-set UPDATE
 fill links                    one ``orders.link_fills`` task, delayed
 ============================  =====================================================================
@@ -34,9 +34,12 @@ doubt: looked up at the broker before anything is sent again) or terminal (left 
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -49,6 +52,7 @@ from tradeops.logging import get_logger
 
 from . import broker, execution, linking
 from .bulk import account_locks, bulk_transition
+from .dispatch import chunked
 from .execution import Fail, Gate
 from .lifecycle import OrderStatus
 from .models import Order, idempotency_key_for
@@ -57,9 +61,6 @@ from .risk import TradingState, check_pre_trade
 log = get_logger(__name__)
 S = OrderStatus
 
-# The kill switch and halt flags are read again when the last read is older than this while a
-# chunk is being sent: "no new order leaves within 1 s of the kill switch" with room to spare.
-GATE_MAX_AGE_S = 0.25
 
 _ACCOUNTS_SQL = """
 SELECT a.*,
@@ -259,31 +260,61 @@ def _check_and_mark_submitted(signal: Signal, accounts: dict[int, Account], fres
     return [order for order, _ in to_submit if order.pk in moved]
 
 
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def send_pool() -> ThreadPoolExecutor:
+    """The process's pool of broker calls (created lazily, and again after a fork: a prefork child
+    must not inherit its parent's threads)."""
+    global _pool
+    pid = os.getpid()
+    if _pool is None or _pool[0] != pid:
+        with _pool_lock:
+            if _pool is None or _pool[0] != pid:
+                _pool = (pid, ThreadPoolExecutor(max_workers=max(1, settings.ORDERS_SEND_CONCURRENCY),
+                                                 thread_name_prefix="order-send"))
+    return _pool[1]
+
+
+def _call(client, signal: Signal, order: Order):
+    """One order's broker call, in a pool thread: HTTP only (no database), the error returned."""
+    try:
+        return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
+    except BrokerError as exc:
+        return exc
+
+
 def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> None:
-    """One broker call per order; the kill switch and halt flags are never older than
-    ``GATE_MAX_AGE_S`` when a call leaves. Definite successes are recorded together; anything else
-    continues in the single-order loop."""
+    """One broker call per order, ``ORDERS_SEND_CONCURRENCY`` at a time: a fan-out is bound by the
+    broker's round trip (tens of ms to a real broker), not by our CPU, so the calls of a wave are in
+    flight together. Each wave reads the kill switch and halt flags right before its calls leave
+    (they leave together: a pool at least as wide as the wave). Definite successes are recorded
+    together; anything else continues in the single-order loop, one order at a time."""
     filled: list[tuple[Order, dict]] = []
     troubled: list[tuple[Order, BrokerError]] = []
-    gates: dict = {}
-    gates_at = 0.0
     clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
-    for i, order in enumerate(orders):
-        if time.monotonic() - gates_at > GATE_MAX_AGE_S:
-            gates = send_gates([o.account_id for o in orders[i:]])
-            gates_at = time.monotonic()
-        gate = gates[order.account_id]
-        if not gate.ok:
+    pool = send_pool()
+    for wave in chunked(orders, max(1, settings.ORDERS_SEND_CONCURRENCY)):
+        gates = send_gates([o.account_id for o in wave])
+        sendable = []
+        for order in wave:
+            gate = gates[order.account_id]
+            if gate.ok:
+                sendable.append(order)
+                continue
             order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
             log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
-            continue
-        try:
-            result = clients[order.account_id].open_position(signal.symbol.name, order.side, order.volume, order.stop_loss,
-                                          order.take_profit)
-        except BrokerError as exc:
-            troubled.append((order, exc))
-            continue
-        filled.append((order, {"broker_order_id": result.order_id or ""}))
+        if len(sendable) == 1:  # no thread hand-off for a single call
+            outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0])]
+        else:
+            futures = [pool.submit(_call, clients[o.account_id], signal, o) for o in sendable]
+            outcomes = [f.result() for f in futures]  # a crash (BaseException) propagates: rows stay submitted
+        for order, outcome in zip(sendable, outcomes, strict=True):
+            if isinstance(outcome, BrokerError):
+                troubled.append((order, outcome))
+            else:
+                filled.append((order, {"broker_order_id": outcome.order_id or ""}))
     moved = bulk_transition(filled, S.FILLED)
     if moved and settings.ORDERS_LINK_FILL_INLINE:
         linking.link_fills(sorted(moved))

@@ -128,7 +128,8 @@ class RedisTokenBucket:
         self.reserve = max(0.0, min(self.capacity - 1, high_reserve_share * self.capacity))
         self.max_wait_s = max_wait_s
         self._script = redis.register_script(_BUCKET_LUA)
-        self._prepaid = threading.local()
+        self._prepaid = 0  # acquisitions already taken for this credential (prepare_calls)
+        self._prepaid_lock = threading.Lock()
 
     def _args(self, cost: float, priority: str) -> list:
         floor = 0.0 if priority == "high" else self.reserve
@@ -143,15 +144,22 @@ class RedisTokenBucket:
         self._script(keys=[self.key], args=self._args(1, "normal"), client=pipe)
 
     def credit(self) -> None:
-        """The acquisition queued by :meth:`queue_prepay` succeeded: this thread's next normal
-        request is already paid for."""
-        self._prepaid.n = getattr(self._prepaid, "n", 0) + 1
+        """The acquisition queued by :meth:`queue_prepay` succeeded: the credential's next normal
+        request in this process is already paid for (whichever thread makes it)."""
+        with self._prepaid_lock:
+            self._prepaid += 1
+
+    def _use_prepaid(self) -> bool:
+        with self._prepaid_lock:
+            if self._prepaid > 0:
+                self._prepaid -= 1
+                return True
+        return False
 
     def acquire(self, cost: float = 1, priority: str = "normal") -> None:
         """Block until allowed. Waiting longer than ``max_wait_s`` raises RateLimited (the request
         was NOT sent, so the caller may retry it like a broker 429)."""
-        if priority == "normal" and cost == 1 and getattr(self._prepaid, "n", 0) > 0:
-            self._prepaid.n -= 1
+        if priority == "normal" and cost == 1 and self._use_prepaid():
             return
         deadline = time.monotonic() + self.max_wait_s
         while True:

@@ -248,6 +248,9 @@ ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=0.0)
 # Accounts per orders.place_orders task in a signal's fan-out (orders/batch.py): large enough that
 # the per-chunk queries are amortised, small enough that every worker process gets chunks.
 ORDERS_FANOUT_CHUNK = env.int("ORDERS_FANOUT_CHUNK", default=20)
+# Broker calls of a chunk in flight together (per worker process); at least ORDERS_FANOUT_CHUNK so
+# a chunk's orders leave together, right after their kill-switch read. 1 = one after another.
+ORDERS_SEND_CONCURRENCY = env.int("ORDERS_SEND_CONCURRENCY", default=20)
 # Sizing a symbol quoted in neither the account's currency nor its base (GBPUSD on a EUR account)
 # uses the converting pair's quote from the feed if younger than this, else asks the broker.
 ORDERS_CONVERSION_MAX_AGE_S = env.int("ORDERS_CONVERSION_MAX_AGE_S", default=60)

@@ -7,6 +7,7 @@ recorded with their reason; and the chunk's database work must not grow with its
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal as D
 
 import pytest
@@ -63,7 +64,7 @@ def test_the_chunk_database_work_does_not_grow_with_its_size(sim, settings):
         return len(ctx.captured_queries)
 
     queries_for(2)  # warm the signal cache and the clients
-    small, large = queries_for(3), queries_for(24)
+    small, large = queries_for(3), queries_for(settings.ORDERS_SEND_CONCURRENCY)  # one wave of calls
     assert small == large and large <= 14, (small, large)
 
 
@@ -75,14 +76,16 @@ def test_a_crash_mid_chunk_is_resolved_on_redelivery_without_a_second_execution(
     ids = [a.pk for a in accounts]
     original = MatchTraderClient.open_position
     sent = []
+    lock = threading.Lock()  # the calls of a chunk run in parallel
 
     class WorkerKilled(BaseException):
         pass
 
     def dies_after_three(self, *args, **kw):
-        if len(sent) == 3:
-            raise WorkerKilled
-        sent.append(self.email)
+        with lock:
+            if len(sent) == 3:
+                raise WorkerKilled
+            sent.append(self.email)
         return original(self, *args, **kw)
 
     monkeypatch.setattr(MatchTraderClient, "open_position", dies_after_three)
@@ -99,8 +102,10 @@ def test_a_crash_mid_chunk_is_resolved_on_redelivery_without_a_second_execution(
     assert sorted(attempts.values()) == [1] * 3 + [2] * 5
 
 
-def test_the_kill_switch_stops_the_rest_of_a_chunk_mid_send(sim, monkeypatch):
-    monkeypatch.setattr(batch, "GATE_MAX_AGE_S", 0.0)  # re-read the switch before every call
+def test_the_kill_switch_stops_the_rest_of_a_chunk_mid_send(sim, monkeypatch, settings):
+    # waves of one call, the switch read before each wave (a single call runs in the task's own
+    # thread, so the switch flipped by the fake below is in the test's transaction)
+    settings.ORDERS_SEND_CONCURRENCY = 1
     accounts = sim_accounts(sim, 6)
     signal = eurusd_buy_signal()
     original = MatchTraderClient.open_position
@@ -119,6 +124,35 @@ def test_the_kill_switch_stops_the_rest_of_a_chunk_mid_send(sim, monkeypatch):
     assert [orders[a.pk].status for a in accounts] == [S.FILLED] * 2 + [S.FAILED] * 4
     assert {orders[a.pk].reason for a in accounts[2:]} == {"kill_switch"}
     assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("concurrency, expected", [(20, 10), (4, 4), (1, 1)])
+def test_a_chunks_calls_are_in_flight_together_up_to_the_send_concurrency(sim, monkeypatch, settings,
+                                                                          concurrency, expected):
+    # a fan-out is bound by the broker's round trip: with 100 ms per order call, a chunk of ten
+    # sent one after another would take a second; the calls overlap instead
+    settings.ORDERS_SEND_CONCURRENCY = concurrency
+    accounts = sim_accounts(sim, 10)
+    sim.control.set_faults(latency_ms=100.0, scope="write")
+    original = MatchTraderClient.open_position
+    lock = threading.Lock()
+    in_flight, peak = [0], [0]
+
+    def counted(self, *args, **kw):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            return original(self, *args, **kw)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(MatchTraderClient, "open_position", counted)
+    signal = eurusd_buy_signal()
+    assert batch.place_signal_orders(signal.pk, [a.pk for a in accounts]) == {S.FILLED: 10}
+    assert peak[0] == expected
+    assert [ledger_counts(sim, a) for a in accounts] == [(1, 1)] * 10
 
 
 def test_rejects_are_recorded_per_order_and_not_retried(sim):
