@@ -3,7 +3,7 @@
 The open answer carries an order id only (doc §3.6), so finding the position id takes one read of
 the account's open positions. For a chunk this is done with per-chunk statements, like the
 fan-out itself: the accounts' locks in one statement, tokens and rate budget in one Redis round
-trip, claimed position ids in one query, one read per account, and the Positions, opening Trades
+trip, claimed position ids in one query, one read per account (in flight together), and the Positions, opening Trades
 and Order links written in one transaction (:func:`orders.recording.record_opens`). An account
 whose lock is busy, or whose broker read fails, is left for reconciliation, which links unlinked
 fills (and until then the exposure counts such an order as an open position).
@@ -43,6 +43,24 @@ def claimed_ids(account_ids, exclude_order_ids) -> dict[int, set[str]]:
     return claimed
 
 
+def _read(client):
+    try:
+        return read_with_retry(client.open_positions, attempts=2)
+    except BrokerError as exc:
+        return exc
+
+
+def _read_all(clients: dict) -> dict:
+    """Every account's open positions, the reads in flight together (the fan-out's pool: a real
+    broker is tens of ms away); a read that failed comes back as its error."""
+    from .batch import send_pool
+
+    if len(clients) <= 1:
+        return {account_id: _read(client) for account_id, client in clients.items()}
+    futures = {account_id: send_pool().submit(_read, client) for account_id, client in clients.items()}
+    return {account_id: future.result() for account_id, future in futures.items()}
+
+
 def link_fills(order_ids: list[int]) -> int:
     """Link every still-unlinked filled order of ``order_ids``; returns how many were linked."""
     pending = Order.objects.filter(pk__in=order_ids, status=OrderStatus.FILLED, position__isnull=True)
@@ -61,11 +79,11 @@ def link_fills(order_ids: list[int]) -> int:
         claimed = claimed_ids(list(by_account), [o.pk for o in orders])
         skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
         matches = []
+        reads = _read_all({account_id: clients[account_id] for account_id in by_account})
         for account_id, group in by_account.items():
-            try:
-                positions = read_with_retry(clients[account_id].open_positions, attempts=2)
-            except BrokerError as exc:
-                log.info("fill_link_deferred", account_id=account_id, error=type(exc).__name__)
+            positions = reads[account_id]
+            if isinstance(positions, BrokerError):
+                log.info("fill_link_deferred", account_id=account_id, error=type(positions).__name__)
                 continue
             for order in sorted(group, key=lambda o: (o.submitted_at or o.created_at, o.pk)):
                 match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
