@@ -277,8 +277,18 @@ def send_pool() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _call(client, signal: Signal, order: Order):
+# A call leaves only this soon after its wave's kill-switch read ("no order leaves within 1 s of
+# the kill switch"). A call that waited longer for a pool thread (a threads-pool worker running
+# several chunks at once) is not sent by the wave: the single-order loop reads the switch again
+# and sends it.
+GATE_MAX_AGE_S = 0.5
+NOT_SENT = object()
+
+
+def _call(client, signal: Signal, order: Order, not_after: float):
     """One order's broker call, in a pool thread: HTTP only (no database), the error returned."""
+    if time.monotonic() > not_after:
+        return NOT_SENT
     try:
         return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
     except BrokerError as exc:
@@ -288,15 +298,17 @@ def _call(client, signal: Signal, order: Order):
 def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> None:
     """One broker call per order, ``ORDERS_SEND_CONCURRENCY`` at a time: a fan-out is bound by the
     broker's round trip (tens of ms to a real broker), not by our CPU, so the calls of a wave are in
-    flight together. Each wave reads the kill switch and halt flags right before its calls leave
-    (they leave together: a pool at least as wide as the wave). Definite successes are recorded
+    flight together. Each wave reads the kill switch and halt flags right before its calls leave,
+    and a call leaves at most ``GATE_MAX_AGE_S`` after that read. Definite successes are recorded
     together; anything else continues in the single-order loop, one order at a time."""
     filled: list[tuple[Order, dict]] = []
     troubled: list[tuple[Order, BrokerError]] = []
     clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
     pool = send_pool()
+    late: list[Order] = []
     for wave in chunked(orders, max(1, settings.ORDERS_SEND_CONCURRENCY)):
         gates = send_gates([o.account_id for o in wave])
+        not_after = time.monotonic() + GATE_MAX_AGE_S
         sendable = []
         for order in wave:
             gate = gates[order.account_id]
@@ -306,12 +318,14 @@ def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> 
             order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
             log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
         if len(sendable) == 1:  # no thread hand-off for a single call
-            outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0])]
+            outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0], not_after)]
         else:
-            futures = [pool.submit(_call, clients[o.account_id], signal, o) for o in sendable]
+            futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
             outcomes = [f.result() for f in futures]  # a crash (BaseException) propagates: rows stay submitted
         for order, outcome in zip(sendable, outcomes, strict=True):
-            if isinstance(outcome, BrokerError):
+            if outcome is NOT_SENT:
+                late.append(order)
+            elif isinstance(outcome, BrokerError):
                 troubled.append((order, outcome))
             else:
                 filled.append((order, {"broker_order_id": outcome.order_id or ""}))
@@ -323,6 +337,10 @@ def _send(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> 
     for order, exc in troubled:
         if order.status == S.SUBMITTED:
             execution._send_open(order, accounts[order.account_id], first_attempt_counted=True, first_outcome=exc)
+    for order in late:
+        log.info("order_send_late_for_gate", order_id=order.pk)
+        if order.status == S.SUBMITTED:  # reads the switch again, then sends
+            execution._send_open(order, accounts[order.account_id], first_attempt_counted=True)
 
 
 def _enqueue_links(order_ids: list[int]) -> None:

@@ -281,3 +281,26 @@ def test_link_fills_links_each_fill_once_with_one_read_per_account(sim, settings
 def _broker_requests(sim) -> int:
     """Broker API requests the simulator has served (its control API is not counted)."""
     return sim.control.stats()["requests"]
+
+
+def test_a_call_that_waited_too_long_for_the_pool_reads_the_kill_switch_again(sim, monkeypatch):
+    # the wave's switch read is "too old" by the time the calls would leave (a busy pool): none is
+    # sent by the wave; each goes through the single-order loop, which reads the switch again
+    monkeypatch.setattr(batch, "GATE_MAX_AGE_S", -1.0)
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    original = batch.execution._send_open
+    calls = []
+
+    def switch_on_then_send(order, account, **kw):
+        calls.append(kw)
+        if len(calls) == 2:  # the switch goes on between the first and the second late order
+            TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True, "reason": "test"})
+        return original(order, account, **kw)
+
+    monkeypatch.setattr(batch.execution, "_send_open", switch_on_then_send)
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    assert calls == [{"first_attempt_counted": True}] * 3
+    assert [statuses(signal)[a.pk] for a in accounts] == [S.FILLED, S.FAILED, S.FAILED]
+    assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 0, 0]
+    assert set(Order.objects.filter(signal=signal).values_list("attempts", flat=True)) == {1}
