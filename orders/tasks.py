@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from matchtrader.errors import BrokerError
-from tradeops.celery import Queues
+from tradeops.celery import Priority, Queues
 from tradeops.logging import get_logger
 
 from . import batch, dispatch, execution, linking, positions, reconciliation
@@ -124,7 +124,8 @@ def sync_accounts(chunk: int = 25) -> int:
     recently, at most ORDERS_SYNC_BATCH per run, in chunks."""
     ids = positions.accounts_to_sync()
     for i in range(0, len(ids), chunk):
-        sync_account_batch.apply_async((ids[i:i + chunk],), queue=Queues.ORDERS, expires=SYNC_ACCOUNTS_EVERY)
+        sync_account_batch.apply_async((ids[i:i + chunk],), queue=Queues.ORDERS, expires=SYNC_ACCOUNTS_EVERY,
+                                       priority=Priority.FOLLOW_UP)
     return len(ids)
 
 
@@ -161,7 +162,10 @@ def reconcile_accounts(include_all_enabled: bool = False) -> int:
     """Beat (and worker start): one reconcile_account per account with something to check."""
     ids = accounts_needing_reconciliation(include_all_enabled)
     for account_id in ids:
-        reconcile_account.apply_async((account_id,), queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY * 5)
+        # routine checks wait behind pending order work; the reconciliation right after an unknown
+        # outcome (execution._reconcile_soon) is sent at normal priority
+        reconcile_account.apply_async((account_id,), queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY * 5,
+                                      priority=Priority.FOLLOW_UP)
     return len(ids)
 
 

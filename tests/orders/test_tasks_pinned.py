@@ -49,6 +49,8 @@ def test_beat_entries_exist_with_queue_and_expiry():
     from django.apps import apps
     from django_celery_beat.models import PeriodicTask
 
+    import orders.tasks  # noqa: F401 - registers the tasks the entries name
+
     migration = importlib.import_module("orders.migrations.0002_periodic_tasks")
     migration.create_entries(apps, None)
     migration.create_entries(apps, None)
@@ -64,3 +66,18 @@ def test_beat_entries_exist_with_queue_and_expiry():
         assert p.queue == "orders" and p.enabled
         assert p.expire_seconds is not None and 0 < p.expire_seconds <= period
         assert p.task in app.tasks
+
+
+@pytest.mark.django_db
+def test_routine_maintenance_is_published_behind_order_work(redis_client):
+    """Balance syncs and routine reconciliations go to the follow-up priority list of the orders
+    queue, so a signal's chunks published meanwhile are served first."""
+    import orders.tasks as t
+    from tests.factories import make_account
+
+    make_account(needs_reconciliation=True)
+    make_account()
+    assert t.reconcile_accounts() == 1
+    assert t.sync_accounts() == 2  # two accounts, one batch message
+    assert redis_client.llen("orders") == 0
+    assert redis_client.llen("orders\x06\x169") == 2
