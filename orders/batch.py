@@ -34,6 +34,7 @@ doubt: looked up at the broker before anything is sent again) or terminal (left 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -56,7 +57,6 @@ from .dispatch import chunked
 from .execution import Fail, Gate
 from .lifecycle import OrderStatus
 from .models import Order, idempotency_key_for
-from .risk import TradingState, check_pre_trade
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -226,35 +226,13 @@ def _check_and_mark_submitted(signal: Signal, accounts: dict[int, Account], fres
             candidates.append(order)
     exposures = execution.load_exposures([accounts[o.account_id] for o in candidates], symbol.pk, now)
     live_trading = execution.live_trading_enabled()
-    anchored = execution._anchor_on_live_price(candidates[0], signal) if candidates else None
+    # one live quote for the whole chunk (same symbol and side), read when the first order needs it
+    anchor = functools.cache(lambda: execution._anchor_on_live_price(candidates[0], signal))
     to_submit: list[tuple[Order, dict]] = []
     for order in candidates:
-        account = accounts[order.account_id]
-        state = TradingState(kill_switch=bool(getattr(account, "ks", False)),
-                             is_live_account=account.mode == Account.Mode.LIVE, live_trading_enabled=live_trading)
-        decision = check_pre_trade(execution.limits_of(account), exposures[account.pk], state, order.volume,
-                                   lot_step=symbol.lot_step, min_volume=symbol.min_volume)
-        if not decision.allowed:
-            if decision.halt_account:
-                account.halt(f"daily loss limit: {decision.detail}", actor="orders.risk")
-            skips.append((order, {"reason": decision.reason, "last_error": decision.detail}))
-            log.info("order_blocked_by_risk", order_id=order.pk, account_id=account.pk, reason=decision.reason,
-                     detail=decision.detail)
-            continue
-        if anchored.skip_reason:
-            skips.append((order, {"reason": anchored.skip_reason,
-                                  "last_error": f"live {anchored.entry} vs signal entry {signal.entry_price}"}))
-            log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=anchored.skip_reason,
-                     live=str(anchored.entry), entry=str(signal.entry_price))
-            continue
-        fields = {"attempts": order.attempts + 1}
-        if decision.volume != order.volume:
-            log.info("order_volume_clamped", order_id=order.pk, account_id=account.pk, requested=str(order.volume),
-                     volume=str(decision.volume), detail=decision.detail)
-            fields["volume"] = decision.volume
-        if anchored.reanchored:
-            fields.update(price=anchored.entry, stop_loss=anchored.stop_loss, take_profit=anchored.take_profit)
-        to_submit.append((order, fields))
+        target, fields = execution.decide_send(order, accounts[order.account_id], signal,
+                                               exposures[order.account_id], anchor, live_trading=live_trading)
+        (to_submit if target == S.SUBMITTED else skips).append((order, fields))
     bulk_transition(skips, S.SKIPPED)
     moved = bulk_transition(to_submit, S.SUBMITTED)
     return [order for order, _ in to_submit if order.pk in moved]

@@ -27,13 +27,8 @@ COMPLETING = frozenset({OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.FA
 
 
 def _pg_type(field_name: str) -> str:
-    field = Order._meta.get_field(field_name)
-    db_type = field.db_type(connection)
-    if field.is_relation:
-        db_type = field.target_field.rel_db_type(connection)
-    # array casts want the bare type: numeric(20,8)[] is fine, varchar(16)[] too; integer check
-    # constraints ("integer CHECK (...)") are not part of a type
-    return db_type.split(" CHECK")[0]
+    """The column's type for the array cast (``numeric(20,8)``, ``varchar(64)``, …)."""
+    return Order._meta.get_field(field_name).db_type(connection)
 
 
 def bulk_transition(changes: Sequence[tuple[Order, dict]], target: str) -> set[int]:

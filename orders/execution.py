@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext as _nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,7 +50,7 @@ from signals.models import Signal
 from tradeops.logging import get_logger
 from tradeops.money import round_to_step
 
-from . import broker, conversion
+from . import broker, conversion, linking
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .matching import find_match
@@ -202,10 +203,7 @@ def limits_of(account: Account) -> RiskLimits:
 
 
 def _claimed_ids(account_id: int, exclude_order_id: int | None = None) -> set[str]:
-    ids = set(Position.objects.filter(account_id=account_id).values_list("broker_position_id", flat=True))
-    ids |= set(Order.objects.filter(account_id=account_id).exclude(broker_position_id="")
-               .exclude(pk=exclude_order_id).values_list("broker_position_id", flat=True))
-    return ids
+    return linking.claimed_ids([account_id], [exclude_order_id] if exclude_order_id else [])[account_id]
 
 
 # --- the task body ------------------------------------------------------------------------------------
@@ -347,6 +345,38 @@ def _eligibility(account: Account, signal: Signal, now: datetime) -> str:
     return ""
 
 
+def decide_send(order: Order, account: Account, signal: Signal, exposure: Exposure,
+                anchor: Callable[[], Anchored], *, live_trading: bool) -> tuple[str, dict]:
+    """Pre-trade risk and the live-price anchor for an eligible ``new`` order, shared by the
+    single-order task and the chunk: ``(SUBMITTED, fields for the CAS)`` or ``(SKIPPED, why)``.
+    A daily-loss breach halts the account. ``anchor`` is called only when risk allows the order."""
+    state = TradingState(kill_switch=bool(getattr(account, "ks", False)),
+                         is_live_account=account.mode == Account.Mode.LIVE, live_trading_enabled=live_trading)
+    symbol = order.symbol
+    decision = check_pre_trade(limits_of(account), exposure, state, order.volume, lot_step=symbol.lot_step,
+                               min_volume=symbol.min_volume)
+    if not decision.allowed:
+        if decision.halt_account:
+            account.halt(f"daily loss limit: {decision.detail}", actor="orders.risk")
+        log.info("order_blocked_by_risk", order_id=order.pk, account_id=account.pk, reason=decision.reason,
+                 detail=decision.detail)
+        return S.SKIPPED, {"reason": decision.reason, "last_error": decision.detail}
+    fields = {"attempts": order.attempts + 1}
+    if decision.volume != order.volume:  # clamped to the room left on the symbol
+        log.info("order_volume_clamped", order_id=order.pk, account_id=account.pk, requested=str(order.volume),
+                 volume=str(decision.volume), detail=decision.detail)
+        fields["volume"] = decision.volume
+    anchored = anchor()
+    if anchored.skip_reason:
+        log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=anchored.skip_reason,
+                 live=str(anchored.entry), entry=str(signal.entry_price))
+        return S.SKIPPED, {"reason": anchored.skip_reason,
+                           "last_error": f"live {anchored.entry} vs signal entry {signal.entry_price}"}
+    if anchored.reanchored:
+        fields.update(price=anchored.entry, stop_loss=anchored.stop_loss, take_profit=anchored.take_profit)
+    return S.SUBMITTED, fields
+
+
 def _check_and_submit(order: Order, account: Account, signal: Signal) -> str:
     now = timezone.now()
     skip = _eligibility(account, signal, now)
@@ -355,37 +385,14 @@ def _check_and_submit(order: Order, account: Account, signal: Signal) -> str:
         log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=skip)
         return order.status
     exposure = load_exposure(account, order.symbol_id, order.pk, now)
-    state = TradingState(kill_switch=bool(getattr(account, "ks", False)),
-                         is_live_account=account.mode == Account.Mode.LIVE,
-                         live_trading_enabled=live_trading_enabled())
-    symbol = order.symbol
-    decision = check_pre_trade(limits_of(account), exposure, state, order.volume, lot_step=symbol.lot_step,
-                               min_volume=symbol.min_volume)
-    if not decision.allowed:
-        if decision.halt_account:
-            account.halt(f"daily loss limit: {decision.detail}", actor="orders.risk")
-        order.transition(S.SKIPPED, reason=decision.reason, last_error=decision.detail)
-        log.info("order_blocked_by_risk", order_id=order.pk, account_id=account.pk, reason=decision.reason,
-                 detail=decision.detail)
-        return order.status
-    fields = {"attempts": order.attempts + 1}
-    if decision.volume != order.volume:  # clamped to the room left on the symbol
-        log.info("order_volume_clamped", order_id=order.pk, account_id=account.pk, requested=str(order.volume),
-                 volume=str(decision.volume), detail=decision.detail)
-        fields["volume"] = decision.volume
-    anchored = _anchor_on_live_price(order, signal)
-    if anchored.skip_reason:
-        order.transition(S.SKIPPED, reason=anchored.skip_reason,
-                         last_error=f"live {anchored.entry} vs signal entry {signal.entry_price}")
-        log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=anchored.skip_reason,
-                 live=str(anchored.entry), entry=str(signal.entry_price))
-        return order.status
-    if anchored.reanchored:
-        fields.update(price=anchored.entry, stop_loss=anchored.stop_loss, take_profit=anchored.take_profit)
+    target, fields = decide_send(order, account, signal, exposure, lambda: _anchor_on_live_price(order, signal),
+                                 live_trading=live_trading_enabled())
     try:
-        order.transition(S.SUBMITTED, **fields)
+        order.transition(target, **fields)
     except StaleTransition:
         return Order.objects.get(pk=order.pk).status
+    if target == S.SKIPPED:
+        return order.status
     return _send_open(order, account, first_attempt_counted=True)
 
 
@@ -481,7 +488,8 @@ def _send_open(order: Order, account: Account, *, first_attempt_counted: bool,
             return order.status
         order.transition(S.FILLED, broker_order_id=result.order_id or "")
         if settings.ORDERS_LINK_FILL_INLINE:
-            _link_fill(order, account, client)
+            order.account = account
+            linking.link_locked([order])  # best effort; reconciliation links what this misses
         else:
             _enqueue_link(order.pk)
         return order.status
@@ -504,29 +512,16 @@ def _enqueue_link(order_id: int) -> None:
 
 
 def link_order_fill(order_id: int) -> bool:
-    """Body of ``orders.link_fill``: link a filled order to its broker position (account lock)."""
+    """Body of ``orders.link_fill``: link a filled order to its broker position (waits for the
+    account lock, unlike the chunk's ``orders.link_fills``)."""
     order = Order.objects.select_related("symbol", "signal", "account").get(pk=order_id)
     if order.position_id or order.status != S.FILLED:
         return bool(order.position_id)
     with account_lock(order.account_id, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
         order.refresh_from_db(fields=["position", "broker_position_id"])
         if order.position_id is None:
-            _link_fill(order, order.account, broker.client_for(order.account))
+            linking.link_locked([order])
     return order.position_id is not None
-
-
-def _link_fill(order: Order, account: Account, client) -> None:
-    """Best effort: find the new position (the open answer carries an order id only)."""
-    try:
-        positions = read_with_retry(client.open_positions, attempts=2)
-    except BrokerError as exc:
-        log.info("fill_link_deferred", order_id=order.pk, error=type(exc).__name__)
-        return  # reconciliation links it later; exposure counts the order meanwhile
-    match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
-                       sent_at=order.submitted_at, claimed=_claimed_ids(account.pk, order.pk),
-                       clock_skew=timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S))
-    if match is not None:
-        record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
 
 
 def read_with_retry(fn, *args, attempts: int = 4):

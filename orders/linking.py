@@ -21,7 +21,6 @@ from tradeops.logging import get_logger
 
 from . import broker
 from .bulk import account_locks
-from .execution import read_with_retry
 from .lifecycle import OrderStatus
 from .matching import find_match
 from .models import Order, Position
@@ -44,6 +43,8 @@ def claimed_ids(account_ids, exclude_order_ids) -> dict[int, set[str]]:
 
 
 def _read(client):
+    from .execution import read_with_retry  # execution imports this module
+
     try:
         return read_with_retry(client.open_positions, attempts=2)
     except BrokerError as exc:
@@ -72,26 +73,35 @@ def link_fills(order_ids: list[int]) -> int:
             log.info("link_fills_deferred_busy", accounts=busy)
         # read under the locks: a reconciliation may have linked some meanwhile
         orders = list(pending.filter(account_id__in=locked).select_related("symbol", "signal", "account"))
-        by_account: dict[int, list[Order]] = defaultdict(list)
-        for order in orders:
-            by_account[order.account_id].append(order)
-        clients = broker.prepare_calls([group[0].account for group in by_account.values()])
-        claimed = claimed_ids(list(by_account), [o.pk for o in orders])
-        skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
-        matches = []
-        reads = _read_all({account_id: clients[account_id] for account_id in by_account})
-        for account_id, group in by_account.items():
-            positions = reads[account_id]
-            if isinstance(positions, BrokerError):
-                log.info("fill_link_deferred", account_id=account_id, error=type(positions).__name__)
-                continue
-            for order in sorted(group, key=lambda o: (o.submitted_at or o.created_at, o.pk)):
-                match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
-                                   sent_at=order.submitted_at or order.created_at, claimed=claimed[account_id],
-                                   clock_skew=skew)
-                if match is not None:
-                    claimed[account_id].add(match.id)
-                    matches.append((order, match))
-        record_opens(matches)
-    log.info("fills_linked", orders=len(order_ids), linked=len(matches), busy=len(busy))
+        linked = link_locked(orders)
+    log.info("fills_linked", orders=len(order_ids), linked=linked, busy=len(busy))
+    return linked
+
+
+def link_locked(orders: list[Order]) -> int:
+    """Link filled, unlinked ``orders`` whose accounts' locks the caller holds: one open-positions
+    read per account, the matches recorded in one transaction. Returns how many were linked."""
+    by_account: dict[int, list[Order]] = defaultdict(list)
+    for order in orders:
+        by_account[order.account_id].append(order)
+    if not by_account:
+        return 0
+    clients = broker.prepare_calls([group[0].account for group in by_account.values()])
+    claimed = claimed_ids(list(by_account), [o.pk for o in orders])
+    skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
+    matches = []
+    reads = _read_all({account_id: clients[account_id] for account_id in by_account})
+    for account_id, group in by_account.items():
+        positions = reads[account_id]
+        if isinstance(positions, BrokerError):
+            log.info("fill_link_deferred", account_id=account_id, error=type(positions).__name__)
+            continue
+        for order in sorted(group, key=lambda o: (o.submitted_at or o.created_at, o.pk)):
+            match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
+                               sent_at=order.submitted_at or order.created_at, claimed=claimed[account_id],
+                               clock_skew=skew)
+            if match is not None:
+                claimed[account_id].add(match.id)
+                matches.append((order, match))
+    record_opens(matches)
     return len(matches)

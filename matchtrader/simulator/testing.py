@@ -91,8 +91,9 @@ def attach(url: str) -> SimHandle:
 
 
 @contextlib.contextmanager
-def running_simulator(**config) -> Iterator[SimHandle]:
-    """Start the real server in a daemon thread on 127.0.0.1:0; stop it cleanly on exit."""
+def running_simulator(port: int = 0, **config) -> Iterator[SimHandle]:
+    """Start the real server in a daemon thread on 127.0.0.1 (an ephemeral port unless ``port``
+    is given, e.g. to restart a broker where a feed expects it); stop it cleanly on exit."""
     config.setdefault("history_minutes", 120)
     config.setdefault("heartbeat_s", 5.0)
     cfg = SimConfig.from_kwargs(**config)
@@ -106,7 +107,7 @@ def running_simulator(**config) -> Iterator[SimHandle]:
         try:
             sim = Simulator(cfg)
             box["sim"] = sim
-            box["port"] = loop.run_until_complete(sim.start(host="127.0.0.1", port=0))
+            box["port"] = loop.run_until_complete(sim.start(host="127.0.0.1", port=port))
         except BaseException as e:  # surface start-up errors in the caller
             box["error"] = e
             started.set()
@@ -116,7 +117,7 @@ def running_simulator(**config) -> Iterator[SimHandle]:
         loop.run_until_complete(sim.stop())
         loop.close()
 
-    thread = threading.Thread(target=target, name="matchtrader-sim", daemon=True)
+    thread = threading.Thread(target=target, name=f"matchtrader-sim-{port or 'any'}", daemon=True)
     thread.start()
     if not started.wait(30):
         raise RuntimeError("simulator did not start within 30 s")

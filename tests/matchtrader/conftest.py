@@ -42,13 +42,3 @@ def client(sim, account):
     yield c
     c.session.close()
 
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
-    """Poll a condition with a deadline (no sleep-as-synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %.1fs" % timeout)

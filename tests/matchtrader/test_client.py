@@ -21,8 +21,7 @@ from matchtrader.errors import (
     RateLimited,
 )
 from matchtrader.ratelimit import NoLimit
-
-from .conftest import wait_for
+from tests.waiting import wait_for
 
 
 def _executions(sim, uuid, action="open"):

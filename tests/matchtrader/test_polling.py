@@ -10,8 +10,7 @@ from matchtrader.client import MatchTraderClient
 from matchtrader.events import CandleEvent, GapEvent, QuoteEvent
 from matchtrader.polling import PollingTransport, candle_period
 from matchtrader.ratelimit import NoLimit
-
-from .conftest import wait_for
+from tests.waiting import wait_for
 
 
 def test_budget_arithmetic():

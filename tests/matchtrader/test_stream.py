@@ -22,8 +22,7 @@ from matchtrader.events import (
 )
 from matchtrader.ratelimit import NoLimit
 from matchtrader.stream import SequenceTracker, WebSocketTransport, parse_frame
-
-from .conftest import wait_for
+from tests.waiting import wait_for
 
 
 def q(seq, ts=1000, sym="EURUSD"):

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Account, EquitySnapshot
+from accounts.models import EquitySnapshot
 from orders.models import Order, Position
 from tests.factories import make_account, make_order, make_signal, make_symbol
 from tradeops.dashboard import data

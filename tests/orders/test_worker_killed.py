@@ -21,6 +21,7 @@ from django.db import connection
 from orders.dispatch import dispatch_signal
 from orders.lifecycle import OrderStatus, TERMINAL
 from orders.models import Order
+from tests.waiting import wait_for
 from tests.orders.conftest import eurusd_buy_signal, ledger_counts, sim_accounts
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -48,14 +49,6 @@ def start_worker_process(sim, log_path: Path) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_client, tmp_path):
@@ -76,7 +69,7 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
             in_doubt = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
             return executed >= 5 and in_doubt >= 1
 
-        wait_for(some_executed_some_in_doubt, 30, "some executions and some orders in doubt", poll=0.01)
+        wait_for(some_executed_some_in_doubt, 30, "some executions and some orders in doubt", interval=0.01)
         os.killpg(worker.pid, signals.SIGKILL)
         worker.wait(10)
         # the batch was interrupted: some orders are not terminal (in doubt if caught mid-call, or
@@ -90,7 +83,7 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
             orders = list(Order.objects.filter(signal=signal))
             return len(orders) == 40 and all(o.status in TERMINAL for o in orders)
 
-        wait_for(all_terminal, 60, "every order to be terminal", poll=0.2)
+        wait_for(all_terminal, 60, "every order to be terminal", interval=0.2)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signals.SIGTERM)

@@ -32,6 +32,7 @@ from django_celery_beat.models import PeriodicTask
 from matchtrader.simulator.testing import running_simulator
 from signals import tasks
 from signals.models import Signal, StrategyConfig
+from tests.waiting import wait_for
 from tests.factories import make_symbol
 from workers.feed import FeedConfig, FeedWorker
 
@@ -55,17 +56,6 @@ E2E_PARAMS = {
 }
 
 
-def wait_for(predicate, timeout: float, what: str, procs=None, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        for p in procs or []:
-            if p.poll() is not None:
-                raise AssertionError(f"{p.args[3:5]} exited with {p.returncode} while waiting for {what}")
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @contextlib.contextmanager

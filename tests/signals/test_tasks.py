@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import threading
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,17 +20,11 @@ from tradeops.celery import app
 
 from .fixtures import now_ms
 from .test_service import queued
+from tests.waiting import wait_for as wait_until
 
 beat_migration = importlib.import_module("signals.migrations.0002_beat_schedule")
 
 
-def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def _events(caplog, name: str) -> list[dict]:

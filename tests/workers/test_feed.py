@@ -21,6 +21,7 @@ from marketdata.health import read_gaps, read_health
 from marketdata.models import Symbol
 from marketdata.reader import read_windows
 from matchtrader.simulator.testing import running_simulator
+from tests.waiting import wait_for as wait_until
 from tests.factories import make_symbol
 from workers.feed import FeedConfig, FeedWorker
 
@@ -28,15 +29,6 @@ FEED_EMAIL = "feed@test.local"
 FEED_PASSWORD = "feed-pw"
 
 
-def wait_until(cond, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

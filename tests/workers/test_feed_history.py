@@ -6,10 +6,8 @@ a condition with a deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
-import threading
 import time
 
 import numpy as np
@@ -21,9 +19,8 @@ from marketdata.health import read_gaps
 from marketdata.reader import read_windows
 from marketdata.store import MarketDataWriter
 from matchtrader.events import QuoteEvent
-from matchtrader.simulator.config import SimConfig
 from matchtrader.simulator.server import Simulator
-from matchtrader.simulator.testing import Control
+from matchtrader.simulator.testing import running_simulator
 from tests.workers.test_feed import FEED_EMAIL, FEED_PASSWORD, feed_config, sim, wait_until  # noqa: F401
 from workers.feed import FeedConfig, FeedWorker
 
@@ -38,40 +35,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def simulator_on(port: int, **config):
-    """The real simulator on a FIXED port (``running_simulator`` takes an ephemeral one), so a
-    test can stop it and start another one where the feed expects its broker."""
-    cfg = SimConfig.from_kwargs(heartbeat_s=5.0, history_minutes=30, tick_rate=40, **config)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box: dict = {}
-
-    def target():
-        asyncio.set_event_loop(loop)
-        try:
-            box["sim"] = Simulator(cfg)
-            loop.run_until_complete(box["sim"].start(host="127.0.0.1", port=port))
-        except BaseException as e:  # noqa: BLE001 - surfaced in the caller
-            box["error"] = e
-            started.set()
-            return
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(box["sim"].stop())
-        loop.close()
-
-    thread = threading.Thread(target=target, daemon=True, name=f"sim-{port}")
-    thread.start()
-    assert started.wait(30), "simulator did not start"
-    if "error" in box:
-        raise box["error"]
-    control = Control(f"http://127.0.0.1:{port}")
-    control.create_account(FEED_EMAIL, FEED_PASSWORD)
-    try:
-        yield box["sim"]
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        control.http.close()
+    """The real simulator on a FIXED port, so a test can stop it and start another one where the
+    feed expects its broker; yields the in-process Simulator."""
+    config = dict(dict(heartbeat_s=5.0, history_minutes=30, tick_rate=40), **config)
+    with running_simulator(port=port, **config) as handle:
+        handle.control.create_account(FEED_EMAIL, FEED_PASSWORD)
+        yield handle.sim
 
 
 def port_config(port: int, **kw) -> FeedConfig:

@@ -35,19 +35,19 @@ class Command(BaseCommand):
         problems = health.problems(opts["max_age"])
         gaps = read_gaps(client, opts["gaps"]) if opts["gaps"] else []
         raw = client.get(keys.FEED_LEASE)
-        self.lease_holder = raw.decode() if raw else None
+        lease_holder = raw.decode() if raw else None
         if opts["json"]:
             out = health.to_dict()
-            out.update(lease_holder=self.lease_holder,
+            out.update(lease_holder=lease_holder,
                        stale=bool(problems), problems=problems, max_age_s=opts["max_age"],
                        stale_symbols=health.stale_symbols(opts["max_age"]), recent_gaps=gaps)
             self.stdout.write(json.dumps(out, indent=2, default=str))
         else:
-            self._table(health, problems, gaps, opts["max_age"])
+            self._table(health, problems, gaps, opts["max_age"], lease_holder)
         if problems:
             sys.exit(1)
 
-    def _table(self, health, problems, gaps, max_age):
+    def _table(self, health, problems, gaps, max_age, lease_holder):
         p = health.process
         w = self.stdout.write
         if not health.present:
@@ -60,7 +60,7 @@ class Command(BaseCommand):
             w(f"  reconnects {p.get('reconnects', 0)}  malformed {p.get('malformed', 0)}  out-of-order "
               f"{p.get('out_of_order', 0)}  gaps {p.get('gaps', 0)}  redis errors {p.get('redis_errors', 0)}  "
               f"buffered {p.get('buffered', 0)}  dropped {p.get('dropped', 0)}")
-        w(f"  lease (the one active feed) held by {self.lease_holder or 'nobody'}")
+        w(f"  lease (the one active feed) held by {lease_holder or 'nobody'}")
         header = f"{'symbol':<14}{'last tick':>11}{'ticks':>11}{'lag ms':>9}{'malformed':>11}{'ooo':>6}{'gaps':>6}"
         w(header)
         w("-" * len(header))
