@@ -39,7 +39,7 @@ RUN_LOCK_TIMEOUT_S = TIME_LIMIT_S + 5  # outlives the hard limit: a live run nev
 SLOT_KEY = "signals:analyze:slot:{slot}"
 SPACING_KEY = "signals:analyze:spacing"
 SPACING_FRACTION = 0.8
-BEAT_HEARTBEAT_KEY = "signals:analyze:last_run_ms"  # read by tradeops.health
+BEAT_HEARTBEAT_KEY = "signals:analyze:last_run_ms"  # read by dashboard.health
 LAST_RUN_KEY = "signals:analyze:last_run"  # JSON summary of the last pass (ops, dashboard, tests)
 
 _redis = None

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "signals",
     "orders",
     "workers",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -123,7 +124,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -298,8 +298,7 @@ FEED_WARMUP_MINUTES = env.int("FEED_WARMUP_MINUTES", default=240)  # 1 m history
 FEED_LEASE_TTL_S = env.float("FEED_LEASE_TTL_S", default=10.0)  # one active feed per Redis db
 FEED_MAX_AGE_S = env.float("FEED_MAX_AGE_S", default=15.0)  # feed_status: older = stale
 
-# --- Operate (dashboard, healthcheck, Flower, demo seeding: tradeops/dashboard, tradeops/health) --
-INSTALLED_APPS += ["tradeops.dashboard"]  # noqa: F405 - template tags of the dashboard
+# --- Operate (dashboard, healthcheck, Flower, demo seeding: the dashboard app) -----------------
 # Dashboard: auto-refresh period of the panels, and how many per-account equity curves it draws
 # (the accounts whose equity moved most in the window; the total curve covers every account).
 DASHBOARD_REFRESH_S = env.int("DASHBOARD_REFRESH_S", default=5)

@@ -2,8 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
-from . import views
-from .dashboard import views as dashboard_views
+from dashboard import views as dashboard_views
 
 admin.site.site_header = "tradeops"
 admin.site.site_title = "tradeops admin"
@@ -12,7 +11,7 @@ admin.site.site_url = None  # no public site: the header links to the dashboard 
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", dashboard_views.healthz, name="healthz"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("dashboard/panels/", dashboard_views.panels, name="dashboard-panels"),
     path("admin/", admin.site.urls),

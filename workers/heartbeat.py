@@ -1,4 +1,4 @@
-"""Process heartbeats in Redis, read by ``tradeops.health`` (healthcheck, /healthz, dashboard).
+"""Process heartbeats in Redis, read by ``dashboard.health`` (healthcheck, /healthz, dashboard).
 
 - Celery workers: field ``<hostname>`` of the hash ``ops:hb:workers`` (a small JSON: time, pid,
   queues), refreshed on every ``worker-heartbeat`` event Celery sends anyway (every 2 s,

@@ -2,8 +2,8 @@
 
 import re
 
-from tradeops.dashboard import charts
-from tradeops.dashboard.charts import Box, Series
+from dashboard import charts
+from dashboard.charts import Box, Series
 
 
 def test_linear_scale_maps_ends_and_middle():

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import EquitySnapshot
 from orders.models import Order, Position
 from tests.factories import make_account, make_order, make_signal, make_symbol
-from tradeops.dashboard import data
+from dashboard import data
 
 pytestmark = pytest.mark.django_db
 
@@ -151,7 +151,7 @@ def test_healthz_reports_every_check(client, redis_client):
 
 def test_queue_depth_counts_every_priority_list(redis_client):
     from tradeops.celery import Priority, app
-    from tradeops.dashboard.data import queue_depths
+    from dashboard.data import queue_depths
 
     app.send_task("orders.link_fills", args=[[1]], queue="orders", priority=Priority.FOLLOW_UP)
     app.send_task("orders.place_orders", args=[1, [1]], queue="orders")

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from marketdata import redis_keys
-from tradeops import health
+from dashboard import health
 from workers import heartbeat
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -195,7 +195,7 @@ def test_a_lock_held_by_someone_else_is_never_released_by_us(redis_client):
 # --- heartbeat and summary -------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_a_pass_writes_the_heartbeat_and_a_summary(redis_client, market, symbol_factory):
-    from tradeops import health
+    from dashboard import health
 
     symbol_factory("EURUSD")
     market.calm("EURUSD", seed=2)

@@ -1,5 +1,5 @@
 """``manage.py healthcheck``: is the whole system up? Exit 0 when every selected check passes,
-1 otherwise (a container HEALTHCHECK, a cron, a human). The checks are tradeops/health.py's,
+1 otherwise (a container HEALTHCHECK, a cron, a human). The checks are dashboard/health.py's,
 the same ones ``/healthz`` reports."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tradeops.health import CHECKS, run_checks
+from dashboard.health import CHECKS, run_checks
 
 
 class Command(BaseCommand):
