@@ -135,7 +135,7 @@ def bench_raw_xadd(r, n: int, batch: int, n_symbols: int) -> float:
 
 def bench_raw_xadd_packed(r, n: int, batch: int, n_symbols: int) -> float:
     """Ceiling: the same XADDs as pre-encoded RESP bytes on one redis-py connection."""
-    from marketdata.store import xadd_prefix
+    from marketdata.sink import xadd_prefix
 
     value = keys.pack_tick(T0, 1.1, 1.2, 1.15, 0.0, 1)
     prefixes = [xadd_prefix(f"bench:raw:{i:03d}", settings.FEED_STREAM_MAXLEN) for i in range(n_symbols)]

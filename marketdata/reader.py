@@ -7,10 +7,10 @@ buffer and written to the socket at once — then turns each reply into numpy ar
 100 symbols × 2,000 ticks (+300 1 s and 200 1 m bars) in well under 20 ms (see
 ``bench/feed_ingest.py``).
 
-Why the commands are packed here rather than with ``redis.pipeline()``: redis-py spends ~15 µs
-of Python per queued command; for 300 commands that alone is 4-5 ms of a 20 ms budget. The
-connection (and its hiredis reply parser, auth, reconnect) is still redis-py's, taken from the
-client's pool.
+Why the commands are packed (``marketdata.resp``, shared with the feed's writer) rather than sent
+with ``redis.pipeline()``: redis-py spends ~15 µs of Python per queued command; for 300 commands
+that alone is 4-5 ms of a 20 ms budget. The connection (and its hiredis reply parser, auth,
+reconnect) is still redis-py's, taken from the client's pool.
 """
 
 from __future__ import annotations
@@ -19,57 +19,18 @@ import functools
 from collections.abc import Iterable
 
 import numpy as np
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import redis_keys as keys
+from .resp import command, round_trip
 from .windows import BarWindow, BookSnapshot, MarketWindow, TickWindow
 
 _PER_SYMBOL = 3  # GETRANGE of tape, bars 1s, bars 1m; then ONE MGET of every forming bar and book
 
 
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def _cmd(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
-
-
 def _tail_cmd(key: str, nbytes: int) -> bytes:
     if nbytes <= 0:
-        return _cmd(b"GET", b"md:__none__")  # GETRANGE k -0 -1 would return the whole string
-    return _cmd(b"GETRANGE", key.encode(), b"-%d" % nbytes, b"-1")
-
-
-def round_trip(redis, packed: bytes, ncommands: int) -> list:
-    """Send pre-packed RESP commands on a pooled connection and read ``ncommands`` raw replies.
-    Retries once on a dropped connection (reads are idempotent)."""
-    pool = redis.connection_pool
-    for attempt in (0, 1):
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([packed])
-            read = conn.read_response
-            replies = []
-            error = None
-            for _ in range(ncommands):  # drain every reply, so the pooled connection stays in sync
-                try:
-                    replies.append(read(disable_decoding=True))
-                except ResponseError as exc:
-                    error = error or exc
-                    replies.append(None)
-            if error is not None:
-                raise error
-            return replies
-        except (RedisConnectionError, RedisTimeoutError):
-            conn.disconnect()
-            if attempt:
-                raise
-        finally:
-            pool.release(conn)
-    raise AssertionError("unreachable")
+        return command(b"GET", b"md:__none__")  # GETRANGE k -0 -1 would return the whole string
+    return command(b"GETRANGE", key.encode(), b"-%d" % nbytes, b"-1")
 
 
 def _bars(symbol: str, timeframe: str, closed_raw: bytes, forming: bytes | None, n: int) -> BarWindow:
@@ -129,7 +90,7 @@ def _request(names: tuple[str, ...], ticks: int, bars_1s: int, bars_1m: int) -> 
         parts.append(_tail_cmd(keys.bars("1s", s), b1s))
         parts.append(_tail_cmd(keys.bars("1m", s), b1m))
         small += [keys.forming_bars(s).encode(), keys.book(s).encode()]
-    parts.append(_cmd(b"MGET", *small))
+    parts.append(command(b"MGET", *small))
     return b"".join(parts)
 
 
