@@ -2,7 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from tradeops.celery import Queues, app
+
 from .models import RISK_FIELDS, Account, AuditLog, TradingSwitch
+
+# Published by name: accounts never imports the order engine (import contract "accounts-no-orders");
+# the name is pinned by tests/orders/test_tasks_pinned.py.
+CLOSE_ALL_POSITIONS_TASK = "orders.close_all_positions"
 
 
 class AccountForm(forms.ModelForm):
@@ -22,8 +28,15 @@ class AccountForm(forms.ModelForm):
         model = Account
         exclude = ("password", "session_token", "trading_api_token", "token_expires_at")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "restriction" in self.fields:
+            self.fields["restriction"].required = False  # empty → trade normally
+
     def clean(self):
         cleaned = super().clean()
+        if "restriction" in self.fields and not cleaned.get("restriction"):
+            cleaned["restriction"] = Account._meta.get_field("restriction").default
         if not self.instance.pk and not cleaned.get("new_password"):
             self.add_error("new_password", "A new account needs its broker password.")
         if cleaned.get("halted") and not cleaned.get("halt_reason"):
@@ -47,24 +60,24 @@ class AccountForm(forms.ModelForm):
 class AccountAdmin(admin.ModelAdmin):
     form = AccountForm
     list_display = (
-        "name", "mode", "enabled", "halted", "halt_reason", "email", "system_uuid",
+        "name", "mode", "enabled", "restriction", "halted", "halt_cause", "halt_reason", "email", "system_uuid",
         "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
     )
-    list_filter = ("mode", "enabled", "halted", "needs_reconciliation")
+    list_filter = ("mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation")
     search_fields = ("name", "email", "system_uuid", "trading_account_id")
     readonly_fields = (
-        "credentials_status", "halted_at", "last_reconciled_at", "balance", "equity",
+        "credentials_status", "halt_cause", "halted_at", "last_reconciled_at", "balance", "equity",
         "balance_updated_at", "created_at", "updated_at",
     )
     filter_horizontal = ("allowed_symbols",)
     actions = ("enable_accounts", "disable_accounts", "halt_accounts", "resume_accounts", "halt_and_close_all")
     fieldsets = (
-        (None, {"fields": ("name", "mode", "enabled")}),
+        (None, {"fields": ("name", "mode", "enabled", "restriction")}),
         ("Broker", {"fields": ("platform_url", "broker_id", "email", "new_password", "credentials_status",
                                "trading_account_id", "system_uuid", "currency")}),
         ("Risk", {"fields": ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol",
                              "daily_loss_limit", "allowed_symbols")}),
-        ("State", {"fields": ("halted", "halt_reason", "halted_at", "needs_reconciliation", "last_reconciled_at",
+        ("State", {"fields": ("halted", "halt_cause", "halt_reason", "halted_at", "needs_reconciliation", "last_reconciled_at",
                               "balance", "equity", "balance_updated_at", "created_at", "updated_at")}),
     )
 
@@ -117,14 +130,11 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Kill: halt selected accounts and close their open positions")
     def halt_and_close_all(self, request, queryset):
-        # Added by the order engine (orders/): the per-account kill switch of the admin.
-        from orders.tasks import close_all_positions
-
         reason = f"kill switch from the admin by {request.user.get_username()}"
         for account in queryset.order_by("pk"):
             account.halt(reason, actor=request.user)
             AuditLog.record(request.user, AuditLog.Action.CLOSE_ALL, account=account, via="admin")
-            close_all_positions.apply_async((account.pk, "manual"))
+            app.send_task(CLOSE_ALL_POSITIONS_TASK, args=(account.pk, "manual"), queue=Queues.ORDERS)
         self.message_user(request, f"{queryset.count()} account(s) halted; closing their positions.",
                           messages.WARNING)
 

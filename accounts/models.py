@@ -6,6 +6,17 @@ from django.utils import timezone
 
 from tradeops.fields import EncryptedTextField
 
+from .states import AccountState, HaltCause, Restriction, may_close, may_open
+
+# The database vocabularies of accounts.states (one definition; these are its choices).
+HaltCauseChoices = models.TextChoices("HaltCauseChoices", [(c.name, (c.value, c.label)) for c in HaltCause])
+RestrictionChoices = models.TextChoices("RestrictionChoices", [(r.name, (r.value, r.label)) for r in Restriction])
+
+
+def openable_accounts_q() -> models.Q:
+    """:func:`accounts.states.may_open` as an ORM filter (the fan-out's eligible accounts)."""
+    return models.Q(enabled=True, halted=False, needs_reconciliation=False, restriction=Restriction.NONE)
+
 
 class Account(models.Model):
     """A Match-Trader trading account that the strategy trades.
@@ -34,12 +45,18 @@ class Account(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SIMULATION)
     enabled = models.BooleanField(default=True, db_index=True)
     halted = models.BooleanField(default=False, db_index=True)
+    halt_cause = models.CharField(max_length=16, choices=HaltCauseChoices.choices, blank=True, default="",
+                                  help_text="Why the account is halted (accounts/states.py); empty when not halted.")
     halt_reason = models.CharField(max_length=500, blank=True)
     halted_at = models.DateTimeField(null=True, blank=True)
     needs_reconciliation = models.BooleanField(
         default=False, help_text="Set after an order outcome was lost; no new order until reconciled."
     )
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
+    restriction = models.CharField(
+        max_length=16, choices=RestrictionChoices.choices, default=Restriction.NONE.value,
+        help_text="Close only: no new positions. Monitor only: nothing is sent, not even closes.",
+    )
 
     # Risk settings
     risk_per_trade_pct = models.DecimalField(
@@ -76,32 +93,56 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=models.Q(halted=False) | ~models.Q(halt_reason=""), name="account_halt_has_reason"
             ),
+            models.CheckConstraint(
+                condition=models.Q(halted=False, halt_cause="") | (models.Q(halted=True) & ~models.Q(halt_cause="")),
+                name="account_halt_has_cause",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        # the halt flag and its cause move together (constraint account_halt_has_cause); a halt set
+        # by hand in the admin without a cause is the operator's
+        if self.halted and not self.halt_cause:
+            self.halt_cause = HaltCause.OPERATOR
+        elif not self.halted:
+            self.halt_cause = ""
+        super().save(*args, **kwargs)
+
+    @property
+    def state(self) -> AccountState:
+        return AccountState.of(self)
+
     @property
     def can_trade(self) -> bool:
-        return self.enabled and not self.halted and not self.needs_reconciliation
+        return may_open(self.state)
 
-    def halt(self, reason: str, actor: str = "system") -> bool:
-        """Halt the account (compare-and-set, so only the first halt is recorded). Returns True if
-        this call halted it."""
+    @property
+    def can_close(self) -> bool:
+        return may_close(self.state)
+
+    def halt(self, reason: str, actor: str = "system", cause: HaltCause = HaltCause.OPERATOR) -> bool:
+        """Halt the account for ``cause`` (compare-and-set, so only the first halt is recorded).
+        Returns True if this call halted it."""
         reason = (reason or "halted")[:500]
+        cause = HaltCause(cause)
         changed = Account.objects.filter(pk=self.pk, halted=False).update(
-            halted=True, halt_reason=reason, halted_at=timezone.now()
+            halted=True, halt_cause=cause.value, halt_reason=reason, halted_at=timezone.now()
         )
         if changed:
-            self.halted, self.halt_reason = True, reason
-            AuditLog.record(actor, AuditLog.Action.HALT, account=self, reason=reason)
+            self.halted, self.halt_cause, self.halt_reason = True, cause.value, reason
+            AuditLog.record(actor, AuditLog.Action.HALT, account=self, reason=reason, cause=cause.value)
         return bool(changed)
 
     def resume(self, actor: str = "system") -> bool:
-        changed = Account.objects.filter(pk=self.pk, halted=True).update(halted=False, halt_reason="", halted_at=None)
+        changed = Account.objects.filter(pk=self.pk, halted=True).update(
+            halted=False, halt_cause="", halt_reason="", halted_at=None)
         if changed:
-            self.halted, self.halt_reason = False, ""
-            AuditLog.record(actor, AuditLog.Action.RESUME, account=self)
+            cause = self.halt_cause
+            self.halted, self.halt_cause, self.halt_reason = False, "", ""
+            AuditLog.record(actor, AuditLog.Action.RESUME, account=self, cause=cause)
         return bool(changed)
 
 

@@ -230,7 +230,7 @@ def time_signal(sim, symbols, n_accounts: int, worker=None) -> dict:
     """Dispatch one signal per symbol at the same moment; time until every order is terminal."""
     from orders.lifecycle import TERMINAL
     from orders.models import Order
-    from orders.tasks import dispatch_signal
+    from orders import publish
 
     before_exec = sim.control.stats().get("executions", 0)
     signals_ = [buy_signal(symbol) for symbol in symbols]
@@ -241,7 +241,7 @@ def time_signal(sim, symbols, n_accounts: int, worker=None) -> dict:
     busy0, pg0 = machine_busy_s(), postgres_cpu_s()
     t0 = time.perf_counter()
     for signal in signals_:
-        dispatch_signal.apply_async((signal.pk,))
+        publish.dispatch_signal(signal.pk)
     executed_at = terminal_at = None
     deadline = t0 + 300
     mine = Order.objects.filter(signal__in=signals_)

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import redis as redis_lib
 from django.conf import settings
 
 from matchtrader.client import MatchTraderClient, make_session
-from matchtrader.errors import RateLimited
+from matchtrader.errors import BrokerUnavailable, MalformedResponse, RateLimited
 from tradeops.fields import decrypt, encrypt
 from tradeops.logging import get_logger
+
+from .config import engine_config
+from .policy import backoff_s
 
 log = get_logger(__name__)
 
@@ -298,3 +303,37 @@ def reset_clients() -> None:
     with _clients_lock:
         _clients.clear()
         _session = None
+
+
+# --- calls in flight together, and reads repeated --------------------------------------------------------
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def send_pool() -> ThreadPoolExecutor:
+    """The process's pool of broker calls (HTTP only, never the database), created lazily and
+    again after a fork: a prefork child must not inherit its parent's threads."""
+    global _pool
+    pid = os.getpid()
+    if _pool is None or _pool[0] != pid:
+        with _pool_lock:
+            if _pool is None or _pool[0] != pid:
+                _pool = (pid, ThreadPoolExecutor(max_workers=max(1, settings.ORDERS_SEND_CONCURRENCY),
+                                                 thread_name_prefix="order-send"))
+    return _pool[1]
+
+
+def read_with_retry(fn, *args, attempts: int = 4):
+    """Reads are safe to repeat: retry transient failures a few times with backoff."""
+    config = engine_config()
+    for attempt in range(attempts):
+        try:
+            return fn(*args)
+        except RateLimited as exc:
+            if attempt == attempts - 1 or exc.retry_after > config.max_retry_after_s:
+                raise
+            time.sleep(max(exc.retry_after, backoff_s(attempt + 1, config)))
+        except (BrokerUnavailable, MalformedResponse):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(backoff_s(attempt + 1, config))

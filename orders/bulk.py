@@ -5,6 +5,7 @@
   is written) and updated only if its status is still the one we read (compare-and-set per row).
   The ids returned are the rows that moved; a row missing from them lost a race and must not be
   acted on, exactly like a :class:`~orders.lifecycle.StaleTransition`.
+* :func:`chunked` — consecutive slices of a list (fan-out chunks, send waves).
 * :func:`account_locks` — the per-account advisory locks of :mod:`orders.locks`, taken for a whole
   chunk of accounts in one statement (``pg_try_advisory_lock`` per id, never waiting): the accounts
   whose lock another task holds come back as ``busy`` for the caller to hand over.
@@ -112,3 +113,10 @@ def account_locks(account_ids: Iterable[int]):
                                 [LOCK_NAMESPACE, locked])
             except Exception:  # connection gone: the server released the locks with the session
                 connection.close()
+
+
+def chunked(ids: Sequence, size: int):
+    """Consecutive slices of at most ``size`` (at least 1) items."""
+    size = max(1, int(size))
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]

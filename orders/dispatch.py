@@ -18,10 +18,13 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, openable_accounts_q
 from signals.models import Signal
-from tradeops.celery import Queues, app
+from tradeops.celery import app
 from tradeops.logging import get_logger
+
+from . import publish
+from .bulk import chunked
 
 log = get_logger(__name__)
 
@@ -29,9 +32,10 @@ PUBLISH_BATCH = 500  # messages per pipelined Redis round trip
 
 
 def eligible_accounts_qs(symbol_id: int):
-    """Enabled, not halted, reconciled accounts of the current mode that may trade the symbol."""
+    """Accounts that may open (:func:`accounts.states.may_open`, as SQL), of the current mode
+    (:func:`orders.policy.mode_allowed`), that may trade the symbol."""
     through = Account.allowed_symbols.through.objects
-    qs = Account.objects.filter(enabled=True, halted=False, needs_reconciliation=False)
+    qs = Account.objects.filter(openable_accounts_q())
     if settings.SIMULATION_MODE:
         qs = qs.filter(mode=Account.Mode.SIMULATION)
     elif settings.TRADING_ENABLED:
@@ -57,9 +61,6 @@ def dispatch_signal(signal_id: int) -> dict:
         return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
     started = time.perf_counter()
     ids = eligible_account_ids(row["symbol_id"])
-    from .tasks import place_orders
-
-    expires = settings.ORDERS_SIGNAL_MAX_AGE_S
     chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
     # One producer and kombu's publish batch: the LPUSHes go out in pipelined round trips of
     # PUBLISH_BATCH messages instead of one round trip (and one redis client object) per message.
@@ -68,8 +69,7 @@ def dispatch_signal(signal_id: int) -> dict:
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         for chunk in chunks:
             # ignore_result: the outcome is the Order rows; no result-channel subscribe per message
-            place_orders.apply_async((signal_id, chunk), queue=Queues.ORDERS, producer=producer,
-                                     expires=expires, ignore_result=True)
+            publish.place_orders(signal_id, chunk, producer=producer)
     marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
         status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
     )
@@ -96,11 +96,4 @@ def sweep_pending_signals(now=None) -> dict:
     if expired:
         log.warning("signals_expired_undispatched", count=expired)
     return {"expired": expired, "redispatch": ids}
-
-
-def chunked(ids: list[int], size: int):
-    """Consecutive slices of at most ``size`` (at least 1) ids."""
-    size = max(1, int(size))
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
 

@@ -19,34 +19,20 @@ from django.conf import settings
 from matchtrader.errors import BrokerError
 from tradeops.logging import get_logger
 
-from . import broker
+from . import broker, reads
 from .bulk import account_locks
 from .lifecycle import OrderStatus
+from .locks import account_lock
 from .matching import find_match
-from .models import Order, Position
+from .models import Order
 from .recording import record_opens
 
 log = get_logger(__name__)
 
 
-def claimed_ids(account_ids, exclude_order_ids) -> dict[int, set[str]]:
-    """Broker position ids already accounted for, per account (Positions, and Orders that carry
-    one), in two queries for all the accounts."""
-    claimed: dict[int, set[str]] = defaultdict(set)
-    for account_id, pid in Position.objects.filter(account_id__in=account_ids).values_list(
-            "account_id", "broker_position_id"):
-        claimed[account_id].add(pid)
-    for account_id, pid in (Order.objects.filter(account_id__in=account_ids).exclude(broker_position_id="")
-                            .exclude(pk__in=exclude_order_ids).values_list("account_id", "broker_position_id")):
-        claimed[account_id].add(pid)
-    return claimed
-
-
 def _read(client):
-    from .execution import read_with_retry  # execution imports this module
-
     try:
-        return read_with_retry(client.open_positions, attempts=2)
+        return broker.read_with_retry(client.open_positions, attempts=2)
     except BrokerError as exc:
         return exc
 
@@ -54,11 +40,9 @@ def _read(client):
 def _read_all(clients: dict) -> dict:
     """Every account's open positions, the reads in flight together (the fan-out's pool: a real
     broker is tens of ms away); a read that failed comes back as its error."""
-    from .batch import send_pool
-
     if len(clients) <= 1:
         return {account_id: _read(client) for account_id, client in clients.items()}
-    futures = {account_id: send_pool().submit(_read, client) for account_id, client in clients.items()}
+    futures = {account_id: broker.send_pool().submit(_read, client) for account_id, client in clients.items()}
     return {account_id: future.result() for account_id, future in futures.items()}
 
 
@@ -87,12 +71,12 @@ def link_locked(orders: list[Order]) -> int:
     if not by_account:
         return 0
     clients = broker.prepare_calls([group[0].account for group in by_account.values()])
-    claimed = claimed_ids(list(by_account), [o.pk for o in orders])
+    claimed = reads.claimed_ids(list(by_account), [o.pk for o in orders])
     skew = timedelta(seconds=settings.ORDERS_MATCH_CLOCK_SKEW_S)
     matches = []
-    reads = _read_all({account_id: clients[account_id] for account_id in by_account})
+    broker_reads = _read_all({account_id: clients[account_id] for account_id in by_account})
     for account_id, group in by_account.items():
-        positions = reads[account_id]
+        positions = broker_reads[account_id]
         if isinstance(positions, BrokerError):
             log.info("fill_link_deferred", account_id=account_id, error=type(positions).__name__)
             continue
@@ -105,3 +89,16 @@ def link_locked(orders: list[Order]) -> int:
                 matches.append((order, match))
     record_opens(matches)
     return len(matches)
+
+
+def link_order_fill(order_id: int) -> bool:
+    """Body of ``orders.link_fill``: link one filled order to its broker position (waits for the
+    account lock, unlike the chunk's ``orders.link_fills``)."""
+    order = Order.objects.select_related("symbol", "signal", "account").get(pk=order_id)
+    if order.position_id or order.status != OrderStatus.FILLED:
+        return bool(order.position_id)
+    with account_lock(order.account_id, settings.ORDERS_ACCOUNT_LOCK_WAIT_S):
+        order.refresh_from_db(fields=["position", "broker_position_id"])
+        if order.position_id is None:
+            link_locked([order])
+    return order.position_id is not None

@@ -3,7 +3,11 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from signals.strategy import SIDE_CHOICES
+from signals.strategy import Side as Side  # the one side type, re-exported for the engine
+
 from .lifecycle import OrderStatus, StaleTransition, check_transition
+from .reasons import Reason
 
 DEC = {"max_digits": 20, "decimal_places": 10}
 # Sent and possibly holding a position at the broker (orders.execution.IN_FLIGHT).
@@ -12,9 +16,10 @@ VOL = {"max_digits": 20, "decimal_places": 8}
 MONEY = {"max_digits": 20, "decimal_places": 2}
 
 
-class Side(models.TextChoices):
-    BUY = "BUY", "Buy"
-    SELL = "SELL", "Sell"
+# The database vocabulary of orders.reasons.Reason (the one list of why an order was not sent or
+# not executed). Order.reason has no choices: a rejected order's reason is the broker's own code.
+NotSentReason = models.TextChoices("NotSentReason", [(r.name, (r.value, r.value.replace("_", " ").capitalize()))
+                                                     for r in Reason])
 
 
 def idempotency_key_for(signal_id: int, account_id: int) -> str:
@@ -39,7 +44,7 @@ class Order(models.Model):
         "orders.Position", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders",
         help_text="The position this order opened or closes.",
     )
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=SIDE_CHOICES)
     order_type = models.CharField(max_length=8, choices=Type.choices, default=Type.MARKET)
     purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.OPEN)
     volume = models.DecimalField(**VOL)
@@ -126,7 +131,7 @@ class Position(models.Model):
     symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="positions")
     signal = models.ForeignKey("signals.Signal", null=True, blank=True, on_delete=models.SET_NULL, related_name="positions")
     broker_position_id = models.CharField(max_length=64)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=SIDE_CHOICES)
     volume = models.DecimalField(**VOL)
     open_price = models.DecimalField(**DEC)
     opened_at = models.DateTimeField()
@@ -168,7 +173,7 @@ class Trade(models.Model):
     position = models.ForeignKey(Position, null=True, blank=True, on_delete=models.SET_NULL, related_name="trades")
     broker_trade_id = models.CharField(max_length=96, help_text="Broker id of the fill (dedup key).")
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=SIDE_CHOICES)
     volume = models.DecimalField(**VOL)
     price = models.DecimalField(**DEC)
     realized_pnl = models.DecimalField(**MONEY, default=0)

@@ -5,8 +5,9 @@ Exits by price are the broker's job (SL/TP travel with the order). We close for 
 opposite signals and the kill switch, as a ``close`` Order keyed ``close:pos:<id>`` (one close
 order per position, whatever the number of deliveries). A close is safe to repeat: closing an
 already closed position is rejected by the broker (POSITION_NOT_FOUND), never duplicated, so
-after a lost answer we read back and resend if the position is still open. Closes use the
-"high" rate-limit priority.
+after a lost answer we read back (:func:`orders.submit.resolve_in_doubt`, the engine's one
+read-back) and resend if the position is still open. What to do after each error is the submit
+loop's rule too (:func:`orders.policy.classify`). Closes use the "high" rate-limit priority.
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot
+from accounts.states import HaltCause, why_not_close
 from matchtrader import protocol as MTP
-from matchtrader.errors import BrokerError, OrderRejected, OutcomeUnknown, RateLimited
+from matchtrader.errors import BrokerError
 from signals.models import Signal
 from tradeops.logging import get_logger
 
-from . import broker
-from .execution import backoff_delay
+from . import broker, reads
+from .config import engine_config
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .models import Order, Position, Side
+from .policy import IN_DOUBT, Fail, Reject, Retry, classify
+from .reasons import Reason
 from .recording import record_close
 from .risk import Exposure, daily_loss_breached
+from .submit import RESEND, resolve_in_doubt
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -64,50 +69,63 @@ def close_position(position_id: int, reason: str) -> str:
         if order.status in TERMINAL and order.status != S.FILLED:
             # an earlier close attempt failed: a new reason (e.g. kill switch) may try again
             return order.status
+        blocked = why_not_close(account.state)
+        if blocked and order.status == S.NEW:
+            order.transition(S.SKIPPED, reason=blocked)
+            log.info("close_skipped", position=position.pk, reason=blocked)
+            return order.status
         client = broker.client_for(account)
         if order.status == S.NEW:
             try:
                 order.transition(S.SUBMITTED, attempts=order.attempts + 1)
             except StaleTransition:
                 return Order.objects.get(pk=order.pk).status
-        for attempt in range(settings.ORDERS_MAX_SUBMIT_ATTEMPTS):
-            if order.status == S.FILLED:
-                break
-            try:
-                result = client.close_position(position.broker_position_id, position.symbol.name, position.side,
-                                               position.volume)
-                order.transition(S.FILLED, broker_order_id=result.order_id or "")
-                break
-            except OrderRejected as exc:
-                if exc.code == MTP.REJECT_POSITION_NOT_FOUND:
-                    # already gone at the broker (SL/TP, or a previous lost close): record from history
-                    order.transition(S.REJECTED if order.status == S.SUBMITTED else S.FAILED,
-                                     reason=exc.code[:64], last_error=exc.message[:500])
-                    _close_from_history(position, client, Position.CloseReason.BROKER)
-                    return order.status
-                order.transition(S.REJECTED if order.status == S.SUBMITTED else S.FAILED,
-                                 reason=(exc.code or "REJECTED")[:64], last_error=(exc.message or "")[:500])
-                log.warning("close_rejected", position=position.pk, code=exc.code)
-                return order.status
-            except OutcomeUnknown:
-                # closing twice cannot double anything: read back, resend if still open
-                try:
-                    still_open = any(p.id == position.broker_position_id for p in client.open_positions())
-                except BrokerError:
-                    still_open = True
-                if not still_open:
-                    order.transition(S.FILLED)
-                    break
-            except RateLimited as exc:
-                time.sleep(min(exc.retry_after, settings.ORDERS_MAX_RETRY_AFTER_S))
-            except BrokerError:
-                time.sleep(backoff_delay(attempt + 1))
-        else:
-            if order.status == S.SUBMITTED:
-                order.transition(S.FAILED, reason="close_failed")
+        if order.status == S.SUBMITTED and not _send_close(order, position, account, client):
             return order.status
         _close_from_history(position, client, reason, order=order)
         return order.status
+
+
+def _send_close(order: Order, position: Position, account: Account, client) -> bool:
+    """The close order is SUBMITTED and we hold the account lock: call until a definite outcome.
+    Returns True when the position is closed by us (the order ``filled``)."""
+    config = engine_config()
+    deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
+    failures = 0
+    while True:
+        try:
+            result = client.close_position(position.broker_position_id, position.symbol.name, position.side,
+                                           position.volume)
+        except BrokerError as exc:
+            error = exc
+        else:
+            order.transition(S.FILLED, broker_order_id=result.order_id or "")
+            return True
+        failures += 1
+        outcome = classify(error, failures, deadline, now=time.monotonic(), config=config)
+        if isinstance(outcome, Retry):
+            log.info("close_retry", position=position.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
+            time.sleep(outcome.after_s)
+            continue
+        if isinstance(outcome, Reject):
+            order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
+            if outcome.code == MTP.REJECT_POSITION_NOT_FOUND:
+                # already gone at the broker (SL/TP, or a previous lost close): record from history
+                _close_from_history(position, client, Position.CloseReason.BROKER)
+            else:
+                log.warning("close_rejected", position=position.pk, code=outcome.code)
+            return False
+        if isinstance(outcome, Fail):
+            order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
+            log.warning("close_failed", position=position.pk, reason=outcome.reason)
+            return False
+        assert outcome is IN_DOUBT
+        # closing twice cannot double anything: read back, resend while the position is still open
+        if resolve_in_doubt(order, account, settle=False) != RESEND:
+            return order.status == S.FILLED
+        if failures >= config.max_attempts:
+            order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
+            return False
 
 
 def _close_from_history(position: Position, client, reason: str, order: Order | None = None) -> None:
@@ -150,15 +168,13 @@ def sync_account_balance(account_id: int) -> dict:
     EquitySnapshot.objects.create(account=account, at=now, balance=bal.balance, equity=bal.equity,
                                   margin=bal.margin, open_positions=n_open)
     account.balance, account.equity, account.balance_updated_at = bal.balance, bal.equity, now
-    from .execution import limits_of, load_exposure
-
-    exposure: Exposure = load_exposure(account, symbol_id=0, exclude_order_id=None, now=now)
+    exposure: Exposure = reads.exposures([account], symbol_id=0, now=now)[account.pk]
     halted = False
-    if daily_loss_breached(limits_of(account), exposure) and not account.halted:
+    if daily_loss_breached(reads.limits_of(account), exposure) and not account.halted:
         halted = account.halt(
             f"daily loss limit: loss {-exposure.daily_pnl} reached {account.daily_loss_limit} "
             f"(realized {exposure.realized_pnl_today}, unrealized {exposure.unrealized_pnl})",
-            actor="orders.risk",
+            actor="orders.risk", cause=HaltCause.DAILY_LOSS,
         )
     return {"account_id": account_id, "equity": str(bal.equity), "halted": halted}
 

@@ -25,7 +25,8 @@ from decimal import Decimal
 
 from tradeops.money import round_to_step, to_decimal
 
-PRICE_MOVED = "price_moved"
+from .reasons import Reason
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ def reanchor_stops(*, side: str, entry, stop_loss, take_profit, live, tick, max_
     tp_dist = None if take_profit is None else abs(px(take_profit) - entry)
     adverse = (live - entry) * sign  # > 0: we would pay more (BUY) / receive less (SELL)
     if sl_dist and adverse > to_decimal(max_deviation) * sl_dist:
-        return Anchored(live, None, None, PRICE_MOVED, True)
+        return Anchored(live, None, None, Reason.PRICE_MOVED, True)
     new_sl = None if sl_dist is None else live - sign * sl_dist
     new_tp = None if tp_dist is None else live + sign * tp_dist
     return Anchored(live, new_sl, new_tp, "", True)

@@ -25,18 +25,21 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account, AuditLog
+from accounts.states import HaltCause
 from matchtrader.errors import BrokerError
 from tradeops.logging import get_logger
 
-from . import broker
+from . import broker, reads
 from .lifecycle import OrderStatus
 from .locks import account_lock
-from .matching import find_match, unexplained
+from .matching import unexplained
 from .models import Order, Position
 from .recording import record_close, record_fill
+from .submit import BrokerRead, clear_reconciliation_flag_if_resolved, match_open, resolve_in_doubt
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -64,41 +67,27 @@ def _skew() -> timedelta:
 
 
 def _claimed(account_id: int, exclude_order_id: int | None = None) -> set[str]:
-    ids = set(Position.objects.filter(account_id=account_id).values_list("broker_position_id", flat=True))
-    ids |= set(Order.objects.filter(account_id=account_id).exclude(broker_position_id="")
-               .exclude(pk=exclude_order_id).values_list("broker_position_id", flat=True))
-    return ids
+    return reads.claimed_ids([account_id], [exclude_order_id] if exclude_order_id else [])[account_id]
 
 
-def _match(order: Order, open_, closed):
-    sent_at = order.submitted_at or order.created_at
-    kw = dict(symbol=order.symbol.name, side=order.side, volume=order.volume, sent_at=sent_at,
-              claimed=_claimed(order.account_id, order.pk), clock_skew=_skew())
-    return find_match(open_, **kw) or find_match(closed, **kw)
+# Accounts with open positions are checked every OPEN_POSITIONS_RECHECK_S (not every run: with
+# 1,000 accounts that would be 1,000 tasks and 3,000 broker reads a minute).
+OPEN_POSITIONS_RECHECK_S = 120
 
 
-def resolve_unknown_order(order: Order, account: Account, client, open_=None, closed=None) -> str:
-    """Resolve one in-doubt order from a broker read (reading it if not given)."""
-    if open_ is None:
-        sent_at = order.submitted_at or order.created_at
-        open_ = client.open_positions()
-        closed = client.closed_positions(sent_at - _skew(), timezone.now() + timedelta(minutes=1))
-    match = _match(order, open_, closed or [])
-    if match is not None:
-        order.transition(S.FILLED)
-        record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
-        log.info("reconcile_order_filled", order_id=order.pk, position=match.id)
-    else:
-        order.transition(S.FAILED, reason="not_executed")
-        log.info("reconcile_order_not_executed", order_id=order.pk)
-    _clear_flag_if_resolved(account)
-    return order.status
-
-
-def _clear_flag_if_resolved(account: Account) -> None:
-    if not Order.objects.filter(account_id=account.pk, status=S.UNKNOWN).exists():
-        Account.objects.filter(pk=account.pk, needs_reconciliation=True).update(needs_reconciliation=False)
-        account.needs_reconciliation = False
+def accounts_needing_reconciliation(include_all_enabled: bool = False) -> list[int]:
+    """Flagged accounts, accounts with in-doubt or unlinked orders, and accounts with open
+    positions not checked for ``OPEN_POSITIONS_RECHECK_S`` (every enabled one if asked)."""
+    in_doubt = Order.objects.filter(status__in=[S.SUBMITTED, S.UNKNOWN]).values("account_id")
+    unlinked = Order.objects.filter(status=S.FILLED, purpose=Order.Purpose.OPEN,
+                                    position__isnull=True).values("account_id")
+    open_pos = Position.objects.filter(status=Position.Status.OPEN).values("account_id")
+    stale = Q(last_reconciled_at__isnull=True) | Q(
+        last_reconciled_at__lt=timezone.now() - timedelta(seconds=OPEN_POSITIONS_RECHECK_S))
+    cond = Q(needs_reconciliation=True) | Q(pk__in=in_doubt) | Q(pk__in=unlinked) | (Q(pk__in=open_pos) & stale)
+    if include_all_enabled:
+        cond |= Q(enabled=True)
+    return list(Account.objects.filter(cond).order_by("pk").values_list("pk", flat=True))
 
 
 def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
@@ -132,14 +121,15 @@ def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
             signal_age = (now - order.signal.created_at).total_seconds() if order.signal else max_age + 1
             if order.status == S.SUBMITTED and signal_age <= max_age:
                 continue  # its redelivery will resolve it (and may resend)
-            status = resolve_unknown_order(order, account, client, broker_open, broker_closed)
+            status = resolve_in_doubt(order, account, read=BrokerRead(broker_open, broker_closed),
+                                      may_resend=False)
             (report.orders_filled if status == S.FILLED else report.orders_not_executed).append(order.pk)
             AuditLog.record(actor, AuditLog.Action.RECONCILE, account=account, repair="in_doubt_order",
                             order=order.pk, result=status)
 
         # 2. filled orders never linked to their position
         for order in unlinked:
-            match = _match(order, broker_open, broker_closed)
+            match = match_open(order, BrokerRead(broker_open, broker_closed), _claimed(account_id, order.pk))
             if match is not None:
                 record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
                 report.fills_linked.append(order.pk)
@@ -178,10 +168,10 @@ def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
             report.unexplained = strays
             reason = f"reconciliation: broker has {len(strays)} position(s)/order(s) matching no order of ours: " \
                      + ", ".join(strays[:5])
-            report.halted = account.halt(reason, actor=actor)
+            report.halted = account.halt(reason, actor=actor, cause=HaltCause.RECONCILIATION)
             log.error("reconcile_unexplained_broker_state", account_id=account_id, items=strays[:20])
 
-        _clear_flag_if_resolved(account)
+        clear_reconciliation_flag_if_resolved(account)
         Account.objects.filter(pk=account_id).update(last_reconciled_at=timezone.now())
     log.info("reconcile_done", **{k: v for k, v in report.as_dict().items() if v})
     return report

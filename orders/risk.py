@@ -1,12 +1,12 @@
 """Pre-trade risk checks: pure functions over plain values (no ORM, no Redis, no clock).
 
-The caller (``orders.services``) gathers the account's exposure under the per-account lock, so two
+The caller (:mod:`orders.policy`, over :mod:`orders.reads`) gathers the account's exposure under the per-account lock, so two
 order tasks for one account cannot both pass a limit that only one of them fits under.
 
 Checks, in order (the first failure wins):
 
 1. global kill switch on                               → block ``kill_switch``
-2. live account while live trading is not enabled      → block ``trading_disabled``
+2. live account while live trading is not enabled      → block ``mode_mismatch``
 3. today's loss (realized + unrealized) ≥ daily limit  → block ``daily_loss_limit`` and HALT the account
 4. open positions (incl. orders in flight) ≥ maximum   → block ``max_open_positions``
 5. volume on the symbol + this order > maximum         → the order is CLAMPED to the room left
@@ -24,15 +24,9 @@ from decimal import Decimal
 
 from tradeops.money import floor_to_step
 
+from .reasons import Reason
+
 ZERO = Decimal("0")
-
-
-class RiskReason:
-    KILL_SWITCH = "kill_switch"
-    TRADING_DISABLED = "trading_disabled"
-    DAILY_LOSS_LIMIT = "daily_loss_limit"
-    MAX_OPEN_POSITIONS = "max_open_positions"
-    MAX_VOLUME_PER_SYMBOL = "max_volume_per_symbol"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,24 +91,24 @@ def room_on_symbol(limits: RiskLimits, exposure: Exposure, volume: Decimal, *, l
 def check_pre_trade(limits: RiskLimits, exposure: Exposure, state: TradingState, volume: Decimal, *,
                     lot_step: Decimal | None = None, min_volume: Decimal | None = None) -> RiskDecision:
     if state.kill_switch:
-        return RiskDecision(False, RiskReason.KILL_SWITCH, "global kill switch is on")
+        return RiskDecision(False, Reason.KILL_SWITCH, "global kill switch is on")
     if state.is_live_account and not state.live_trading_enabled:
-        return RiskDecision(False, RiskReason.TRADING_DISABLED, "live trading is not enabled")
+        return RiskDecision(False, Reason.MODE_MISMATCH, "live trading is not enabled")
     if daily_loss_breached(limits, exposure):
         return RiskDecision(
-            False, RiskReason.DAILY_LOSS_LIMIT,
+            False, Reason.DAILY_LOSS_LIMIT,
             f"daily loss {-exposure.daily_pnl} reached the limit {limits.daily_loss_limit}", halt_account=True,
         )
     if exposure.open_positions >= limits.max_open_positions:
         return RiskDecision(
-            False, RiskReason.MAX_OPEN_POSITIONS,
+            False, Reason.MAX_OPEN_POSITIONS,
             f"{exposure.open_positions} open, limit {limits.max_open_positions}",
         )
     if exposure.symbol_volume + volume > limits.max_volume_per_symbol:
         clamped = room_on_symbol(limits, exposure, volume, lot_step=lot_step, min_volume=min_volume)
         if clamped <= 0:
             return RiskDecision(
-                False, RiskReason.MAX_VOLUME_PER_SYMBOL,
+                False, Reason.MAX_VOLUME_PER_SYMBOL,
                 f"{exposure.symbol_volume} lots open, limit {limits.max_volume_per_symbol}: room below the minimum "
                 f"{min_volume} (wanted {volume})",
             )

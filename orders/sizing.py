@@ -19,17 +19,11 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from tradeops.money import floor_to_step, to_decimal
 
+from .reasons import Reason
+
 ZERO = Decimal("0")
 RAW_QUANTUM = Decimal("1e-12")
 
-
-class SkipReason:
-    NO_STOP_LOSS = "no_stop_loss"
-    NO_ENTRY_PRICE = "no_entry_price"
-    NO_EQUITY = "no_equity"
-    ZERO_STOP_DISTANCE = "zero_stop_distance"
-    NO_CONVERSION_RATE = "no_conversion_rate"
-    BELOW_MIN_VOLUME = "below_min_volume"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +37,7 @@ class SymbolSpec:
 @dataclass(frozen=True, slots=True)
 class SizeResult:
     volume: Decimal
-    reason: str = ""  # why the volume is zero (a SkipReason), or "" when tradable
+    reason: str = ""  # why the volume is zero (a Reason), or "" when tradable
     risk_amount: Decimal = ZERO
     clamped_to_max: bool = False
 
@@ -63,17 +57,17 @@ def size_order(
 ) -> SizeResult:
     """The volume (lots) that risks ``risk_pct`` % of ``equity`` if the stop is hit."""
     if entry_price is None:
-        return SizeResult(ZERO, SkipReason.NO_ENTRY_PRICE)
+        return SizeResult(ZERO, Reason.NO_ENTRY_PRICE)
     if stop_loss is None:
-        return SizeResult(ZERO, SkipReason.NO_STOP_LOSS)
+        return SizeResult(ZERO, Reason.NO_STOP_LOSS)
     if equity is None or to_decimal(equity) <= 0:
-        return SizeResult(ZERO, SkipReason.NO_EQUITY)
+        return SizeResult(ZERO, Reason.NO_EQUITY)
     if quote_to_account_rate is None or to_decimal(quote_to_account_rate) <= 0:
-        return SizeResult(ZERO, SkipReason.NO_CONVERSION_RATE)
+        return SizeResult(ZERO, Reason.NO_CONVERSION_RATE)
     equity, risk_pct = to_decimal(equity), to_decimal(risk_pct)
     distance = abs(to_decimal(entry_price) - to_decimal(stop_loss))
     if distance == 0:
-        return SizeResult(ZERO, SkipReason.ZERO_STOP_DISTANCE)
+        return SizeResult(ZERO, Reason.ZERO_STOP_DISTANCE)
     with localcontext() as ctx:
         ctx.prec = 50
         risk_amount = equity * risk_pct / Decimal(100)
@@ -86,7 +80,7 @@ def size_order(
     if volume > spec.max_volume:
         volume, clamped = floor_to_step(spec.max_volume, spec.lot_step), True
     if volume < spec.min_volume or volume <= 0:
-        return SizeResult(ZERO, SkipReason.BELOW_MIN_VOLUME, risk_amount)
+        return SizeResult(ZERO, Reason.BELOW_MIN_VOLUME, risk_amount)
     return SizeResult(volume, "", risk_amount, clamped)
 
 

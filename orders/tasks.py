@@ -3,30 +3,30 @@
 Names are explicit and pinned by a test (renaming strands queued messages). Order tasks are
 ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-task gets its message redelivered,
 and the redelivery resolves the in-doubt order instead of sending blindly (orders/README.md).
-``autoretry_for`` is never used: the submit step retries only what surely did not execute, in
-:mod:`orders.execution`.
+``autoretry_for`` is never used: the submit step retries only what surely did not execute
+(:func:`orders.policy.classify`).
+
+Nothing imports this module but Celery (import contract ``orders-tasks-only-celery``): follow-up
+work is published by name (:mod:`orders.publish`, whose ``TaskName`` holds the names below).
 """
 
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
 
 from accounts.models import Account
 from matchtrader.errors import BrokerError
-from tradeops.celery import Priority, Queues
+from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
-from . import batch, dispatch, execution, linking, positions, reconciliation
-from .lifecycle import OrderStatus
+from . import batch, dispatch, execution, linking, positions, publish, reconciliation
 from .locks import AccountLockTimeout
-from .models import Order, Position
+from .models import Position
+from .publish import TaskName
 
 log = get_logger(__name__)
 
@@ -35,28 +35,28 @@ MANAGE_POSITIONS_EVERY = 5
 DISPATCH_PENDING_EVERY = 10
 SYNC_ACCOUNTS_EVERY = 30
 RECONCILE_ACCOUNTS_EVERY = 60
-OPEN_POSITIONS_RECHECK_S = 120
+OPEN_POSITIONS_RECHECK_S = reconciliation.OPEN_POSITIONS_RECHECK_S
 
 ORDER_TASK = dict(acks_late=True, reject_on_worker_lost=True, queue=Queues.ORDERS)
 
 
-@shared_task(bind=True, name="orders.dispatch_signal", soft_time_limit=30, time_limit=45, **ORDER_TASK)
+@shared_task(bind=True, name=TaskName.DISPATCH_SIGNAL, soft_time_limit=30, time_limit=45, **ORDER_TASK)
 def dispatch_signal(self, signal_id: int) -> dict:
     return dispatch.dispatch_signal(signal_id)
 
 
-@shared_task(name="orders.dispatch_pending_signals", expires=DISPATCH_PENDING_EVERY, **ORDER_TASK)
+@shared_task(name=TaskName.DISPATCH_PENDING_SIGNALS, expires=DISPATCH_PENDING_EVERY, **ORDER_TASK)
 def dispatch_pending_signals() -> dict:
     """Beat: a signal whose dispatch message was lost is dispatched again while it is fresh."""
     sweep = dispatch.sweep_pending_signals()
     for signal_id in sweep["redispatch"]:
         log.warning("signal_redispatched", signal_id=signal_id)
-        dispatch_signal.apply_async((signal_id,), queue=Queues.ORDERS, expires=settings.ORDERS_SIGNAL_MAX_AGE_S)
+        publish.dispatch_signal(signal_id)
     return {"expired": sweep["expired"], "redispatched": len(sweep["redispatch"])}
 
 
 # ignore_result: the outcome is the Order row; storing a result would be one more Redis write per order
-@shared_task(bind=True, name="orders.place_order", soft_time_limit=60, time_limit=75, max_retries=5,
+@shared_task(bind=True, name=TaskName.PLACE_ORDER, soft_time_limit=60, time_limit=75, max_retries=5,
              ignore_result=True, **ORDER_TASK)
 def place_order(self, account_id: int, signal_id: int) -> str:
     try:
@@ -66,31 +66,31 @@ def place_order(self, account_id: int, signal_id: int) -> str:
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
 
 
-@shared_task(bind=True, name="orders.place_orders", soft_time_limit=120, time_limit=150, ignore_result=True,
+@shared_task(bind=True, name=TaskName.PLACE_ORDERS, soft_time_limit=120, time_limit=150, ignore_result=True,
              **ORDER_TASK)
 def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0) -> dict:
     """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`)."""
     return batch.place_signal_orders(signal_id, account_ids, requeues)
 
 
-@shared_task(name="orders.link_fills", soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)
+@shared_task(name=TaskName.LINK_FILLS, soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)
 def link_fills(order_ids: list[int]) -> int:
     """Link a fan-out chunk's fills to their broker positions (:mod:`orders.linking`). An account
     busy elsewhere is left to reconciliation (which links unlinked fills)."""
     return linking.link_fills(order_ids)
 
 
-@shared_task(bind=True, name="orders.link_fill", soft_time_limit=30, time_limit=45, max_retries=3,
+@shared_task(bind=True, name=TaskName.LINK_FILL, soft_time_limit=30, time_limit=45, max_retries=3,
              ignore_result=True, **ORDER_TASK)
 def link_fill(self, order_id: int) -> bool:
     """Find the position a filled order opened (the open answer carries an order id only)."""
     try:
-        return execution.link_order_fill(order_id)
+        return linking.link_order_fill(order_id)
     except AccountLockTimeout as exc:
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
 
 
-@shared_task(bind=True, name="orders.close_position", soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
+@shared_task(bind=True, name=TaskName.CLOSE_POSITION, soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
 def close_position(self, position_id: int, reason: str = Position.CloseReason.MANUAL) -> str:
     try:
         return positions.close_position(position_id, reason)
@@ -98,38 +98,37 @@ def close_position(self, position_id: int, reason: str = Position.CloseReason.MA
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
 
 
-@shared_task(name="orders.close_all_positions", **ORDER_TASK)
+@shared_task(name=TaskName.CLOSE_ALL_POSITIONS, **ORDER_TASK)
 def close_all_positions(account_id: int | None = None, reason: str = Position.CloseReason.MANUAL) -> int:
     qs = Position.objects.filter(status=Position.Status.OPEN)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     ids = list(qs.order_by("pk").values_list("pk", flat=True))
     for pid in ids:
-        close_position.apply_async((pid, reason), queue=Queues.ORDERS)
+        publish.close_position(pid, reason)
     return len(ids)
 
 
-@shared_task(name="orders.manage_positions", expires=MANAGE_POSITIONS_EVERY, **ORDER_TASK)
+@shared_task(name=TaskName.MANAGE_POSITIONS, expires=MANAGE_POSITIONS_EVERY, **ORDER_TASK)
 def manage_positions() -> int:
     """Beat: time stops and opposite-signal exits (broker-side SL/TP handle price exits)."""
     due = positions.positions_due()
     for pid, reason in due:
-        close_position.apply_async((pid, reason), queue=Queues.ORDERS, expires=60)
+        publish.close_position(pid, reason, expires=60)
     return len(due)
 
 
-@shared_task(name="orders.sync_accounts", expires=SYNC_ACCOUNTS_EVERY, **ORDER_TASK)
+@shared_task(name=TaskName.SYNC_ACCOUNTS, expires=SYNC_ACCOUNTS_EVERY, **ORDER_TASK)
 def sync_accounts(chunk: int = 25) -> int:
     """Beat: balances for the dashboard and the daily loss limit, only for accounts not read
     recently, at most ORDERS_SYNC_BATCH per run, in chunks."""
     ids = positions.accounts_to_sync()
     for i in range(0, len(ids), chunk):
-        sync_account_batch.apply_async((ids[i:i + chunk],), queue=Queues.ORDERS, expires=SYNC_ACCOUNTS_EVERY,
-                                       priority=Priority.FOLLOW_UP)
+        publish.sync_account_batch(ids[i:i + chunk], expires=SYNC_ACCOUNTS_EVERY)
     return len(ids)
 
 
-@shared_task(name="orders.sync_account_batch", soft_time_limit=120, time_limit=150, queue=Queues.ORDERS)
+@shared_task(name=TaskName.SYNC_ACCOUNT_BATCH, soft_time_limit=120, time_limit=150, queue=Queues.ORDERS)
 def sync_account_batch(account_ids: list[int]) -> dict:
     done, failed = 0, 0
     for account_id in account_ids:
@@ -142,34 +141,18 @@ def sync_account_batch(account_ids: list[int]) -> dict:
     return {"synced": done, "failed": failed}
 
 
-def accounts_needing_reconciliation(include_all_enabled: bool = False) -> list[int]:
-    in_doubt = Order.objects.filter(status__in=[OrderStatus.SUBMITTED, OrderStatus.UNKNOWN]).values("account_id")
-    unlinked = Order.objects.filter(status=OrderStatus.FILLED, purpose=Order.Purpose.OPEN,
-                                    position__isnull=True).values("account_id")
-    open_pos = Position.objects.filter(status=Position.Status.OPEN).values("account_id")
-    # accounts with open positions are checked every OPEN_POSITIONS_RECHECK_S (not every run: with
-    # 1,000 accounts that would be 1,000 tasks and 3,000 broker reads a minute)
-    stale = Q(last_reconciled_at__isnull=True) | Q(
-        last_reconciled_at__lt=timezone.now() - timedelta(seconds=OPEN_POSITIONS_RECHECK_S))
-    cond = Q(needs_reconciliation=True) | Q(pk__in=in_doubt) | Q(pk__in=unlinked) | (Q(pk__in=open_pos) & stale)
-    if include_all_enabled:
-        cond |= Q(enabled=True)
-    return list(Account.objects.filter(cond).order_by("pk").values_list("pk", flat=True))
-
-
-@shared_task(name="orders.reconcile_accounts", expires=RECONCILE_ACCOUNTS_EVERY, **ORDER_TASK)
+@shared_task(name=TaskName.RECONCILE_ACCOUNTS, expires=RECONCILE_ACCOUNTS_EVERY, **ORDER_TASK)
 def reconcile_accounts(include_all_enabled: bool = False) -> int:
     """Beat (and worker start): one reconcile_account per account with something to check."""
-    ids = accounts_needing_reconciliation(include_all_enabled)
+    ids = reconciliation.accounts_needing_reconciliation(include_all_enabled)
     for account_id in ids:
         # routine checks wait behind pending order work; the reconciliation right after an unknown
-        # outcome (execution._reconcile_soon) is sent at normal priority
-        reconcile_account.apply_async((account_id,), queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY * 5,
-                                      priority=Priority.FOLLOW_UP)
+        # outcome (publish.reconcile_soon) is sent at normal priority
+        publish.reconcile_account(account_id, expires=RECONCILE_ACCOUNTS_EVERY * 5)
     return len(ids)
 
 
-@shared_task(bind=True, name="orders.reconcile_account", soft_time_limit=60, time_limit=75, max_retries=8,
+@shared_task(bind=True, name=TaskName.RECONCILE_ACCOUNT, soft_time_limit=60, time_limit=75, max_retries=8,
              **ORDER_TASK)
 def reconcile_account(self, account_id: int) -> dict:
     """Reconcile one account. Retried (bounded, with jitter) while the account's lock is busy or the
@@ -197,7 +180,7 @@ def reconcile_on_worker_start(sender=None, **_):
     if Queues.ORDERS not in queues:
         return
     try:
-        reconcile_accounts.apply_async(queue=Queues.ORDERS, expires=RECONCILE_ACCOUNTS_EVERY)
+        publish.reconcile_accounts(expires=RECONCILE_ACCOUNTS_EVERY)
         log.info("reconcile_on_worker_start_enqueued")
     except Exception as exc:  # never stop a worker from starting
         log.warning("reconcile_on_worker_start_failed", error=type(exc).__name__)

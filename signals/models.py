@@ -1,13 +1,14 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from signals.strategy import SIDE_CHOICES
+from signals.strategy import Side as _Side
+
 
 class Signal(models.Model):
     """One strategy decision to trade, and why. Fans out into one order per eligible account."""
 
-    class Side(models.TextChoices):
-        BUY = "BUY", "Buy"
-        SELL = "SELL", "Sell"
+    Side = _Side  # the one side type (signals.strategy.Side)
 
     class Status(models.TextChoices):
         NEW = "new", "New"
@@ -15,7 +16,7 @@ class Signal(models.Model):
         EXPIRED = "expired", "Expired"
 
     symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="signals")
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=SIDE_CHOICES)
     strength = models.DecimalField(max_digits=6, decimal_places=4)
     features = models.JSONField(default=dict, blank=True, help_text="What justified the signal.")
     entry_price = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)

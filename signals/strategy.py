@@ -34,8 +34,18 @@ logger = logging.getLogger(__name__)
 
 
 class Side(StrEnum):
+    """The ONE side type of the system: the strategy decides it, ``Signal.side``, ``Order.side``
+    and ``Position.side`` store it (``SIDE_CHOICES``), the broker boundary sends it."""
+
     BUY = "BUY"
     SELL = "SELL"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+SIDE_CHOICES = [(Side.BUY.value, "Buy"), (Side.SELL.value, "Sell")]
 
 
 class Reason(StrEnum):

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account, TradingSwitch
 from matchtrader.client import MatchTraderClient
-from orders import batch
+from orders import batch, submit
 from orders.bulk import account_locks, bulk_transition
 from orders.lifecycle import IllegalTransition
 from orders.lifecycle import OrderStatus as S
@@ -286,10 +286,10 @@ def _broker_requests(sim) -> int:
 def test_a_call_that_waited_too_long_for_the_pool_reads_the_kill_switch_again(sim, monkeypatch):
     # the wave's switch read is "too old" by the time the calls would leave (a busy pool): none is
     # sent by the wave; each goes through the single-order loop, which reads the switch again
-    monkeypatch.setattr(batch, "GATE_MAX_AGE_S", -1.0)
+    monkeypatch.setattr(submit, "GATE_MAX_AGE_S", -1.0)
     accounts = sim_accounts(sim, 3)
     signal = eurusd_buy_signal()
-    original = batch.execution._send_open
+    original = submit.send_open
     calls = []
 
     def switch_on_then_send(order, account, **kw):
@@ -298,7 +298,7 @@ def test_a_call_that_waited_too_long_for_the_pool_reads_the_kill_switch_again(si
             TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True, "reason": "test"})
         return original(order, account, **kw)
 
-    monkeypatch.setattr(batch.execution, "_send_open", switch_on_then_send)
+    monkeypatch.setattr(submit, "send_open", switch_on_then_send)
     batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
     assert calls == [{"first_attempt_counted": True}] * 3
     assert [statuses(signal)[a.pk] for a in accounts] == [S.FILLED, S.FAILED, S.FAILED]

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from marketdata import redis_keys
-from orders import batch, broker, conversion
+from orders import batch, broker, reads
 from orders.execution import place_signal_order
 from orders.lifecycle import OrderStatus as S
 from orders.models import Order
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def fresh_rates():
-    conversion.clear_cache()
+    reads.clear_conversion_cache()
     yield
-    conversion.clear_cache()
+    reads.clear_conversion_cache()
     broker.get_redis().delete(redis_keys.quote("EURUSD"))
 
 

@@ -188,24 +188,21 @@ def test_kill_switch_stops_new_orders(sim):
     assert ledger_counts(sim, acct) == (0, 0)
 
 
-def test_kill_switch_is_rechecked_between_retries(sim, settings):
+def test_kill_switch_is_rechecked_between_retries(sim, settings, monkeypatch):
     # the switch goes on while the order is being retried: the next attempt is not sent
     (acct,) = sim_accounts(sim, 1)
     sim.control.set_faults(p_5xx=1.0, scope="write")
     settings.ORDERS_MAX_SUBMIT_ATTEMPTS = 5
-    from orders import execution
+    from orders import submit
 
-    original = execution._resolve_submitted
+    original = submit.resolve_in_doubt
 
-    def flip_then_resolve(order, account):
+    def flip_then_resolve(order, account, **kw):
         TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True})
-        return original(order, account)
+        return original(order, account, **kw)
 
-    execution._resolve_submitted = flip_then_resolve
-    try:
-        assert place_signal_order(acct.pk, eurusd_buy_signal().pk) == S.FAILED
-    finally:
-        execution._resolve_submitted = original
+    monkeypatch.setattr(submit, "resolve_in_doubt", flip_then_resolve)
+    assert place_signal_order(acct.pk, eurusd_buy_signal().pk) == S.FAILED
     assert Order.objects.get(account=acct).reason == "kill_switch"
     assert ledger_counts(sim, acct) == (1, 0)
 

@@ -4,7 +4,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from orders.pricing import PRICE_MOVED, live_price_for, reanchor_stops
+from orders.pricing import live_price_for, reanchor_stops
+from orders.reasons import Reason
+
+PRICE_MOVED = Reason.PRICE_MOVED
 
 TICK = D("0.00001")
 HALF = D("0.5")

@@ -111,7 +111,7 @@ def test_unlinked_fill_is_linked(sim):
 
 
 def test_which_accounts_the_beat_reconciles(sim):
-    from orders.tasks import accounts_needing_reconciliation
+    from orders.reconciliation import accounts_needing_reconciliation
 
     flagged, with_position, idle = sim_accounts(sim, 3)
     Account.objects.filter(pk=flagged.pk).update(needs_reconciliation=True)

@@ -4,7 +4,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from orders.risk import Exposure, RiskLimits, RiskReason, TradingState, check_pre_trade, daily_loss_breached
+from orders.reasons import Reason as RiskReason
+from orders.risk import Exposure, RiskLimits, TradingState, check_pre_trade, daily_loss_breached
 
 LIMITS = RiskLimits(max_open_positions=3, max_volume_per_symbol=D("1.00"), daily_loss_limit=D("500"))
 SIM = TradingState()
@@ -100,5 +101,5 @@ def test_kill_switch_blocks_everything_first():
 def test_live_account_needs_live_trading_enabled():
     live_off = TradingState(is_live_account=True, live_trading_enabled=False)
     live_on = TradingState(is_live_account=True, live_trading_enabled=True)
-    assert check_pre_trade(LIMITS, Exposure(), live_off, D("0.1")).reason == RiskReason.TRADING_DISABLED
+    assert check_pre_trade(LIMITS, Exposure(), live_off, D("0.1")).reason == RiskReason.MODE_MISMATCH
     assert check_pre_trade(LIMITS, Exposure(), live_on, D("0.1")).allowed

@@ -4,7 +4,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from orders.sizing import SkipReason, SymbolSpec, quote_to_account_rate, size_order
+from orders.reasons import Reason as SkipReason
+from orders.sizing import SymbolSpec, quote_to_account_rate, size_order
 
 FX = SymbolSpec(contract_size=D("100000"), lot_step=D("0.01"), min_volume=D("0.01"), max_volume=D("100"))
 GOLD = SymbolSpec(contract_size=D("100"), lot_step=D("0.01"), min_volume=D("0.01"), max_volume=D("50"))

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.models import Account, AuditLog, TradingSwitch
+from orders import publish
 from orders.models import Position
 
 
@@ -60,14 +61,12 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"kill switch already {'on' if on else 'off'}")
         if close_all:
-            from orders.tasks import close_all_positions
-
             qs = Position.objects.filter(status=Position.Status.OPEN)
             if acct is not None:
                 qs = qs.filter(account=acct)
             n = qs.count()
             AuditLog.record(actor, AuditLog.Action.CLOSE_ALL, account=acct, reason=reason, positions=n)
-            close_all_positions.apply_async((acct.pk if acct else None, Position.CloseReason.MANUAL))
+            publish.close_all_positions(acct.pk if acct else None, Position.CloseReason.MANUAL)
             self.stdout.write(f"closing {n} open position(s)")
 
     def _status(self, acct):

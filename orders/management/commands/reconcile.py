@@ -9,7 +9,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Account
+from orders import publish
 from orders.locks import AccountLockTimeout
+from orders.reconciliation import accounts_needing_reconciliation, reconcile_account
 
 
 class Command(BaseCommand):
@@ -23,9 +25,6 @@ class Command(BaseCommand):
                             help="enqueue orders.reconcile_account tasks instead of running here")
 
     def handle(self, *args, account, all=False, run_async=False, **options):
-        from orders.reconciliation import reconcile_account
-        from orders.tasks import accounts_needing_reconciliation, reconcile_account as task
-
         if account:
             found = dict(Account.objects.filter(name__in=account).values_list("name", "pk"))
             missing = sorted(set(account) - set(found))
@@ -36,7 +35,7 @@ class Command(BaseCommand):
             ids = accounts_needing_reconciliation(include_all_enabled=all)
         if run_async:
             for pk in ids:
-                task.apply_async((pk,))
+                publish.reconcile_account_now(pk)
             self.stdout.write(f"enqueued {len(ids)} reconciliation(s)")
             return
         failures = 0
