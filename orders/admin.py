@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from accounts.models import AuditLog
 
+from . import publish
 from .models import Order, Position, Trade
 
 
@@ -36,13 +37,11 @@ class PositionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Close selected open positions at the broker (high priority)")
     def close_positions(self, request, queryset):
-        from .tasks import close_position
-
         positions = list(queryset.filter(status=Position.Status.OPEN).select_related("account").order_by("pk"))
         for position in positions:
             AuditLog.record(request.user, AuditLog.Action.CLOSE_ALL, account=position.account,
                             position=position.broker_position_id, via="admin")
-            close_position.apply_async((position.pk, Position.CloseReason.MANUAL))
+            publish.close_position(position.pk, Position.CloseReason.MANUAL)
         self.message_user(request, f"Closing {len(positions)} position(s).", messages.WARNING)
 
     def has_add_permission(self, request):

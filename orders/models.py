@@ -10,7 +10,7 @@ from .lifecycle import OrderStatus, StaleTransition, check_transition
 from .reasons import Reason
 
 DEC = {"max_digits": 20, "decimal_places": 10}
-# Sent and possibly holding a position at the broker (orders.execution.IN_FLIGHT).
+# Sent and possibly holding a position at the broker (the exposure counts them, orders.reads).
 IN_FLIGHT_STATUSES = (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.ACCEPTED, OrderStatus.FILLED)
 VOL = {"max_digits": 20, "decimal_places": 8}
 MONEY = {"max_digits": 20, "decimal_places": 2}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole suite (slow end-to-end and browser tests included) against the real
+# Checks the import contracts, then runs the whole suite (slow end-to-end and browser tests included) against the real
 # PostgreSQL and Redis. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +8,6 @@ export LOG_LEVEL=${LOG_LEVEL:-WARNING}
 # Test runs use their own Redis database unless told otherwise, never the running system's db 0.
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 if [ -x scripts/install_browser.sh ]; then bash scripts/install_browser.sh; fi
+# The house rules (.importlinter): pure modules stay pure, no import circle, nothing imports orders.tasks.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/pytest "$@"
