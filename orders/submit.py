@@ -298,7 +298,7 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
     client = broker.client_for(account)
     config = engine_config()
     symbol = order.symbol
-    failures = 0
+    retries = 0
     counted = first_attempt_counted
     deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
     pending = first_outcome
@@ -326,9 +326,11 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
                 order.account = account
                 fills_done([order.pk], [order])
                 return order.status
-        failures += 1
-        outcome = classify(error, failures, deadline, now=time.monotonic(), config=config)
+        # ``retries``: calls that surely did not execute (429, transport); resends after a proven
+        # not-executed read-back are bounded by the order's attempts instead
+        outcome = classify(error, retries + 1, deadline, now=time.monotonic(), config=config)
         if isinstance(outcome, Retry):
+            retries += 1
             log.info("order_retry", order_id=order.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
             time.sleep(outcome.after_s)
             continue
