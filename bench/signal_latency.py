@@ -159,7 +159,7 @@ def main() -> None:
 
     from matchtrader.simulator.testing import running_simulator
     from signals.models import Signal
-    from signals.tasks import LAST_RUN_KEY
+    from signals.names import LAST_RUN_KEY
     from workers.feed import FeedConfig, FeedWorker
 
     r = redis_lib.Redis.from_url(args.redis_url)

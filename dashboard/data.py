@@ -20,6 +20,7 @@ from accounts.models import Account, EquitySnapshot, TradingSwitch
 from orders.models import Order, Position
 from signals.models import Signal
 from tradeops.logging import get_logger
+from tradeops.queues import Queues
 
 log = get_logger(__name__)
 
@@ -27,7 +28,7 @@ log = get_logger(__name__)
 WINDOWS: dict[str, int] = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 # A fresh system has minutes of history: the first view shows them, not an hour of nothing.
 DEFAULT_WINDOW = "15m"
-CELERY_QUEUES = ("orders", "analysis", "default")
+CELERY_QUEUES = (Queues.ORDERS, Queues.ANALYSIS, Queues.DEFAULT)
 
 
 def bucket_seconds(window_s: int) -> int:

@@ -31,12 +31,14 @@ import redis as redis_lib
 from django.conf import settings
 from django.db import connection
 
+from signals.names import ANALYZE_TASK, LAST_RUN_MS_KEY
+from tradeops import redis_clients
 from workers import heartbeat
 
 CHECKS = ("database", "redis", "feed", "beat", "workers", "analysis")
 CRITICAL = frozenset({"database", "redis"})
-ANALYSIS_LAST_RUN_KEY = "signals:analyze:last_run_ms"  # written by signals.tasks.analyze_market
-ANALYSIS_TASK = "signals.analyze_market"
+ANALYSIS_LAST_RUN_KEY = LAST_RUN_MS_KEY  # written by signals.tasks.analyze_market
+ANALYSIS_TASK = ANALYZE_TASK
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ def _now_ms() -> int:
 
 
 def _redis(url: str | None = None) -> redis_lib.Redis:
-    return redis_lib.Redis.from_url(url or settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return redis_clients.shared("probe", url)
 
 
 def check_database() -> CheckResult:

@@ -3,8 +3,6 @@ and ``/healthz``."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import redis
 from django.conf import settings
 from django.contrib import admin
@@ -14,14 +12,14 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 
+from tradeops import redis_clients
+
 from . import charts, data
 from .health import CHECKS, run_checks
 
 
-@lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
-    # Short timeouts: an unreachable Redis shows as "unavailable" on the page, not as a hang.
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis_clients.shared("page", url)
 
 
 def _fmt_money(v: float) -> str:

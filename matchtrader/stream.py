@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 import websocket  # websocket-client
 
+from tradeops.backoff import full_jitter
 from tradeops.logging import get_logger
 
 from . import protocol as P
@@ -174,7 +175,7 @@ class WebSocketTransport:
         The cap is short (5 s, mean wait 2.5 s once capped): a reconnect attempt is one TCP
         handshake from ONE feed process, and every second without market data is a second the
         strategy trades blind; a 30 s cap meant ~15 s of extra gap after the broker came back."""
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
+        return full_jitter(attempt, self.backoff_base, self.backoff_cap, self._rng)
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         attempt = 0

@@ -22,15 +22,15 @@ import time
 
 import redis as redis_lib
 from celery import shared_task
-from django.conf import settings
 
+from tradeops import redis_clients
 from tradeops.logging import get_logger
 
+from .names import ANALYZE_TASK, LAST_RUN_KEY, LAST_RUN_MS_KEY
 from .service import run_analysis
 
 log = get_logger(__name__)
 
-ANALYZE_TASK = "signals.analyze_market"
 ANALYZE_PERIOD_S = 1
 SOFT_TIME_LIMIT_S = 10  # a pass over 100 symbols takes ~50 ms; 10 s means something is wrong
 TIME_LIMIT_S = 15
@@ -39,17 +39,10 @@ RUN_LOCK_TIMEOUT_S = TIME_LIMIT_S + 5  # outlives the hard limit: a live run nev
 SLOT_KEY = "signals:analyze:slot:{slot}"
 SPACING_KEY = "signals:analyze:spacing"
 SPACING_FRACTION = 0.8
-BEAT_HEARTBEAT_KEY = "signals:analyze:last_run_ms"  # read by dashboard.health
-LAST_RUN_KEY = "signals:analyze:last_run"  # JSON summary of the last pass (ops, dashboard, tests)
-
-_redis = None
-
+BEAT_HEARTBEAT_KEY = LAST_RUN_MS_KEY  # read by dashboard.health
 
 def get_redis():
-    global _redis
-    if _redis is None:
-        _redis = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    return _redis
+    return redis_clients.shared("default")
 
 
 def claim_slot(r, slot: int | None) -> bool:

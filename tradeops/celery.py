@@ -1,8 +1,18 @@
-"""The Celery app. Configuration lives in Django settings under the CELERY_ namespace."""
+"""The Celery app. Configuration lives in Django settings under the CELERY_ namespace.
 
+Logging: Celery would otherwise replace the root logger's handlers with its own plain-text
+format when a worker or beat starts; the ``setup_logging`` hook below makes it apply Django's
+``LOGGING`` instead (``tradeops.logging``), so worker and beat logs are the same JSON lines as
+every other process's.
+"""
+
+import logging.config
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
+
+from .queues import Priority, Queues
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
 
@@ -10,25 +20,16 @@ app = Celery("tradeops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-class Queues:
-    """Queues split by kind of work, so a burst of analysis never delays an order."""
-
-    DEFAULT = "default"
-    ANALYSIS = "analysis"
-    ORDERS = "orders"
-    ALL = (DEFAULT, ANALYSIS, ORDERS)
+__all__ = ["app", "ping", "Priority", "Queues"]
 
 
-class Priority:
-    """Message priorities on the Redis broker, where 0 is served FIRST: kombu keeps one list per
-    queue and step (0, 3, 6, 9) and its BRPOP asks for every queue's step-0 list before any step-9
-    one. With a prefetch of 1, follow-up bookkeeping (linking fills to positions) published at
-    ``FOLLOW_UP`` waits in Redis while a signal's order chunks are pending, instead of taking the
-    worker's slots ahead of them."""
+@setup_logging.connect
+def configure_logging(**_kwargs) -> None:
+    """Connected, this replaces Celery's own logging set-up (worker, beat, flower) with ours."""
+    from django.conf import settings
 
-    NORMAL = 0
-    FOLLOW_UP = 9
+    logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)  # Python warnings (Celery's own too) as log lines, like Django does
 
 
 @app.task(name="tradeops.ping", queue=Queues.DEFAULT)

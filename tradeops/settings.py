@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from tradeops.queues import Queues
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -176,10 +178,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Queues split by kind of work: a burst of analysis never delays an order.
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = Queues.DEFAULT
 CELERY_TASK_ROUTES = {
-    "signals.*": {"queue": "analysis"},
-    "orders.*": {"queue": "orders"},
+    "signals.*": {"queue": Queues.ANALYSIS},
+    "orders.*": {"queue": Queues.ORDERS},
 }
 # Task events cost one extra publish per message sent (task-sent) and three per task run
 # (received/started/succeeded): measured as the largest share of the order fan-out's Python time
@@ -309,7 +311,7 @@ HEALTH_BEAT_MAX_AGE_S = env.float("HEALTH_BEAT_MAX_AGE_S", default=30.0)
 HEALTH_WORKER_MAX_AGE_S = env.float("HEALTH_WORKER_MAX_AGE_S", default=30.0)
 HEALTH_ANALYSIS_MAX_AGE_S = env.float("HEALTH_ANALYSIS_MAX_AGE_S", default=30.0)
 # Queues some live worker must consume, else the "workers" check fails.
-HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=["orders", "analysis", "default"])
+HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.ALL))
 # Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are
 # read here only so scripts/run.sh and the dashboard can print the URL.
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from tradeops.backoff import exponential
 from tradeops.logging import get_logger
 
 from marketdata import redis_keys as keys
@@ -55,6 +56,8 @@ from marketdata.store import MarketDataWriter
 from workers.lease import Lease, LeaseKeeper, LeaseLost
 
 log = get_logger(__name__)
+
+REDIS_BACKOFF_BASE_S = 0.05  # first retry of a failed flush; doubles up to redis_backoff_max_s
 
 
 @dataclass
@@ -243,7 +246,7 @@ class FeedWorker:
             return {s: failures for s, (failures, _) in self._warmup_due.items()}
 
     def _warmup_backoff(self, failures: int) -> float:
-        return min(self.cfg.warmup_retry_max_s, self.cfg.warmup_retry_s * 2 ** max(0, failures - 1))
+        return exponential(failures, self.cfg.warmup_retry_s, self.cfg.warmup_retry_max_s)
 
     def run_due_warmups(self) -> None:
         """Load history for every symbol whose warm-up is due. A broker outage stops the round
@@ -394,7 +397,7 @@ class FeedWorker:
             t.start()
         writer = self.writer
         next_health = 0.0
-        backoff = 0.0
+        flush_failures = 0
         next_try = 0.0
         try:
             while not stop.is_set():
@@ -416,11 +419,12 @@ class FeedWorker:
                     next_health = now + self.cfg.health_interval_s
                 if now >= next_try:
                     if writer.flush(wait=False):
-                        backoff = 0.0
+                        flush_failures = 0
                         next_try = 0.0
                     else:
-                        backoff = min(self.cfg.redis_backoff_max_s, max(0.05, backoff * 2))
-                        next_try = now + backoff
+                        flush_failures += 1
+                        next_try = now + exponential(flush_failures, REDIS_BACKOFF_BASE_S,
+                                                             self.cfg.redis_backoff_max_s)
                 elif batch:
                     writer.encode()  # keep buffering (bounded) while Redis is away
         finally:
@@ -474,9 +478,8 @@ class FeedWorker:
 
 
 def _redis_from_settings():
-    import redis
-    from django.conf import settings
+    from tradeops import redis_clients
 
-    # Timeouts so a hung Redis surfaces as an error (buffer + retry) instead of a stuck writer.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2,
-                                health_check_interval=30)
+    # Its own pool (the writer checks a connection out for good); timeouts so a hung Redis
+    # surfaces as an error (buffer + retry) instead of a stuck writer.
+    return redis_clients.new("feed")

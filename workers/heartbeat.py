@@ -21,22 +21,19 @@ import time
 
 import redis as redis_lib
 from celery import signals as celery_signals
-from django.conf import settings
+
+from tradeops import redis_clients
 
 BEAT_KEY = "ops:hb:beat"
 WORKERS_KEY = "ops:hb:workers"
 WORKER_PRUNE_S = 24 * 3600
 _BEAT_MIN_INTERVAL_S = 0.5  # at most two writes a second, however many tasks beat sends
 
-_client = None
 _last_beat_write = 0.0
 
 
 def _redis() -> redis_lib.Redis:
-    global _client
-    if _client is None:
-        _client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
-    return _client
+    return redis_clients.shared("probe")
 
 
 def _now_ms() -> int:

@@ -16,7 +16,7 @@ class Obj:
 
 
 def test_worker_heartbeat_round_trip_and_clean_shutdown(redis_client, monkeypatch):
-    monkeypatch.setattr(heartbeat, "_client", redis_client)
+    monkeypatch.setattr(heartbeat, "_redis", lambda: redis_client)
     # an analysis worker: the order engine's own worker_ready hook (reconcile) ignores it
     consumer = Obj(hostname="analysis@box", task_consumer=Obj(queues=[Obj(name="analysis"), Obj(name="default")]))
     signals.worker_ready.send(sender=consumer)
@@ -33,7 +33,7 @@ def test_worker_heartbeat_round_trip_and_clean_shutdown(redis_client, monkeypatc
 
 
 def test_beat_heartbeat_only_after_beat_init(redis_client, monkeypatch):
-    monkeypatch.setattr(heartbeat, "_client", redis_client)
+    monkeypatch.setattr(heartbeat, "_redis", lambda: redis_client)
     monkeypatch.setattr(heartbeat, "_last_beat_write", 0.0)
     signals.before_task_publish.send(sender="signals.analyze_market")
     assert redis_client.get(heartbeat.BEAT_KEY) is None  # not a beat process: publishing says nothing

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import sys
 
-import redis as redis_lib
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from marketdata import redis_keys as keys
 from marketdata.health import read_gaps, read_health
+from tradeops import redis_clients
 
 
 def _age(value):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--gaps", type=int, default=5, help="show the N newest recorded gaps")
 
     def handle(self, *args, **opts):
-        client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        client = redis_clients.shared("default")
         health = read_health(client)
         problems = health.problems(opts["max_age"])
         gaps = read_gaps(client, opts["gaps"]) if opts["gaps"] else []

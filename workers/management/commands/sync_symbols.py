@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import redis as redis_lib
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from marketdata import redis_keys as keys
+from tradeops import redis_clients
 from tradeops.logging import get_logger
 
 log = get_logger(__name__)
@@ -126,7 +126,7 @@ class Command(BaseCommand):
         base_url = opts["base_url"] or settings.FEED_BASE_URL
         client = MatchTraderClient(base_url, settings.FEED_EMAIL, settings.FEED_PASSWORD, settings.FEED_BROKER_ID,
                                    user_agent="tradeops-sync/1.0")
-        redis = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        redis = redis_clients.shared("default")
         try:
             rows, cached = fetch_rows(client, redis, use_cache=not opts["no_cache"])
         except BrokerError as exc:
