@@ -7,7 +7,9 @@ export DEBUG=${DEBUG:-true}
 export LOG_LEVEL=${LOG_LEVEL:-WARNING}
 # Test runs use their own Redis database unless told otherwise, never the running system's db 0.
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
-if [ -x scripts/install_browser.sh ]; then bash scripts/install_browser.sh; fi
-# The house rules (.importlinter): pure modules stay pure, no import circle, nothing imports orders.tasks.
+# The house rules first (.importlinter: pure modules, the ground floor, the broker boundary, no
+# import circle in orders, nothing imports orders.tasks): a broken contract fails the run before
+# any test starts.
 .venv/bin/lint-imports --no-cache
+if [ -x scripts/install_browser.sh ]; then bash scripts/install_browser.sh; fi
 exec .venv/bin/pytest "$@"
