@@ -281,7 +281,7 @@ class MatchTraderClient:
             self._login_locked()
 
     def ws_auth_headers(self) -> dict[str, str]:
-        """Handshake headers for the WebSocket (doc §2.3)."""
+        """Handshake headers for the WebSocket ([doc §2.3](../docs/match-trader-api.md))."""
         t = self._ensure_tokens()
         return {P.HDR_TRADING_TOKEN: t.trading_api_token, "Cookie": f"{P.COOKIE_AUTH}={t.co_auth}"}
 
@@ -414,7 +414,7 @@ class MatchTraderClient:
     def open_position(self, symbol: str, side: str, volume: Decimal, sl: Decimal | None = None,
                       tp: Decimal | None = None) -> OperationResult:
         """Market order. The returned ``order_id`` is an ORDER id; read the position id back from
-        :meth:`open_positions` (doc §3.6)."""
+        :meth:`open_positions` ([doc §3.6](../docs/match-trader-api.md))."""
         body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: Decimal(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_OPEN, body)
@@ -426,7 +426,7 @@ class MatchTraderClient:
         return self._write(P.P_POSITION_EDIT, body, priority="high")
 
     def close_position(self, position_id: str, symbol: str, side: str, volume: Decimal) -> OperationResult:
-        """``side`` is the POSITION's side (doc §3.6)."""
+        """``side`` is the POSITION's side ([doc §3.6](../docs/match-trader-api.md))."""
         body = {P.F_POSITION_ID: position_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side),
                 P.F_VOLUME: Decimal(volume)}
         return self._write(P.P_POSITION_CLOSE, body, priority="high")

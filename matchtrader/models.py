@@ -1,7 +1,7 @@
 """Typed values at the broker boundary. Money, volumes and prices are ``Decimal``.
 
-Real brokers send numbers either as JSON numbers or as strings (``"balance":"1000.01"``, doc §3),
-so every numeric field goes through :func:`dec`, which accepts both and never round-trips through
+Real brokers send numbers either as JSON numbers or as strings (``"balance":"1000.01"``,
+[doc §3](../docs/match-trader-api.md)), so every numeric field goes through :func:`dec`, which accepts both and never round-trips through
 binary float formatting (a JSON float is converted via ``str``, i.e. its shortest repr).
 Missing optional fields get neutral defaults; a missing required field raises ``MalformedResponse``.
 """
@@ -36,7 +36,7 @@ def dec(value: Any, default: Decimal | None = None, *, name: str = "") -> Decima
 
 
 def opt_dec(value: Any) -> Decimal | None:
-    """Decimal or None; ``0`` means "none" for SL/TP prices (doc §3.6)."""
+    """Decimal or None; ``0`` means "none" for SL/TP prices ([doc §3.6](../docs/match-trader-api.md))."""
     if value is None or value == "":
         return None
     d = dec(value)
@@ -349,7 +349,7 @@ class LoginResult:
 
 
 def items(payload: Any, key: str) -> list:
-    """A list either bare or wrapped as ``{key: [...]}`` (both seen, doc §3.2/§3.5)."""
+    """A list either bare or wrapped as ``{key: [...]}`` (both seen, [doc §3.2 and §3.5](../docs/match-trader-api.md))."""
     if isinstance(payload, list):
         return payload
     if isinstance(payload, dict) and isinstance(payload.get(key), list):

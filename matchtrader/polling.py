@@ -1,6 +1,7 @@
-"""REST polling transport for the real Match-Trader Platform API (no public stream, doc §4).
+"""REST polling transport for the real Match-Trader Platform API (no public stream,
+[doc §4](../docs/match-trader-api.md)).
 
-Request budget (doc: 500 requests/minute per session [DOC S1]):
+Request budget ([doc §1](../docs/match-trader-api.md): 500 requests/minute per session [DOC S1]):
 - quotes: ONE ``GET /quotations?symbols=A,B,C`` per cycle → ``60 / interval_s`` requests/min
   (60/min at the default 1 s, the web terminal's own rate [OBS S8]);
 - candles: one ``GET /candles`` per symbol every ``candle_every_s`` → ``N * 60 / candle_every_s``/min.

@@ -1,9 +1,10 @@
 """Every name of the Match-Trader Platform API wire protocol, in one place.
 
 Client (``matchtrader.client``), transports and simulator all import from here, so a correction
-learned from the real API is a one-place change. Tags follow /work/shared/docs/match-trader-api.md:
+learned from the real API is a one-place change. Tags follow ../docs/match-trader-api.md:
 [DOC] official material, [OBS] observed live by independent clients, [CODE] one client only,
-[INF] inferred/proposed (doc §8). ``EXT`` marks simulator extensions that the real API lacks.
+[INF] inferred/proposed ([doc §8](../docs/match-trader-api.md)). ``EXT`` marks simulator extensions that the real
+API lacks.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ WRITE_PATHS = frozenset(
     }
 )
 
-# WebSocket [INF doc §8: no public stream exists on the real Platform API]
+# WebSocket [INF, [doc §8](../docs/match-trader-api.md): no public stream exists on the real Platform API]
 PATH_WS = "/ws"
 PATH_WS_CLOSED_SNAPSHOT = "/app/snapshot/closed-positions"  # [CODE S5] one-shot command
 
@@ -109,7 +110,7 @@ F_ORDERS = "orders"
 F_OPERATIONS = "operations"
 F_ID = "id"
 
-# writes [OBS] (doc §3.6)
+# writes [OBS] ([doc §3.6](../docs/match-trader-api.md))
 F_INSTRUMENT = "instrument"
 F_ORDER_SIDE = "orderSide"
 F_VOLUME = "volume"
@@ -138,7 +139,8 @@ ORDER_LIMIT = "LIMIT"
 ORDER_STOP = "STOP"
 PENDING_TYPES = (ORDER_LIMIT, ORDER_STOP)
 
-# Reject codes: INVENTED [INF doc §8.8]; no public list of real Match-Trader codes exists.
+# Reject codes: INVENTED [INF, [doc §8.8](../docs/match-trader-api.md)]; no public list of real Match-Trader codes
+# exists.
 REJECT_MARKET_CLOSED = "MARKET_CLOSED"
 REJECT_NOT_ENOUGH_MONEY = "NOT_ENOUGH_MONEY"
 REJECT_INVALID_VOLUME = "INVALID_VOLUME"
@@ -184,7 +186,7 @@ RATE_LIMIT_PER_MINUTE = 500  # [DOC S1]
 REFRESH_LIMIT_PER_HOUR = 4  # [CODE S4,S7]
 TOKEN_TTL_SECONDS_DEFAULT = 900  # 15 min [CODE S4,S7]; S9 says 3600 -> configurable [INF]
 
-# --- WebSocket frames [INF doc §8 "Streaming"] ---------------------------------------------------
+# --- WebSocket frames [INF, [doc §8](../docs/match-trader-api.md) "Streaming"] ----------------------------
 WS_OP = "op"
 WS_OP_SUBSCRIBE = "subscribe"
 WS_OP_UNSUBSCRIBE = "unsubscribe"

@@ -1,7 +1,7 @@
-"""WebSocket market-data transport (simulator push protocol, doc §8 "Streaming").
+"""WebSocket market-data transport (simulator push protocol, [doc §8](../docs/match-trader-api.md) "Streaming").
 
-The real Match-Trader Platform API has no public stream (doc §4); this speaks the simulator's
-``/ws`` protocol, whose ``depth``/``trades`` channels and per-symbol ``seq`` numbers are
+The real Match-Trader Platform API has no public stream ([doc §4](../docs/match-trader-api.md)); this speaks the
+simulator's ``/ws`` protocol, whose ``depth``/``trades`` channels and per-symbol ``seq`` numbers are
 simulator EXTENSIONS. Sequence numbers run per (frame type, symbol): a client that subscribes
 only to quotes sees a gap-free quote sequence.
 

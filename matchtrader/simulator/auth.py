@@ -3,7 +3,7 @@
 A login creates one session holding a ``co-auth`` token, an ``rt`` refresh token and one
 ``tradingApiToken`` per trading account of the user. Refresh rotates ``co-auth`` (and ``rt``) and
 extends the session's expiry; the trading tokens stay valid for the session's life (the live
-refresh answers with an empty body, so clients can only learn new cookies, doc §2.3).
+refresh answers with an empty body, so clients can only learn new cookies, [doc §2.3](../../docs/match-trader-api.md)).
 Pure and synchronous; time is passed in (seconds).
 """
 

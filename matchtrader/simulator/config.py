@@ -24,7 +24,7 @@ class SimConfig:
     volatility_scale: float = 3.0  # × realistic volatility, so a demo moves
     surges_per_hour: float = 6.0  # random volume surges per symbol per hour
     depth_levels: int = 5
-    heartbeat_s: float = 30.0  # server heartbeat on the WebSocket (doc §8)
+    heartbeat_s: float = 30.0  # server heartbeat on the WebSocket ([doc §8](../../docs/match-trader-api.md))
     commission_per_lot: Decimal = Decimal("3.5")  # USD per lot, charged at open
     slippage_points: int = 0
     ws_queue_max: int = 20000  # frames buffered per socket before a slow consumer is dropped

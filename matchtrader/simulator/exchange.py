@@ -430,7 +430,7 @@ class Exchange:
             return self.close_position(pos.account, position_id, None, now_ms, reason=P.CLOSE_REASON_BROKER,
                                        price=self._close_price(pos))
 
-    # -- views (JSON-ready, numbers as strings like real brokers do, doc §3) -----------------------
+    # -- views (JSON-ready, numbers as strings like real brokers do, [doc §3](../../docs/match-trader-api.md)) --
     def position_json(self, pos: Position) -> dict:
         spec = self.specs[pos.symbol]
         cur = self._close_price(pos) if pos.symbol in self.prices else pos.open_price

@@ -33,7 +33,8 @@ class FaultConfig:
     ws_drop_every_s: float = 0.0  # close each WebSocket this many seconds after it opened (0 = never)
     p_ws_malformed: float = 0.0  # share of push frames followed by an extra malformed frame
     p_ws_out_of_order: float = 0.0  # share of push frames followed by a replay of an older frame
-    token_ttl_s: float = 900.0  # session token lifetime (doc §2.3: 15 min vs 3600 s → configurable)
+    # session token lifetime ([doc §2.3](../../docs/match-trader-api.md): 15 min vs 3600 s → configurable)
+    token_ttl_s: float = 900.0
     rate_limit_per_min: int = 500  # per trading account, sliding 60 s window (0 = off)
     refresh_limit_per_hour: int = 4  # per session (0 = off)
     strict_auth: bool = True  # require the co-auth cookie as well as Auth-trading-api

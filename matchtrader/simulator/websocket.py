@@ -176,7 +176,8 @@ class WsHub:
         self.send(conn, {P.WS_TYPE: P.WS_T_BALANCE, P.WS_DATA: summary})
 
     async def ws_closed_snapshot(self, request: web.Request) -> web.StreamResponse:
-        """The documented one-shot command (doc §4): one request frame in, one ``{"operations"}`` out."""
+        """The documented one-shot command ([doc §4](../../docs/match-trader-api.md)): one request frame in, one
+        ``{"operations"}`` out."""
         try:
             _s, uuid = self._ws_auth(request)
         except AuthError as e:

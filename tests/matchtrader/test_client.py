@@ -69,7 +69,7 @@ def test_bad_credentials(sim, account):
 def test_trading_round_trip(sim, client, account):
     r = client.open_position("USDJPY", "SELL", D("0.10"), sl=None, tp=None)
     assert r.ok and r.order_id.startswith("W")
-    [pos] = client.open_positions()  # the position id is read back (doc §3.6)
+    [pos] = client.open_positions()  # the position id is read back ([doc §3.6](../../docs/match-trader-api.md))
     assert pos.symbol == "USDJPY" and pos.side == "SELL" and pos.volume == D("0.1") and pos.id != r.order_id
     q = client.quotations(["USDJPY"])[0]
     client.edit_position(pos.id, "USDJPY", "SELL", pos.volume, sl=q.ask + D("1"), tp=q.bid - D("1"))
