@@ -424,7 +424,7 @@ class FeedWorker:
                     else:
                         flush_failures += 1
                         next_try = now + exponential(flush_failures, REDIS_BACKOFF_BASE_S,
-                                                             self.cfg.redis_backoff_max_s)
+                                                     self.cfg.redis_backoff_max_s)
                 elif batch:
                     writer.encode()  # keep buffering (bounded) while Redis is away
         finally:
