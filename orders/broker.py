@@ -20,13 +20,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import redis as redis_lib
 from django.conf import settings
 
 from matchtrader.client import MatchTraderClient, make_session
 from matchtrader.errors import BrokerUnavailable, MalformedResponse, RateLimited
+from tradeops import redis_clients
 from tradeops.fields import decrypt, encrypt
 from tradeops.logging import get_logger
 
@@ -44,13 +44,8 @@ REFRESHES_PER_HOUR = 4
 BUCKET_KEY = "orders:ratelimit:{credential}"
 
 
-@lru_cache(maxsize=4)
-def _redis_for(url: str) -> redis_lib.Redis:
-    return redis_lib.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
-
-
 def get_redis() -> redis_lib.Redis:
-    return _redis_for(settings.REDIS_URL)
+    return redis_clients.shared("orders")
 
 
 def credential_id(base_url: str, email: str, broker_id: str, system_uuid: str = "") -> str:

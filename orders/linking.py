@@ -1,6 +1,6 @@
 """Linking a fan-out chunk's fills to the broker positions they opened (``orders.link_fills``).
 
-The open answer carries an order id only (doc §3.6), so finding the position id takes one read of
+The open answer carries an order id only ([Platform API doc §3.6](../docs/match-trader-api.md)), so finding the position id takes one read of
 the account's open positions. For a chunk this is done with per-chunk statements, like the
 fan-out itself: the accounts' locks in one statement, tokens and rate budget in one Redis round
 trip, claimed position ids in one query, one read per account (in flight together), and the Positions, opening Trades

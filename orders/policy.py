@@ -42,6 +42,7 @@ from matchtrader.errors import (
     OutcomeUnknown,
     RateLimited,
 )
+from tradeops.backoff import exponential
 from tradeops.money import round_to_step
 
 from .pricing import Anchored
@@ -236,8 +237,8 @@ Outcome = Retry | Reject | Fail | _InDoubt
 
 
 def backoff_s(attempt: int, config: EngineConfig, rng: Callable[[float, float], float] = random.uniform) -> float:
-    """Full jitter: uniform(0, min(cap, base·2^attempt))."""
-    return rng(0, min(config.backoff_cap_s, config.backoff_base_s * (2 ** attempt)))
+    """Full jitter: uniform(0, min(cap, base·2^attempt)) -- the one formula, :mod:`tradeops.backoff`."""
+    return rng(0, exponential(attempt + 1, config.backoff_base_s, config.backoff_cap_s))
 
 
 def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, config: EngineConfig,
