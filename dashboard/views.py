@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from tradeops import redis_clients
 
 from . import charts, data
-from .health import CHECKS, run_checks
+from .health import CHECKS, overall, run_checks
 
 
 def _redis(url: str) -> redis.Redis:
@@ -137,7 +137,9 @@ def healthz(request):
 
     503 when a critical dependency (database, Redis) is down: this process cannot serve. Other
     failures (feed, beat, workers, analysis) answer 200 with ``"status": "degraded"`` so a load
-    balancer does not recycle a healthy web process for them; ``?strict=1`` makes any failure 503.
+    balancer does not recycle a healthy web process for them; ``?strict=1`` makes any failure 503
+    except the advisory ones (kill switch, halted accounts: always 200 degraded, so the admin stays
+    reachable while the operator needs it). ``failing`` lists the failed checks by name.
     ``?checks=database,redis`` limits the checks (a cheap liveness probe).
     """
     names = [n for n in request.GET.get("checks", "").split(",") if n] or list(CHECKS)
@@ -146,13 +148,11 @@ def healthz(request):
     except ValueError as exc:
         return JsonResponse({"status": "error", "error": str(exc)}, status=400)
     strict = request.GET.get("strict") in ("1", "true", "yes")
-    failed = [r for r in results if not r.ok]
-    critical_down = any(r.critical for r in failed)
-    ok = not failed
-    status = 200 if ok or (not critical_down and not strict) else 503
+    state, status = overall(results, strict)
     return JsonResponse(
         {
-            "status": "ok" if ok else ("down" if critical_down else "degraded"),
+            "status": state,
+            "failing": [r.name for r in results if not r.ok],
             "checks": {r.name: ("ok" if r.ok else r.detail) for r in results},
             "details": {r.name: r.to_dict() for r in results},
         },

@@ -310,6 +310,14 @@ HEALTH_FEED_MAX_AGE_S = env.float("HEALTH_FEED_MAX_AGE_S", default=15.0)
 HEALTH_BEAT_MAX_AGE_S = env.float("HEALTH_BEAT_MAX_AGE_S", default=30.0)
 HEALTH_WORKER_MAX_AGE_S = env.float("HEALTH_WORKER_MAX_AGE_S", default=30.0)
 HEALTH_ANALYSIS_MAX_AGE_S = env.float("HEALTH_ANALYSIS_MAX_AGE_S", default=30.0)
+# Broker-state lag: the oldest balance/positions read of a trading account (orders.sync_accounts).
+HEALTH_BROKER_STATE_MAX_AGE_S = env.float("HEALTH_BROKER_STATE_MAX_AGE_S", default=180.0)
+# Messages waiting in the "orders" queue above which the system is degraded (a backlog).
+HEALTH_ORDERS_QUEUE_MAX = env.int("HEALTH_ORDERS_QUEUE_MAX", default=500)
+# Host clock vs the broker's (HTTP Date header of HEALTH_CLOCK_URL, default FEED_BASE_URL).
+HEALTH_CLOCK_URL = env.str("HEALTH_CLOCK_URL", default="")
+HEALTH_CLOCK_MAX_SKEW_S = env.float("HEALTH_CLOCK_MAX_SKEW_S", default=1.0)
+HEALTH_CLOCK_CACHE_S = env.float("HEALTH_CLOCK_CACHE_S", default=30.0)
 # Queues some live worker must consume, else the "workers" check fails.
 HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.ALL))
 # Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are

@@ -140,7 +140,8 @@ def test_counts_by_status_fill_empty_buckets_with_zero():
 def test_healthz_reports_every_check(client, redis_client):
     response = client.get("/healthz")
     body = response.json()
-    assert set(body["checks"]) == {"database", "redis", "feed", "beat", "workers", "analysis"}
+    assert set(body["checks"]) == {"database", "redis", "feed", "beat", "workers", "analysis", "kill_switch",
+                                   "halts", "broker_state", "queue", "clock"}
     assert body["checks"]["database"] == "ok" and body["checks"]["redis"] == "ok"
     # nothing else runs in the test: degraded, but the web process itself is fine → 200
     assert response.status_code == 200 and body["status"] == "degraded"

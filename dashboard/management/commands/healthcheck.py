@@ -8,13 +8,14 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard.health import CHECKS, run_checks
+from dashboard.health import CHECKS, overall, run_checks
 
 
 class Command(BaseCommand):
     help = (
-        "Check database, Redis, feed freshness, beat freshness, Celery workers and the analysis loop. "
-        "Exits 1 when any selected check fails."
+        "Check database, Redis, feed freshness, beat freshness, Celery workers, the analysis loop, the kill "
+        "switch, halted accounts, broker-state lag, the orders queue and the clock against the broker's. "
+        "Exits 1 when a selected check fails; the advisory ones (kill switch, halts) only with --strict."
     )
 
     def add_arguments(self, parser):
@@ -23,6 +24,8 @@ class Command(BaseCommand):
             "--only", default="", metavar="CHECKS",
             help=f"comma-separated subset of: {', '.join(CHECKS)} (default: all)",
         )
+        parser.add_argument("--strict", action="store_true",
+                            help="exit 1 also when only an advisory check (kill switch, halted accounts) fails")
         parser.add_argument(
             "--skip", default="", metavar="CHECKS", help="comma-separated checks to leave out",
         )
@@ -37,14 +40,18 @@ class Command(BaseCommand):
         if not names:
             raise CommandError("no check left to run (--only/--skip removed them all)")
         results = run_checks(names)
-        ok = all(r.ok for r in results)
+        state, _ = overall(results, strict=True)
+        failing = [r for r in results if not r.ok]
+        ok = not any(not r.advisory for r in failing) and not (options["strict"] and failing)
         if options["json"]:
-            self.stdout.write(json.dumps(
-                {"status": "ok" if ok else "down", "checks": {r.name: r.to_dict() for r in results}}, indent=2))
+            self.stdout.write(json.dumps({"status": state, "failing": [r.name for r in failing],
+                                          "checks": {r.name: r.to_dict() for r in results}}, indent=2))
         else:
             width = max(len(r.name) for r in results)
             for r in results:
-                mark = self.style.SUCCESS("ok  ") if r.ok else self.style.ERROR("FAIL")
+                mark = self.style.SUCCESS("ok  ") if r.ok else (
+                    self.style.WARNING("WARN") if r.advisory else self.style.ERROR("FAIL"))
                 self.stdout.write(f"{mark} {r.name.ljust(width)}  {r.detail}")
+            self.stdout.write(f"status: {state}")
         if not ok:
             raise SystemExit(1)
