@@ -13,7 +13,8 @@ class Queues:
     DEFAULT = "default"
     ANALYSIS = "analysis"
     ORDERS = "orders"
-    ALL = (DEFAULT, ANALYSIS, ORDERS)
+    OPS = "ops"  # alerts and housekeeping (retention): slow I/O that must never hold a trading worker
+    ALL = (DEFAULT, ANALYSIS, ORDERS, OPS)
 
 
 class Priority:

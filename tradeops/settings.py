@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "orders",
     "workers",
     "dashboard",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +183,8 @@ CELERY_TASK_DEFAULT_QUEUE = Queues.DEFAULT
 CELERY_TASK_ROUTES = {
     "signals.*": {"queue": Queues.ANALYSIS},
     "orders.*": {"queue": Queues.ORDERS},
+    "alerts.*": {"queue": Queues.OPS},
+    "ops.*": {"queue": Queues.OPS},
 }
 # Task events cost one extra publish per message sent (task-sent) and three per task run
 # (received/started/succeeded): measured as the largest share of the order fan-out's Python time
@@ -323,3 +326,23 @@ HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.
 # Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are
 # read here only so scripts/run.sh and the dashboard can print the URL.
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
+
+# --- Alerts (alerts/: channels configured in the admin) ------------------------------------------
+# Mail for the e-mail channels: EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587 .
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://127.0.0.1:25")
+globals().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tradeops@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds between two evaluations (alerts.evaluate, beat entry created by alerts/migrations).
+ALERTS_EVALUATE_EVERY_S = env.int("ALERTS_EVALUATE_EVERY_S", default=15)
+# A condition still firing is repeated at most this often; one "resolved" message when it clears.
+ALERTS_REPEAT_S = env.int("ALERTS_REPEAT_S", default=3600)
+# Rates (rejects, unknown outcomes) and reconciliation repairs are counted over this window.
+ALERTS_RATE_WINDOW_S = env.int("ALERTS_RATE_WINDOW_S", default=900)
+ALERTS_RATE_MIN_ORDERS = env.int("ALERTS_RATE_MIN_ORDERS", default=10)
+ALERTS_REJECT_RATE_PCT = env.float("ALERTS_REJECT_RATE_PCT", default=20.0)
+ALERTS_UNKNOWN_RATE_PCT = env.float("ALERTS_UNKNOWN_RATE_PCT", default=5.0)
+# Warn when today's loss is within this many percent of an account's daily loss limit.
+ALERTS_DAILY_LOSS_WARN_PCT = env.float("ALERTS_DAILY_LOSS_WARN_PCT", default=20.0)
+ALERTS_SEND_TIMEOUT_S = env.float("ALERTS_SEND_TIMEOUT_S", default=10.0)
+ALERTS_TELEGRAM_API_URL = env.str("ALERTS_TELEGRAM_API_URL", default="https://api.telegram.org")

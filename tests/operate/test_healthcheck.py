@@ -42,6 +42,7 @@ def plant_fresh_heartbeats(r, at_ms=None):
     heartbeat.write_beat(r, at)
     heartbeat.write_worker(r, "orders@test", ["orders", "default"], at)
     heartbeat.write_worker(r, "analysis@test", ["analysis"], at)
+    heartbeat.write_worker(r, "ops@test", ["ops"], at)
     r.set(health.ANALYSIS_LAST_RUN_KEY, at)
     # a clock measurement within limits, as check_clock caches it (measured for real in test_clock_*)
     r.set(health.CLOCK_CACHE_KEY, json.dumps({"offset_s": 0.1, "bound_s": 0.0, "rtt_s": 0.001, "at_ms": at,
