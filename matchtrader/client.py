@@ -22,7 +22,9 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from tradeops.logging import get_logger
+from tradeops.metrics import observe_broker_call
 
 from . import protocol as P
 from .errors import (
@@ -302,9 +305,12 @@ class MatchTraderClient:
             # session's and policy-checked on every request: ~10 % of an order's client CPU)
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items() if v)
         url = self.base_url + path
+        started, outcome = time.perf_counter(), None
         try:
-            return self.session.request(method, url, data=data, params=params, headers=headers,
+            resp = self.session.request(method, url, data=data, params=params, headers=headers,
                                         timeout=self.timeout, allow_redirects=False)
+            outcome = str(resp.status_code)
+            return resp
         except requests.ConnectTimeout as e:
             raise BrokerUnavailable(f"connect timeout: {path}") from e
         except requests.ReadTimeout as e:
@@ -319,6 +325,8 @@ class MatchTraderClient:
             if write:
                 raise OutcomeUnknown(f"{type(e).__name__} on {path}", path=path) from e
             raise BrokerUnavailable(f"{type(e).__name__} on {path}") from e
+        finally:
+            observe_broker_call(path, outcome or type(sys.exc_info()[1]).__name__, time.perf_counter() - started)
 
     def _raise_for_transport_status(self, resp: requests.Response, *, write: bool, path: str) -> None:
         code = resp.status_code

@@ -45,6 +45,7 @@ from accounts.models import Account
 from accounts.states import AccountState
 from matchtrader.errors import BrokerError
 from signals.models import Signal
+from tradeops import metrics
 from tradeops.logging import get_logger
 
 from . import broker, linking, publish, reads
@@ -226,6 +227,7 @@ def _call(client, signal: Signal, order: Order, not_after: float):
     """One order's broker call, in a pool thread: HTTP only (no database), the error returned."""
     if time.monotonic() > not_after:
         return NOT_SENT
+    metrics.observe_order_sent(signal)
     try:
         return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
     except BrokerError as exc:
@@ -316,6 +318,7 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
         if pending is not None:
             error, pending = pending, None
         else:
+            metrics.observe_order_sent(order=order)
             try:
                 result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss,
                                               order.take_profit)

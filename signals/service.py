@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from marketdata.models import Symbol
+from tradeops import metrics
 from tradeops.celery import Queues, app
 from tradeops.logging import get_logger
 from tradeops.money import round_to_step, to_decimal
@@ -200,6 +201,7 @@ def record_signals(items: list[tuple[Symbol, Decision]]) -> list[Signal]:
         Signal.objects.bulk_create(rows)
         ids = [row.pk for row in rows]
         transaction.on_commit(lambda: dispatch_all(ids), robust=True)
+    metrics.observe_signals(rows)
     for row in rows:
         log.info("signal", signal_id=row.pk, symbol=row.symbol.name, side=row.side, strength=float(row.strength),
                  latency_ms=row.latency_ms, entry_price=str(row.entry_price), stop_loss=str(row.stop_loss),

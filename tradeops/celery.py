@@ -9,8 +9,7 @@ every other process's.
 import logging.config
 import os
 
-from celery import Celery
-from celery.signals import setup_logging
+from celery import Celery, signals
 
 from .queues import Priority, Queues
 
@@ -23,13 +22,49 @@ app.autodiscover_tasks()
 __all__ = ["app", "ping", "Priority", "Queues"]
 
 
-@setup_logging.connect
+@signals.setup_logging.connect
 def configure_logging(**_kwargs) -> None:
     """Connected, this replaces Celery's own logging set-up (worker, beat, flower) with ours."""
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
     logging.captureWarnings(True)  # Python warnings (Celery's own too) as log lines, like Django does
+
+
+@signals.task_prerun.connect
+def _bind_log_context(task=None, args=None, kwargs=None, **_):
+    from tradeops.logging import bind_task_context
+
+    bind_task_context(task, args, kwargs)
+
+
+@signals.task_postrun.connect
+def _clear_log_context(**_):
+    from tradeops.logging import clear_task_context
+
+    clear_task_context()
+
+
+@signals.worker_init.connect
+def _serve_worker_metrics(**_):
+    """The worker's main process serves its children's metrics (tradeops/metrics.py)."""
+    from tradeops import metrics
+
+    metrics.serve()
+
+
+@signals.beat_init.connect
+def _serve_beat_metrics(**_):
+    from tradeops import metrics
+
+    metrics.serve("beat")
+
+
+@signals.worker_process_shutdown.connect
+def _child_metrics_done(pid=None, **_):
+    from tradeops import metrics
+
+    metrics.process_exited(pid or os.getpid())
 
 
 @app.task(name="tradeops.ping", queue=Queues.DEFAULT)

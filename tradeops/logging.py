@@ -50,6 +50,7 @@ def build_logging_config(level: str, fmt: str) -> dict:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    logging.captureWarnings(True)  # warnings become log lines too, not free text on stderr
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -74,6 +75,31 @@ def build_logging_config(level: str, fmt: str) -> dict:
             "aiohttp.access": {"level": "WARNING"},
         },
     }
+
+
+def bind_task_context(task, args, kwargs) -> None:
+    """Celery ``task_prerun``: every line a task logs carries its name, id and — for work that
+    belongs to a signal (dispatch, the per-account chunks) — ``signal_id``, so one signal's
+    fan-out can be followed across the analysis and order workers."""
+    structlog.contextvars.clear_contextvars()
+    context = {"task": getattr(task, "name", None), "task_id": getattr(getattr(task, "request", None), "id", None)}
+    signal_id = (kwargs or {}).get("signal_id")
+    if signal_id is None and args:
+        try:
+            import inspect
+
+            params = list(inspect.signature(task.run).parameters)
+            if "signal_id" in params:
+                signal_id = args[params.index("signal_id")]
+        except (TypeError, ValueError, IndexError):
+            signal_id = None
+    if signal_id is not None:
+        context["signal_id"] = signal_id
+    structlog.contextvars.bind_contextvars(**context)
+
+
+def clear_task_context(**_) -> None:
+    structlog.contextvars.clear_contextvars()
 
 
 def get_logger(name: str | None = None):

@@ -10,7 +10,11 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from tradeops import metrics_env
 from tradeops.queues import Queues
+
+# Before anything imports prometheus_client: this process type's multiprocess metrics directory.
+metrics_env.configure()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -71,6 +75,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tradeops.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -346,3 +351,14 @@ ALERTS_UNKNOWN_RATE_PCT = env.float("ALERTS_UNKNOWN_RATE_PCT", default=5.0)
 ALERTS_DAILY_LOSS_WARN_PCT = env.float("ALERTS_DAILY_LOSS_WARN_PCT", default=20.0)
 ALERTS_SEND_TIMEOUT_S = env.float("ALERTS_SEND_TIMEOUT_S", default=10.0)
 ALERTS_TELEGRAM_API_URL = env.str("ALERTS_TELEGRAM_API_URL", default="https://api.telegram.org")
+
+# --- Metrics (tradeops/metrics.py, Prometheus) -----------------------------------------------------
+# /metrics and the per-process metric ports answer a bearer token or an address in these networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+# Ports of the process types without a web server (role = the Celery -n name's prefix, beat, feed);
+# the web's /metrics is on its own port. Multiprocess files live under METRICS_DIR/<role>.
+METRICS_PORTS = {k: int(v) for k, v in env.dict(
+    "METRICS_PORTS", default={"orders": "9101", "analysis": "9102", "ops": "9103", "beat": "9104", "feed": "9105"}
+).items()}
+METRICS_BIND = env.str("METRICS_BIND", default="127.0.0.1")

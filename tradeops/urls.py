@@ -4,6 +4,8 @@ from django.views.generic import RedirectView
 
 from dashboard import views as dashboard_views
 
+from .metrics import metrics_view
+
 admin.site.site_header = "tradeops"
 admin.site.site_title = "tradeops admin"
 admin.site.index_title = "Accounts, symbols, signals and orders"
@@ -12,6 +14,7 @@ admin.site.site_url = None  # no public site: the header links to the dashboard 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
     path("healthz", dashboard_views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("dashboard/panels/", dashboard_views.panels, name="dashboard-panels"),
     path("admin/", admin.site.urls),

@@ -19,6 +19,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from tradeops import metrics
 from tradeops.logging import get_logger
 from workers.feed import FeedConfig, FeedWorker
 
@@ -55,6 +56,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-warmup", action="store_true", help="skip loading 1 m history from REST candles")
 
     def handle(self, *args, **options):
+        metrics.serve("feed")  # this process type's /metrics port (tradeops/metrics.py)
         overrides = {}
         if options["transport"]:
             overrides["transport"] = options["transport"]
