@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.html import format_html
 
 from tradeops.celery import Queues, app
 
@@ -59,9 +60,9 @@ class AccountForm(forms.ModelForm):
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     form = AccountForm
+    # Fits a 1440 px screen: the e-mail and broker ids are on the change page and searchable.
     list_display = (
-        "name", "mode", "enabled", "restriction", "halted", "halt_cause", "halt_reason", "email", "system_uuid",
-        "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
+        "name", "mode", "enabled", "state", "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
     )
     list_filter = ("mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation")
     search_fields = ("name", "email", "system_uuid", "trading_account_id")
@@ -80,6 +81,18 @@ class AccountAdmin(admin.ModelAdmin):
         ("State", {"fields": ("halted", "halt_cause", "halt_reason", "halted_at", "needs_reconciliation", "last_reconciled_at",
                               "balance", "equity", "balance_updated_at", "created_at", "updated_at")}),
     )
+
+    @admin.display(description="state", ordering="halted")
+    def state(self, obj):
+        if obj.halted:
+            reason = obj.halt_reason if len(obj.halt_reason) <= 60 else obj.halt_reason[:59] + "…"
+            return format_html('<span title="{}">halted ({}): {}</span>', obj.halt_reason,
+                               obj.get_halt_cause_display(), reason)
+        if obj.needs_reconciliation:
+            return "awaiting reconciliation"
+        if not obj.enabled:
+            return "-"
+        return "trading" if not obj.restriction else obj.get_restriction_display()
 
     @admin.display(description="Credentials")
     def credentials_status(self, obj):
@@ -144,10 +157,32 @@ class AccountAdmin(admin.ModelAdmin):
         self.message_user(request, f"{resumed} account(s) resumed.", messages.SUCCESS)
 
 
+class ActorKindFilter(admin.SimpleListFilter):
+    """People (an actor who is a user of this site) vs the system (reconciliation, commands,
+    processes): automatic reconciliation entries would otherwise bury what people did."""
+
+    title = "by"
+    parameter_name = "by"
+
+    def lookups(self, request, model_admin):
+        return (("people", "People"), ("system", "System"))
+
+    def queryset(self, request, queryset):
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        usernames = User.objects.values(User.USERNAME_FIELD)
+        if self.value() == "people":
+            return queryset.filter(actor__in=usernames)
+        if self.value() == "system":
+            return queryset.exclude(actor__in=usernames)
+        return queryset
+
+
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
     list_display = ("created_at", "actor", "action", "account", "details")
-    list_filter = ("action", "actor")
+    list_filter = ("action", ActorKindFilter, "actor")
     search_fields = ("actor", "account__name")
     date_hierarchy = "created_at"
     readonly_fields = ("created_at", "actor", "action", "account", "details")

@@ -1,5 +1,5 @@
 """What is wrong right now, as a list of ``Condition`` (key, title, detail). Read-only: the
-database and Redis are read, nothing is changed. The health checks (tradeops/health.py) are the
+database and Redis are read, nothing is changed. The health checks (dashboard/health.py) are the
 one home of "is the feed stale / a worker missing / beat running"; this module adds the rules
 that only matter to a person (rates over a window, repairs, a loss nearing its limit).
 
@@ -40,7 +40,7 @@ class Condition:
 
 
 def _health_conditions() -> list[Condition]:
-    from tradeops.health import run_checks
+    from dashboard.health import run_checks
 
     out = []
     titles = {"feed": ("feed_stale", "Market-data feed stale"), "beat": ("beat_missing", "Celery beat missing"),

@@ -23,6 +23,12 @@ class OrderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):  # history: viewable, never edited by hand
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Position)
 class PositionAdmin(admin.ModelAdmin):
@@ -47,6 +53,12 @@ class PositionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):  # history: viewable, never edited by hand
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Trade)
 class TradeAdmin(admin.ModelAdmin):
@@ -59,4 +71,10 @@ class TradeAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Trade._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):  # history: viewable, never edited by hand
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -82,7 +82,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.side} {self.volume} {self.symbol_id} [{self.status}]"
+        return f"#{self.pk} {self.side} {self.volume} {self.symbol.name} [{self.status}]"
 
     def transition(self, target: str, **fields) -> None:
         """Move to ``target`` if the table allows it, as a compare-and-set on the current status.
@@ -156,7 +156,7 @@ class Position(models.Model):
         indexes = [models.Index(fields=["account", "status"])]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.volume} {self.symbol_id} ({self.status})"
+        return f"{self.side} {self.volume} {self.symbol.name} ({self.status})"
 
 
 class Trade(models.Model):
@@ -190,4 +190,4 @@ class Trade(models.Model):
         indexes = [models.Index(fields=["account", "executed_at"])]  # today's realized PnL per account
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.side} {self.volume} {self.symbol_id} @ {self.price}"
+        return f"{self.kind} {self.side} {self.volume} {self.symbol.name} @ {self.price}"

@@ -54,7 +54,17 @@ python manage.py migrate --noinput -v 0
 say "collecting static files"
 python manage.py collectstatic --noinput -v 0
 say "seeding the demo (idempotent)"
-python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}"
+seed_log=$(mktemp)
+python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}" | tee "$seed_log"
+admin_user=${DJANGO_SUPERUSER_USERNAME:-admin}
+if [ -n "${DJANGO_SUPERUSER_PASSWORD:-}" ]; then
+  password_note="password from DJANGO_SUPERUSER_PASSWORD"
+elif grep -q "generated: note it now" "$seed_log"; then
+  password_note="generated password printed above"
+else
+  password_note="existing superuser; forgot the password? .venv/bin/python manage.py changepassword ${admin_user}"
+fi
+rm -f "$seed_log"
 
 # Every Procfile process except "release" (migrations, done above): honcho stops everything
 # as soon as one process exits, so a one-shot process must not be in the list.
@@ -64,10 +74,11 @@ cat <<MSG
   tradeops is starting in SIMULATION mode (no real broker is contacted).
 
     Dashboard  http://127.0.0.1:${PORT}/dashboard/
-    Admin      http://127.0.0.1:${PORT}/admin/      (superuser: ${DJANGO_SUPERUSER_USERNAME:-admin}; password above or from DJANGO_SUPERUSER_PASSWORD)
+    Admin      http://127.0.0.1:${PORT}/admin/      (superuser: ${admin_user}; ${password_note})
     Flower     http://127.0.0.1:${FLOWER_PORT}/       (${flower_note})
     Simulator  ${SIMULATOR_URL}/_sim/stats
     Health     http://127.0.0.1:${PORT}/healthz     (or: .venv/bin/python manage.py healthcheck)
+    Metrics    http://127.0.0.1:${PORT}/metrics     (Prometheus; README "Alerts, health, metrics")
 
   Processes: ${PROCS//,/ }
   Signals and orders appear within a minute. Stop with Ctrl-C.

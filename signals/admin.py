@@ -64,6 +64,12 @@ class SignalAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):  # history: viewable, never edited by hand
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 class PrettyJSONField(forms.JSONField):
     """Indented, key-sorted JSON in the textarea: one parameter per line."""

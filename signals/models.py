@@ -36,7 +36,7 @@ class Signal(models.Model):
         indexes = [models.Index(fields=["symbol", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.symbol_id} @ {self.created_at:%H:%M:%S}" if self.created_at else self.side
+        return f"{self.side} {self.symbol.name} @ {self.created_at:%Y-%m-%d %H:%M:%S}" if self.created_at else self.side
 
     @property
     def latency_ms(self) -> float | None:

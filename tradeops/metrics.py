@@ -255,6 +255,8 @@ class StateCollector:
                                    labels=["account", "currency"])
         headroom = GaugeMetricFamily("tradeops_account_daily_loss_headroom",
                                      "Daily loss limit minus today's loss (account currency).", labels=["account"])
+        limit = GaugeMetricFamily("tradeops_account_daily_loss_limit", "Daily loss limit (account currency).",
+                                  labels=["account"])
         lag = GaugeMetricFamily("tradeops_broker_state_age_seconds",
                                 "Seconds since the account's balance and positions were read from the broker.",
                                 labels=["account"])
@@ -265,10 +267,12 @@ class StateCollector:
                 equity.add_metric([a.name, a.currency], float(a.equity))
             if a.balance_updated_at:
                 lag.add_metric([a.name], max(0.0, (now - a.balance_updated_at).total_seconds()))
+            limit.add_metric([a.name], float(a.daily_loss_limit))
             if a.pk in exposures:
                 headroom.add_metric([a.name], float(a.daily_loss_limit + exposures[a.pk].daily_pnl))
         yield equity
         yield headroom
+        yield limit
         yield lag
         yield GaugeMetricFamily("tradeops_accounts_halted", "Enabled accounts halted now.",
                                 value=sum(1 for a in accounts if a.halted))

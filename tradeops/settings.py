@@ -129,6 +129,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# ISO dates and 24-hour times with seconds in the admin and the dashboard (tradeops/formats/en).
+FORMAT_MODULE_PATH = ["tradeops.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -307,6 +309,8 @@ FEED_SYMBOLS_POLL_S = env.float("FEED_SYMBOLS_POLL_S", default=2.0)
 FEED_WARMUP_MINUTES = env.int("FEED_WARMUP_MINUTES", default=240)  # 1 m history loaded at start
 FEED_LEASE_TTL_S = env.float("FEED_LEASE_TTL_S", default=10.0)  # one active feed per Redis db
 FEED_MAX_AGE_S = env.float("FEED_MAX_AGE_S", default=15.0)  # feed_status: older = stale
+# In simulation, run_feed waits up to this long for the simulator to answer before streaming.
+FEED_WAIT_FOR_BROKER_S = env.float("FEED_WAIT_FOR_BROKER_S", default=60.0)
 
 # --- Operate (dashboard, healthcheck, Flower, demo seeding: the dashboard app) -----------------
 # Dashboard: auto-refresh period of the panels, and how many per-account equity curves it draws
@@ -362,3 +366,13 @@ METRICS_PORTS = {k: int(v) for k, v in env.dict(
     "METRICS_PORTS", default={"orders": "9101", "analysis": "9102", "ops": "9103", "beat": "9104", "feed": "9105"}
 ).items()}
 METRICS_BIND = env.str("METRICS_BIND", default="127.0.0.1")
+
+# --- Retention (workers/retention.py, ops.prune_history hourly, manage.py prune_history) ----------
+# Days each kind of history is kept (0 = forever). Orders, trades and the audit log are kept longest.
+RETENTION_ORDERS_DAYS = env.int("RETENTION_ORDERS_DAYS", default=730)
+RETENTION_AUDIT_DAYS = env.int("RETENTION_AUDIT_DAYS", default=730)
+RETENTION_SIGNALS_DAYS = env.int("RETENTION_SIGNALS_DAYS", default=90)
+RETENTION_EQUITY_DAYS = env.int("RETENTION_EQUITY_DAYS", default=365)
+RETENTION_ALERTS_DAYS = env.int("RETENTION_ALERTS_DAYS", default=90)
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=5000)
+RETENTION_MAX_SECONDS = env.float("RETENTION_MAX_SECONDS", default=120.0)

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
@@ -13,6 +15,7 @@ admin.site.site_url = None  # no public site: the header links to the dashboard 
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("healthz", dashboard_views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),

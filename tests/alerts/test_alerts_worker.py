@@ -13,15 +13,26 @@ from tests.operate.test_healthcheck import plant_fresh_heartbeats
 from tests.waiting import wait_for
 from tradeops.celery import app
 
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.django_db
 def test_beat_entry_is_on_the_ops_queue_with_expiry(settings):
+    """The data migration's function, run twice (transactional tests flush migration data, and the
+    migration must be idempotent anyway)."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0002_periodic_evaluate")
+    migration.create_entry(apps, None)
+    migration.create_entry(apps, None)
     entry = PeriodicTask.objects.get(task="alerts.evaluate")
     assert entry.queue == "ops" and entry.expire_seconds == settings.ALERTS_EVALUATE_EVERY_S
     assert app.amqp.router.route({}, "alerts.evaluate")["queue"].name == "ops"
+    assert "alerts.evaluate" in app.tasks
 
 
+@pytest.mark.django_db(transaction=True)
 def test_evaluate_through_a_worker_on_the_ops_queue(channels, webhook, redis_client):
     plant_fresh_heartbeats(redis_client)
     TradingSwitch.objects.update_or_create(id=1, defaults=dict(kill_switch=True, reason="from the worker test"))

@@ -72,7 +72,8 @@ class Command(BaseCommand):
     def _status(self, acct):
         switch = TradingSwitch.get()
         state = "ON (no new orders)" if switch.kill_switch else "off"
-        self.stdout.write(f"kill switch: {state}" + (f" — {switch.reason}" if switch.reason else "")
+        reason = switch.reason or ("no reason given" if switch.kill_switch else "")
+        self.stdout.write(f"kill switch: {state}" + (f" — reason: {reason}" if reason else "")
                           + (f" (by {switch.changed_by} at {switch.changed_at:%Y-%m-%d %H:%M:%S} UTC)"
                              if switch.changed_by else ""))
         accounts = [acct] if acct else Account.objects.filter(halted=True)

@@ -38,6 +38,10 @@ class Command(BaseCommand):
                 publish.reconcile_account_now(pk)
             self.stdout.write(f"enqueued {len(ids)} reconciliation(s)")
             return
+        if not ids:
+            self.stdout.write("no account needs reconciliation (none flagged, no order in doubt, no open position); "
+                              "--all reconciles every enabled account, --account NAME one")
+            return
         failures = 0
         for pk in ids:
             try:

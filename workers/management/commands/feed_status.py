@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -18,6 +19,15 @@ from tradeops import redis_clients
 
 def _age(value):
     return "-" if value is None else f"{value:.1f}s"
+
+
+def _utc(ms) -> str:
+    """Epoch milliseconds as a UTC time a person reads (with the milliseconds)."""
+    try:
+        dt = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d} UTC"
 
 
 class Command(BaseCommand):
@@ -75,6 +85,11 @@ class Command(BaseCommand):
             w(f"{name:<14}{_age(s.age_s(health.now_ms)):>11}{s.ticks:>11,}{lag:>9}{s.malformed:>11}"
               f"{s.out_of_order:>6}{s.gaps:>6}{flag}")
         for g in gaps:
-            w(f"gap {g.get('reason')}: {g.get('symbols', '')[:60]} from {g.get('from_ms')} to {g.get('to_ms')} "
-              f"missed {g.get('missed') or '?'}")
+            span = ""
+            try:
+                span = f" ({(int(g.get('to_ms')) - int(g.get('from_ms'))) / 1000:.1f}s)"
+            except (TypeError, ValueError):
+                pass
+            w(f"gap {g.get('reason')}: {g.get('symbols', '')[:60]} from {_utc(g.get('from_ms'))} to "
+              f"{_utc(g.get('to_ms'))}{span} missed {g.get('missed') or '?'}")
         w("status: " + ("STALE: " + "; ".join(problems) if problems else "ok"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import requests
 from django.conf import settings
@@ -67,10 +68,6 @@ class Command(BaseCommand):
             raise CommandError(f"FEED_TRANSPORT must be 'websocket' or 'polling', not {cfg.transport!r}")
         if not cfg.email or not cfg.password:
             raise CommandError("FEED_EMAIL and FEED_PASSWORD must be set (the feed's broker login)")
-        if settings.FEED_SIM_AUTO_ACCOUNT and settings.SIMULATION_MODE:
-            ensure_sim_feed_account(cfg)
-
-        worker = FeedWorker(cfg, warmup=not options["no_warmup"])
         stop = threading.Event()
 
         def on_signal(signum, _frame):
@@ -79,6 +76,21 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if settings.FEED_SIM_AUTO_ACCOUNT and settings.SIMULATION_MODE:
+            # Started together with the simulator (make run): wait until it answers instead of
+            # streaming into a gap and reconnecting on every start.
+            deadline = time.monotonic() + settings.FEED_WAIT_FOR_BROKER_S
+            while not ensure_sim_feed_account(cfg, timeout=2.0) and not stop.is_set():
+                if time.monotonic() > deadline:
+                    log.warning("feed_simulator_not_answering", url=cfg.base_url,
+                                waited_s=settings.FEED_WAIT_FOR_BROKER_S)
+                    break
+                stop.wait(1.0)
+            if stop.is_set():
+                self.stdout.write("feed stopped")
+                return
+
+        worker = FeedWorker(cfg, warmup=not options["no_warmup"])
         self.stdout.write(f"feed: {cfg.transport} from {cfg.base_url} → {settings.REDIS_URL.rsplit('@', 1)[-1]}")
         worker.run(stop)
         if worker.lease_lost:
