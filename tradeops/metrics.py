@@ -242,6 +242,15 @@ class StateCollector:
         yield GaugeMetricFamily("tradeops_orders_unknown_outcome",
                                 "Orders whose outcome is unknown now (awaiting reconciliation).",
                                 value=Order.objects.filter(status=S.UNKNOWN).count())
+        from accounts.models import AuditLog
+
+        repairs = GaugeMetricFamily("tradeops_reconcile_repairs_last_24h",
+                                    "Reconciliation repairs in the last 24 h by kind (in_doubt_order: an unknown "
+                                    "outcome resolved; fill_linked; position_closed).", labels=["repair"])
+        for repair, n in (AuditLog.objects.filter(action=AuditLog.Action.RECONCILE, created_at__gte=since)
+                          .values_list("details__repair").annotate(n=Count("id")).order_by()):
+            repairs.add_metric([str(repair or "other")], n)
+        yield repairs
 
     def _accounts(self):
         from django.utils import timezone

@@ -53,6 +53,17 @@ def detect_role(argv: list[str]) -> str | None:
     return None
 
 
+def default_base() -> Path:
+    """``$TMPDIR/tradeops-metrics-<uid>/<deployment>``: one directory per checkout and Redis
+    database, so two systems on one host (two developers, a test run next to ``make run``) never
+    share — and never clear — each other's files."""
+    import hashlib
+
+    deployment = f"{Path.cwd()}|{os.environ.get('REDIS_URL', '')}|{os.environ.get('DATABASE_URL', '')}"
+    digest = hashlib.sha256(deployment.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"tradeops-metrics-{os.getuid()}" / digest
+
+
 def configure(argv: list[str] | None = None) -> str | None:
     """Set PROMETHEUS_MULTIPROC_DIR for this process (and its children). -> the role, or None."""
     argv = sys.argv if argv is None else argv
@@ -62,7 +73,7 @@ def configure(argv: list[str] | None = None) -> str | None:
         return role
     if os.environ.get("METRICS_ENABLED", "true").lower() in ("0", "false", "no", "off"):
         return None
-    base = Path(os.environ.get("METRICS_DIR") or Path(tempfile.gettempdir()) / f"tradeops-metrics-{os.getuid()}")
+    base = Path(os.environ.get("METRICS_DIR") or default_base())
     path = base / role
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)

@@ -10,17 +10,18 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from tradeops import metrics_env
 from tradeops.queues import Queues
-
-# Before anything imports prometheus_client: this process type's multiprocess metrics directory.
-metrics_env.configure()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     env.read_env(str(BASE_DIR / ".env"))
+
+from tradeops import metrics_env  # noqa: E402
+
+# Before anything imports prometheus_client: this process type's multiprocess metrics directory.
+metrics_env.configure()
 
 DEBUG = env.bool("DEBUG", default=True)
 
