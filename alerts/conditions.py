@@ -39,7 +39,7 @@ class Condition:
     severity: str = "warning"
 
 
-def _health_conditions() -> list[Condition]:
+def _health_conditions(now) -> list[Condition]:
     from dashboard.health import run_checks
 
     out = []
@@ -54,7 +54,7 @@ def _health_conditions() -> list[Condition]:
     return out
 
 
-def _switch_and_halts() -> list[Condition]:
+def _switch_and_halts(now) -> list[Condition]:
     from accounts.models import Account, TradingSwitch
 
     out = []
@@ -127,9 +127,9 @@ def _daily_loss(now) -> list[Condition]:
     accounts = list(Account.objects.filter(enabled=True, halted=False))
     if not accounts:
         return []
-    out = []
+    out, by_id = [], {a.pk: a for a in accounts}
     for acct_id, exposure in load_exposures(accounts, 0, now).items():
-        acct = next(a for a in accounts if a.pk == acct_id)
+        acct = by_id[acct_id]
         loss = -exposure.daily_pnl
         if daily_loss_near_limit(loss, acct.daily_loss_limit, settings.ALERTS_DAILY_LOSS_WARN_PCT):
             pct = 100 * loss / acct.daily_loss_limit
@@ -148,7 +148,7 @@ def evaluate(now=None) -> tuple[list[Condition], list[str]]:
     found, errors = [], []
     for source in SOURCES:
         try:
-            found.extend(source(now) if source.__code__.co_argcount else source())
+            found.extend(source(now))
         except Exception as exc:  # noqa: BLE001 - a broken rule must not silence the others
             errors.append(f"{source.__name__}: {exc.__class__.__name__}: {str(exc)[:200]}")
     return found, errors
