@@ -5,8 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from dashboard import views as dashboard_views
-
-from .metrics import metrics_view
+from dashboard.metrics import metrics_view
 
 admin.site.site_header = "tradeops"
 admin.site.site_title = "tradeops admin"

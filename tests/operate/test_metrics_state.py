@@ -15,13 +15,14 @@ from marketdata import redis_keys
 from orders.broker import BUCKET_KEY
 from tests.factories import make_account, make_order, make_signal
 from tests.operate.test_metrics import sample
+from dashboard.metrics import StateCollector
 from tradeops import metrics
 
 pytestmark = pytest.mark.django_db
 
 
 def scrape() -> str:
-    return generate_latest(metrics.registry(with_state=True)).decode()
+    return generate_latest(metrics.registry(StateCollector())).decode()
 
 
 def test_state_families(redis_client, settings):

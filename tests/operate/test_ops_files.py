@@ -13,7 +13,7 @@ OUR_METRIC = re.compile(r"\btradeops_[a-z0-9_]+")
 
 
 def known_metric_names() -> set[str]:
-    source = (ROOT / "tradeops" / "metrics.py").read_text()
+    source = (ROOT / "tradeops" / "metrics.py").read_text() + (ROOT / "dashboard" / "metrics.py").read_text()
     base = set(re.findall(r'"(tradeops_[a-z0-9_]+)"', source))
     out = set(base)
     for name in base:  # exposition suffixes of histograms and counters
