@@ -86,13 +86,13 @@ class AccountAdmin(admin.ModelAdmin):
     def state(self, obj):
         if obj.halted:
             reason = obj.halt_reason if len(obj.halt_reason) <= 60 else obj.halt_reason[:59] + "…"
-            return format_html('<span title="{}">halted ({}): {}</span>', obj.halt_reason,
-                               obj.get_halt_cause_display(), reason)
+            return format_html('<span title="cause: {} - {}">halted: {}</span>', obj.get_halt_cause_display(),
+                               obj.halt_reason, reason)
         if obj.needs_reconciliation:
             return "awaiting reconciliation"
         if not obj.enabled:
             return "-"
-        return "trading" if not obj.restriction else obj.get_restriction_display()
+        return "trading" if obj.restriction == "none" else obj.get_restriction_display()
 
     @admin.display(description="Credentials")
     def credentials_status(self, obj):

@@ -122,7 +122,7 @@ def daily_loss_near_limit(loss: Decimal, limit: Decimal, warn_pct: float) -> boo
 
 def _daily_loss(now) -> list[Condition]:
     from accounts.models import Account
-    from orders.execution import load_exposures
+    from orders.reads import exposures as load_exposures
 
     accounts = list(Account.objects.filter(enabled=True, halted=False))
     if not accounts:

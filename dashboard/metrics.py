@@ -78,7 +78,7 @@ class StateCollector:
         from django.utils import timezone
 
         from accounts.models import Account, TradingSwitch
-        from orders.execution import load_exposures
+        from orders.reads import exposures as load_exposures
 
         now = timezone.now()
         accounts = list(Account.objects.filter(enabled=True))

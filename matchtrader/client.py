@@ -37,7 +37,6 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from tradeops.logging import get_logger
-from tradeops.metrics import observe_broker_call
 
 from . import protocol as P
 from .errors import (
@@ -65,6 +64,11 @@ from .models import (
 from .ratelimit import RateLimiter, TokenBucket
 
 log = get_logger(__name__)
+
+# Observers of every HTTP call, called as ``observer(path, outcome, seconds)`` (outcome: the HTTP
+# status, or the exception's class name). The broker boundary imports no metrics library: the
+# application installs its recorder here (``tradeops.metrics`` does on import).
+CALL_OBSERVERS: list = []
 
 
 # --- exact JSON numbers from Decimal --------------------------------------------------------------
@@ -326,7 +330,8 @@ class MatchTraderClient:
                 raise OutcomeUnknown(f"{type(e).__name__} on {path}", path=path) from e
             raise BrokerUnavailable(f"{type(e).__name__} on {path}") from e
         finally:
-            observe_broker_call(path, outcome or type(sys.exc_info()[1]).__name__, time.perf_counter() - started)
+            for observe in CALL_OBSERVERS:
+                observe(path, outcome or type(sys.exc_info()[1]).__name__, time.perf_counter() - started)
 
     def _raise_for_transport_status(self, resp: requests.Response, *, write: bool, path: str) -> None:
         code = resp.status_code

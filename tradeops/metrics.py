@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import multiprocess  # noqa: E402
 from prometheus_client.exposition import CONTENT_TYPE_LATEST  # noqa: E402
 
+from matchtrader import client as _client  # noqa: E402
 from tradeops.logging import get_logger  # noqa: E402
 
 log = get_logger(__name__)
@@ -63,6 +64,11 @@ def observe_broker_call(path: str, outcome: str, seconds: float) -> None:
         BROKER_CALL.labels(endpoint_of(path), outcome).observe(seconds)
     except Exception:  # noqa: BLE001 - metrics never break a call
         pass
+
+
+# The broker client's calls are timed by the client and recorded here (the boundary imports no
+# metrics library; it calls its observers).
+_client.CALL_OBSERVERS.append(observe_broker_call)
 
 
 def observe_signals(signals) -> None:
