@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .models import Signal, StrategyConfig
-from .strategy import StrategyParams
+from .strategies import DEFAULT_STRATEGY, get_strategy, strategy_choices
+from .strategy import StrategyParams, StrategyParamsError
 
 
 @admin.register(Signal)
@@ -80,35 +81,37 @@ class PrettyJSONField(forms.JSONField):
         return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, cls=self.encoder)
 
 
-def _default_row_params(name: str, exclude_pk=None) -> dict:
-    row = (StrategyConfig.objects.filter(name=name, symbol__isnull=True, enabled=True)
-           .exclude(pk=exclude_pk).values_list("params", flat=True).first())
+def _default_row_params(name: str, exclude_pk=None, strategy: str | None = None) -> dict:
+    qs = StrategyConfig.objects.filter(name=name, symbol__isnull=True, enabled=True).exclude(pk=exclude_pk)
+    if strategy is not None:
+        qs = qs.filter(strategy=strategy)  # another strategy's keys do not apply
+    row = qs.values_list("params", flat=True).first()
     return row if isinstance(row, dict) else {}
 
 
-def _validate(params: dict) -> str | None:
+def _validate(params: dict, strategy: str | None = None) -> str | None:
     try:
-        StrategyParams.from_dict(params)
+        get_strategy(strategy).parse_params(params)
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
 
 
-def params_problems(params: dict) -> list[str]:
+def params_problems(params: dict, strategy: str | None = None) -> list[str]:
     """Every problem of an overrides object at once (``from_dict`` stops at the first): unknown
     keys with a close match suggested, each bad value, then rules between parameters."""
-    names = list(StrategyParams.describe())
+    names = list(get_strategy(strategy).describe())
     problems = []
     for key in sorted(set(params) - set(names)):
         close = difflib.get_close_matches(key, names, n=1)
         problems.append(f"unknown parameter {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     known = {k: v for k, v in params.items() if k in names}
     for key, value in sorted(known.items()):
-        error = _validate({key: value})
+        error = _validate({key: value}, strategy)
         if error and error.startswith(f"{key}:"):  # the value itself (type, range, choices)
             problems.append(error)
     if not problems:
-        error = _validate(known)  # rules between parameters, e.g. ema_fast < ema_slow
+        error = _validate(known, strategy)  # rules between parameters, e.g. ema_fast < ema_slow
         if error:
             problems.append(error)
     return problems
@@ -124,7 +127,21 @@ class StrategyConfigForm(forms.ModelForm):
 
     class Meta:
         model = StrategyConfig
-        fields = ("name", "symbol", "enabled", "params")
+        fields = ("name", "symbol", "enabled", "strategy", "params")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["strategy"] = forms.ChoiceField(
+            choices=strategy_choices(), required=False, initial=DEFAULT_STRATEGY,
+            help_text=StrategyConfig._meta.get_field("strategy").help_text)
+
+    def clean_strategy(self):
+        value = self.cleaned_data.get("strategy") or DEFAULT_STRATEGY
+        try:
+            get_strategy(value)
+        except StrategyParamsError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return value
 
     def clean_params(self):
         value = self.cleaned_data.get("params")
@@ -134,7 +151,12 @@ class StrategyConfigForm(forms.ModelForm):
             raise forms.ValidationError(
                 "Parameters must be a JSON object of name: value pairs, e.g. {\"surge_min_ratio\": 4.0}."
             )
-        problems = params_problems(value)
+        strategy = self.cleaned_data.get("strategy")
+        try:
+            get_strategy(strategy)
+        except StrategyParamsError:
+            return value  # clean_strategy reports it
+        problems = params_problems(value, strategy)
         if problems:
             raise forms.ValidationError(problems)
         return value
@@ -144,15 +166,18 @@ class StrategyConfigForm(forms.ModelForm):
         params, name = cleaned.get("params"), cleaned.get("name")
         if params is None or name is None or "params" in self.errors:
             return cleaned
+        strategy = cleaned.get("strategy")
+        if "strategy" in self.errors:
+            return cleaned
         if cleaned.get("symbol") is not None:
-            error = _validate({**_default_row_params(name), **params})
+            error = _validate({**_default_row_params(name, strategy=strategy), **params}, strategy)
             if error:
                 self.add_error("params", f"Combined with the default row of {name!r}: {error}")
         else:
-            rows = (StrategyConfig.objects.filter(name=name, symbol__isnull=False, enabled=True)
+            rows = (StrategyConfig.objects.filter(name=name, symbol__isnull=False, enabled=True, strategy=strategy)
                     .exclude(pk=self.instance.pk).select_related("symbol"))
             for row in rows:
-                error = _validate({**params, **(row.params if isinstance(row.params, dict) else {})})
+                error = _validate({**params, **(row.params if isinstance(row.params, dict) else {})}, strategy)
                 if error:
                     self.add_error("params", f"Combined with the row of {row.symbol.name}: {error}")
         return cleaned
@@ -170,13 +195,13 @@ def _range(meta: dict) -> str:
 @admin.register(StrategyConfig)
 class StrategyConfigAdmin(admin.ModelAdmin):
     form = StrategyConfigForm
-    list_display = ("name", "symbol", "enabled", "overrides", "updated_at")
+    list_display = ("name", "symbol", "strategy", "enabled", "overrides", "updated_at")
     list_filter = ("enabled", "name")
     search_fields = ("name", "symbol__name")
     list_select_related = ("symbol",)
     readonly_fields = ("parameter_reference",)
     fieldsets = (
-        (None, {"fields": ("name", "symbol", "enabled", "params")}),
+        (None, {"fields": ("name", "symbol", "enabled", "strategy", "params")}),
         ("Effective parameters", {
             "fields": ("parameter_reference",),
             "description": "Defaults, overridden by the default row (symbol empty), overridden by a symbol's row. "
@@ -194,13 +219,18 @@ class StrategyConfigAdmin(admin.ModelAdmin):
     @admin.display(description="parameters")
     def parameter_reference(self, obj):
         own = obj.params if obj is not None and isinstance(obj.params, dict) else {}
-        base = _default_row_params(obj.name, exclude_pk=obj.pk) if obj is not None and obj.symbol_id else {}
+        try:
+            strategy = get_strategy(obj.strategy if obj is not None else None)
+        except StrategyParamsError:
+            strategy = get_strategy(None)
+        base = (_default_row_params(obj.name, exclude_pk=obj.pk, strategy=strategy.name)
+                if obj is not None and obj.symbol_id else {})
         merged = {**base, **own}
         try:
-            effective = StrategyParams.from_dict(merged).to_dict()
+            effective = strategy.parse_params(merged).to_dict()
             note = ""
         except (ValueError, TypeError) as exc:
-            effective = StrategyParams().to_dict()
+            effective = strategy.default_params().to_dict()
             note = format_html('<p class="errornote">These overrides are invalid and the analysis uses the '
                                "defaults: {}</p>", exc)
         def shown(name):
@@ -214,7 +244,7 @@ class StrategyConfigAdmin(admin.ModelAdmin):
             "\n",
             '<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             ((name, shown(name), meta["default"], _range(meta), meta["doc"])
-             for name, meta in StrategyParams.describe().items()),
+             for name, meta in strategy.describe().items()),
         )
         return format_html(
             '{}<table class="strategy-params"><thead><tr><th>parameter</th><th>effective</th><th>default</th>'

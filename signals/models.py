@@ -55,7 +55,11 @@ class StrategyConfig(models.Model):
         "marketdata.Symbol", null=True, blank=True, on_delete=models.CASCADE, related_name="strategy_config"
     )
     enabled = models.BooleanField(default=True)
-    params = models.JSONField(default=dict, blank=True, help_text="Overrides of StrategyParams defaults.")
+    strategy = models.CharField(
+        max_length=32, default="volume_surge",
+        help_text="Which strategy analyses the symbol (signals.strategies.STRATEGIES): 'volume_surge' or 'ma_cross'. "
+                  "A symbol row overrides the default row.")
+    params = models.JSONField(default=dict, blank=True, help_text="Overrides of the strategy's parameter defaults.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -71,11 +75,14 @@ class StrategyConfig(models.Model):
     def clean(self):
         if not isinstance(self.params, dict):
             raise ValidationError({"params": "Parameters must be a JSON object."})
+        from signals.strategies import get_strategy
+        from signals.strategy import StrategyParamsError
+
         try:
-            from signals.strategy import StrategyParams
-        except ImportError:  # analysis not installed yet
-            return
+            strategy = get_strategy(self.strategy)
+        except StrategyParamsError as exc:
+            raise ValidationError({"strategy": str(exc)}) from exc
         try:
-            StrategyParams.from_dict(self.params)
+            strategy.parse_params(self.params)
         except (ValueError, TypeError) as exc:
             raise ValidationError({"params": str(exc)}) from exc

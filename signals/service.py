@@ -27,7 +27,8 @@ from tradeops.logging import get_logger
 from tradeops.money import round_to_step, to_decimal
 
 from .models import Signal, StrategyConfig
-from .strategy import DEFAULT_PARAMS, Decision, Reason, StrategyParams, analyse_all
+from .strategies import DEFAULT_STRATEGY, Strategy, get_strategy
+from .strategy import Decision, Reason, StrategyParams, analyse_all
 
 log = get_logger(__name__)
 
@@ -52,7 +53,14 @@ def enabled_symbols() -> list[Symbol]:
 
 
 def load_params(symbols: list[Symbol]) -> dict[str, StrategyParams]:
-    """Defaults, overridden by the default StrategyConfig row, overridden by a symbol's row.
+    """Each symbol's parameters (see ``load_strategies``, which also gives the strategy)."""
+    return {name: params for name, (_, params) in load_strategies(symbols).items()}
+
+
+def load_strategies(symbols: list[Symbol]) -> dict[str, tuple[Strategy, object]]:
+    """symbol -> (strategy, params): a symbol's row chooses the strategy (else the default row's,
+    else the volume-surge scalper); parameters are that strategy's defaults, overridden by the
+    default row (only when it is the same strategy), overridden by the symbol's row.
 
     Keys are merged (a symbol row only needs the keys it changes); several enabled default rows
     (different ``name``) merge in creation order. A merged set that fails
@@ -61,24 +69,38 @@ def load_params(symbols: list[Symbol]) -> dict[str, StrategyParams]:
     """
     rows = list(StrategyConfig.objects.filter(enabled=True).select_related("symbol").order_by("pk"))
     base: dict = {}
-    per_symbol: dict[str, dict] = {}
+    base_strategy = ""
+    per_symbol: dict[str, StrategyConfig] = {}
     for row in rows:
         if not isinstance(row.params, dict):
             log.error("strategy_params_invalid", config_id=row.pk, error="params is not a JSON object")
             continue
         if row.symbol_id is None:
+            if base_strategy and row.strategy != base_strategy:
+                log.error("strategy_params_invalid", config_id=row.pk, error="default rows name different strategies")
+                continue
             base.update(row.params)
+            base_strategy = row.strategy
         else:
-            per_symbol[row.symbol.name] = row.params
-    params: dict[str, StrategyParams] = {}
+            per_symbol[row.symbol.name] = row
+    out: dict[str, tuple[Strategy, object]] = {}
     for symbol in symbols:
-        merged = {**base, **per_symbol.get(symbol.name, {})}
+        own = per_symbol.get(symbol.name)
+        name = (own.strategy if own is not None else "") or base_strategy or DEFAULT_STRATEGY
         try:
-            params[symbol.name] = StrategyParams.from_dict(merged) if merged else DEFAULT_PARAMS
+            strategy = get_strategy(name)
+        except ValueError as exc:
+            log.error("strategy_params_invalid", symbol=symbol.name, error=str(exc))
+            strategy = get_strategy(DEFAULT_STRATEGY)
+        merged = {**(base if strategy.name == (base_strategy or DEFAULT_STRATEGY) else {}),
+                  **(own.params if own is not None else {})}
+        try:
+            params = strategy.parse_params(merged) if merged else strategy.default_params()
         except (ValueError, TypeError) as exc:
             log.error("strategy_params_invalid", symbol=symbol.name, error=str(exc))
-            params[symbol.name] = DEFAULT_PARAMS
-    return params
+            params = strategy.default_params()
+        out[symbol.name] = (strategy, params)
+    return out
 
 
 def last_signal_times(redis, names: list[str]) -> dict[str, int | None]:
@@ -115,7 +137,9 @@ def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
     names = [s.name for s in symbols]
     if not names:
         return AnalysisRun(0, [], {}, 0.0, 0.0)
-    params = load_params(symbols)
+    chosen = load_strategies(symbols)
+    params = {name: p for name, (_, p) in chosen.items()}
+    strategies = {name: s for name, (s, _) in chosen.items()}
     t0 = time.perf_counter()
     windows = read_windows(redis, names)
     last_signals, feed_connection = pass_state(redis, names)
@@ -125,7 +149,8 @@ def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
         decisions = {name: Decision(name, Reason.STALE_DATA, {"feed": feed_connection},
                                     tick_ts_ms=windows[name].last_tick_ms) for name in names}
     else:
-        decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols})
+        decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols},
+                                strategies)
     t2 = time.perf_counter()
     by_name = {s.name: s for s in symbols}
     reasons: dict[str, int] = {}

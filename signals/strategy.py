@@ -64,6 +64,7 @@ class Reason(StrEnum):
     INTO_WALL = "into_wall"  # a level/wall within block_distance_ticks in the trade direction
     WEAK = "weak"  # strength below min_strength
     ANALYSIS_ERROR = "analysis_error"  # unexpected exception (analyse_all only); a bug, logged
+    NO_CROSS = "no_cross"  # moving-average cross strategy (signals.ma_cross): no cross on the last closed bar
 
 
 class StrategyParamsError(ValueError):
@@ -403,18 +404,23 @@ def analyse_all(
     now_ms: int,
     last_signal_ms_by_symbol: Mapping[str, int | None],
     tick_size_by_symbol: Mapping[str, float],
+    strategy_by_symbol: Mapping[str, Any] | None = None,
 ) -> dict[str, Decision]:
-    """``evaluate`` every window: the one entry point of the beat task and the benchmark.
+    """``evaluate`` every window: the one entry point of the beat task, the backtest and the benchmark.
 
-    Symbols without params use DEFAULT_PARAMS. A symbol without a tick size, or whose analysis
+    Symbols without params use DEFAULT_PARAMS. ``strategy_by_symbol`` maps a symbol to its
+    ``signals.strategies.Strategy`` (absent: this module's volume-surge ``evaluate``; its params
+    must then be of that strategy's type). A symbol without a tick size, or whose analysis
     raises (a bug), gets an ANALYSIS_ERROR decision (logged) so one symbol never stops the rest.
     """
+    strategies = strategy_by_symbol or {}
     items = windows.values() if isinstance(windows, Mapping) else windows
     decisions: dict[str, Decision] = {}
     for window in items:
         symbol = window.symbol
         try:
-            decisions[symbol] = evaluate(
+            strategy = strategies.get(symbol)
+            decisions[symbol] = (strategy.evaluate if strategy is not None else evaluate)(
                 window,
                 params_by_symbol.get(symbol, DEFAULT_PARAMS),
                 now_ms,

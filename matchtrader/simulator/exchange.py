@@ -3,9 +3,11 @@
 Pure and synchronous, protected by one lock; no aiohttp and no clock reads (``now_ms`` is passed
 in). Hedging accounts: several positions per symbol. All money/volume/prices are ``Decimal``.
 
-Fills: market BUY at ask, SELL at bid, worsened by ``slippage_points``. SL/TP trigger on the
-closing side: bid for BUY positions, ask for SELL positions. Pending LIMIT/STOP orders trigger on
-quote updates (BUY on ask, SELL on bid) and fill at the triggering price.
+Fills: ``fills`` (the one fill model, shared with the backtest engine): market BUY at ask, SELL
+at bid, worsened by ``slippage_points``; SL/TP trigger on the closing side (bid for BUY
+positions, ask for SELL positions) and fill at the triggering quote (a gap fills at the gap
+price); commission per lot at the open, pro rata on partial closes. Pending LIMIT/STOP orders
+trigger on quote updates (BUY on ask, SELL on bid) and fill at the triggering price.
 PnL is converted from the quote currency into the account currency (USD) with current rates.
 """
 
@@ -15,9 +17,10 @@ import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from .. import protocol as P
+from . import fills
 from .instruments import Spec
 
 ZERO = Decimal("0")
@@ -81,8 +84,7 @@ class Account:
     ledger: deque = field(default_factory=lambda: deque(maxlen=LEDGER_MAX))
 
 
-def _q(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+_q = fills.q
 
 
 class Exchange:
@@ -149,13 +151,10 @@ class Exchange:
 
     def _pnl(self, pos: Position, close_price: Decimal) -> Decimal:
         spec = self.specs[pos.symbol]
-        diff = (close_price - pos.open_price) if pos.side == P.SIDE_BUY else (pos.open_price - close_price)
-        in_quote = diff * pos.volume * spec.contract_size
-        if spec.quote == "USD":
-            return in_quote
-        if spec.base == "USD":  # e.g. USDJPY: PnL in JPY / USDJPY rate
-            return in_quote / close_price
-        return in_quote * self.rate_to_account(spec.quote)
+        in_quote = fills.pnl_quote(pos.side, pos.open_price, close_price, pos.volume, spec.contract_size)
+        rate = None if spec.quote == "USD" or spec.base == "USD" else self.rate_to_account(spec.quote)
+        return fills.pnl_to_account(in_quote, base=spec.base, quote=spec.quote, account_currency="USD",
+                                    close_price=close_price, quote_rate=rate)
 
     def _margin(self, symbol: str, volume: Decimal, price: Decimal, leverage: int) -> Decimal:
         spec = self.specs[symbol]
@@ -170,7 +169,7 @@ class Exchange:
 
     def _close_price(self, pos: Position) -> Decimal:
         bid, ask = self.prices[pos.symbol]
-        return bid if pos.side == P.SIDE_BUY else ask
+        return fills.closing_quote(pos.side, bid, ask)
 
     def account_summary(self, acc: Account) -> dict:
         with self.lock:
@@ -230,8 +229,7 @@ class Exchange:
 
     def _fill_price(self, spec: Spec, side: str) -> Decimal:
         bid, ask = self.prices[spec.symbol]
-        slip = Decimal(self.slippage_points) * Decimal(1).scaleb(-spec.price_precision)
-        return ask + slip if side == P.SIDE_BUY else bid - slip
+        return fills.market_fill(side, bid, ask, fills.slippage_price(self.slippage_points, spec.price_precision))
 
     # -- trading -----------------------------------------------------------------------------------
     def open_position(self, uuid: str, symbol, side: str, volume: Decimal, sl: Decimal | None,
@@ -253,7 +251,7 @@ class Exchange:
         order_id = order_id or self._next_id()
         pos = Position(id=self._next_id(), account=acc.uuid, symbol=spec.symbol, side=side, volume=volume,
                        open_price=price, open_ms=now_ms, sl=sl, tp=tp,
-                       commission=-_q(self.commission_per_lot * volume, 2), order_id=order_id)
+                       commission=fills.open_commission(volume, self.commission_per_lot), order_id=order_id)
         acc.positions[pos.id] = pos
         self.positions[pos.id] = pos
         self.by_symbol_pos.setdefault(spec.symbol, set()).add(pos.id)
@@ -302,7 +300,7 @@ class Exchange:
                 opp = P.SIDE_SELL if pos.side == P.SIDE_BUY else P.SIDE_BUY
                 price = self._fill_price(spec, opp)
             part = volume != pos.volume
-            commission = _q(pos.commission * volume / pos.volume, 2)
+            commission = fills.commission_share(pos.commission, volume, pos.volume)
             profit = _q(self._pnl(Position(pos.id, acc.uuid, pos.symbol, pos.side, volume, pos.open_price, 0), price), 2)
             oid = self._next_id()
             acc.balance += profit + commission
@@ -415,12 +413,10 @@ class Exchange:
                 pos = self.positions.get(pid)
                 if pos is None or (pos.sl is None and pos.tp is None):
                     continue
-                px = bid if pos.side == P.SIDE_BUY else ask
-                up = pos.side == P.SIDE_BUY
-                if pos.sl is not None and ((px <= pos.sl) if up else (px >= pos.sl)):
-                    self.close_position(pos.account, pid, None, now_ms, reason=P.CLOSE_REASON_SL, price=px)
-                elif pos.tp is not None and ((px >= pos.tp) if up else (px <= pos.tp)):
-                    self.close_position(pos.account, pid, None, now_ms, reason=P.CLOSE_REASON_TP, price=px)
+                hit = fills.stop_trigger(pos.side, pos.sl, pos.tp, bid, ask)
+                if hit is not None:
+                    reason = P.CLOSE_REASON_SL if hit[0] == fills.REASON_SL else P.CLOSE_REASON_TP
+                    self.close_position(pos.account, pid, None, now_ms, reason=reason, price=hit[1])
 
     def close_by_broker(self, position_id: str, now_ms: int) -> str:
         with self.lock:

@@ -1,0 +1,80 @@
+"""The strategy interface (signals.strategies): registry, per-symbol choice, pre-screen hook, and
+the second strategy (moving-average cross)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marketdata.windows import BarWindow
+from signals import service
+from signals.analysis.synthetic import PlantedSurge, make_market_window
+from signals.models import StrategyConfig
+from signals.strategies import STRATEGIES, VolumeSurgePreScreen, get_strategy
+from signals.strategy import DEFAULT_PARAMS, Reason, Side, StrategyParams, StrategyParamsError, analyse_all
+from tests.factories import make_symbol
+
+NOW = 1_700_000_000_000
+TICK = 0.00001
+
+
+def test_registry_has_both_strategies_and_refuses_an_unknown_name():
+    assert {"volume_surge", "ma_cross"} <= set(STRATEGIES)
+    assert get_strategy(None).name == "volume_surge"
+    with pytest.raises(StrategyParamsError, match="unknown strategy 'nope'"):
+        get_strategy("nope")
+
+
+def test_volume_surge_through_the_interface_is_the_same_decision_as_evaluate():
+    window = make_market_window(now_ms=NOW, seed=3, surge=PlantedSurge(direction=1))
+    strategy = get_strategy("volume_surge")
+    via_interface = analyse_all([window], {"EURUSD": DEFAULT_PARAMS}, NOW, {}, {"EURUSD": TICK},
+                                {"EURUSD": strategy})["EURUSD"]
+    direct = analyse_all([window], {"EURUSD": DEFAULT_PARAMS}, NOW, {}, {"EURUSD": TICK})["EURUSD"]
+    assert via_interface == direct
+    assert direct.side is Side.BUY
+
+
+def test_prescreen_wakes_on_a_surge_second_not_on_a_steady_rate():
+    ps = VolumeSurgePreScreen(StrategyParams(baseline_window_s=60, min_baseline_s=10, surge_min_ratio=3.0))
+    woke = []
+    t = NOW
+    for second in range(30):  # 5 ticks a second: steady
+        for k in range(5):
+            woke.append(ps.on_tick(t + second * 1000 + k * 200, 1.1, 0.0))
+    assert not any(woke)
+    surge = [ps.on_tick(t + 30_000 + k * 40, 1.1, 0.0) for k in range(25)]  # 25 ticks in one second
+    assert sum(surge) == 1, "fires once in the surging second"
+
+
+def _bars_1m(closes: list[float], now_ms: int) -> BarWindow:
+    n = len(closes)
+    ts = np.array([now_ms - (n - i) * 60_000 for i in range(n)], dtype=np.int64)
+    c = np.array(closes, dtype=np.float64)
+    z = np.zeros(n)
+    return BarWindow("EURUSD", "1m", ts, c, c, c, c, z, z, z, np.ones(n, dtype=np.int64))
+
+
+def test_ma_cross_buys_on_an_upward_cross_with_fixed_ticks_stops():
+    strategy = get_strategy("ma_cross")
+    params = strategy.parse_params({"fast": 2, "slow": 4, "sl_ticks": 10, "tp_ticks": 20})
+    window = make_market_window(now_ms=NOW, seed=1)
+    window.bars_1m = _bars_1m([1.1000, 1.0990, 1.0980, 1.0970, 1.0960, 1.1050], NOW)
+    d = strategy.evaluate(window, params, NOW, None, TICK)
+    assert d.reason is Reason.SIGNAL and d.side is Side.BUY
+    assert round(d.exit.take_profit - d.exit.entry_price, 5) == 0.0002
+    assert round(d.exit.entry_price - d.exit.stop_loss, 5) == 0.0001
+    window.bars_1m = _bars_1m([1.1] * 6, NOW)
+    assert strategy.evaluate(window, params, NOW, None, TICK).reason is Reason.NO_CROSS
+    with pytest.raises(StrategyParamsError, match="fast"):
+        strategy.parse_params({"fast": 0})
+
+
+@pytest.mark.django_db
+def test_a_symbol_row_chooses_its_strategy_and_the_default_row_only_applies_to_its_own():
+    eur, gbp = make_symbol("EURUSD"), make_symbol("GBPUSD")
+    StrategyConfig.objects.create(params={"surge_min_ratio": 4.0})
+    StrategyConfig.objects.create(symbol=gbp, strategy="ma_cross", params={"fast": 3})
+    chosen = service.load_strategies([eur, gbp])
+    assert chosen["EURUSD"][0].name == "volume_surge" and chosen["EURUSD"][1].surge_min_ratio == 4.0
+    assert chosen["GBPUSD"][0].name == "ma_cross" and chosen["GBPUSD"][1].fast == 3
