@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "workers",
     "dashboard",
     "alerts",
+    "backtest",
 ]
 
 MIDDLEWARE = [

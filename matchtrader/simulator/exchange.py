@@ -216,16 +216,9 @@ class Exchange:
 
     def _check_stops(self, spec: Spec, side: str, ref: Decimal, sl: Decimal | None, tp: Decimal | None) -> None:
         """BUY: SL below and TP above the reference (closing) price; SELL the reverse."""
-        if side == P.SIDE_BUY:
-            if sl is not None and sl >= ref:
-                raise Reject(P.REJECT_INVALID_STOPS, f"Stop loss {sl} must be below {ref}")
-            if tp is not None and tp <= ref:
-                raise Reject(P.REJECT_INVALID_STOPS, f"Take profit {tp} must be above {ref}")
-        else:
-            if sl is not None and sl <= ref:
-                raise Reject(P.REJECT_INVALID_STOPS, f"Stop loss {sl} must be above {ref}")
-            if tp is not None and tp >= ref:
-                raise Reject(P.REJECT_INVALID_STOPS, f"Take profit {tp} must be below {ref}")
+        problem = fills.stops_problem(side, ref, sl, tp)
+        if problem:
+            raise Reject(P.REJECT_INVALID_STOPS, problem)
 
     def _fill_price(self, spec: Spec, side: str) -> Decimal:
         bid, ask = self.prices[spec.symbol]

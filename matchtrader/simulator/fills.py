@@ -72,6 +72,22 @@ def stop_trigger(side: str, sl: Decimal | None, tp: Decimal | None, bid: Decimal
     return None
 
 
+def stops_problem(side: str, ref: Decimal, sl: Decimal | None, tp: Decimal | None) -> str | None:
+    """Why SL/TP are on the wrong side of ``ref`` (the position's closing price), or None.
+    BUY: SL below and TP above; SELL the reverse (the broker refuses the order otherwise)."""
+    if side == BUY:
+        if sl is not None and sl >= ref:
+            return f"Stop loss {sl} must be below {ref}"
+        if tp is not None and tp <= ref:
+            return f"Take profit {tp} must be above {ref}"
+    else:
+        if sl is not None and sl <= ref:
+            return f"Stop loss {sl} must be above {ref}"
+        if tp is not None and tp >= ref:
+            return f"Take profit {tp} must be below {ref}"
+    return None
+
+
 def open_commission(volume: Decimal, commission_per_lot: Decimal) -> Decimal:
     """Commission charged at the open (negative, cents)."""
     return -q(commission_per_lot * volume, 2)
