@@ -4,6 +4,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
+from backtest import views as backtest_views
 from dashboard import views as dashboard_views
 from dashboard.metrics import metrics_view
 
@@ -19,5 +20,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("dashboard/panels/", dashboard_views.panels, name="dashboard-panels"),
+    path("backtests/", backtest_views.run_page, name="backtests"),
+    path("backtests/<int:pk>/", backtest_views.run_page, name="backtest-run"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,127 @@
+"""Backtest runs in the admin: list with the headline numbers, a run page with the summary per
+seed and segment, the analyzers' input report, the chart page and CSV/JSON downloads."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from .export import run_json, trades_csv
+from .models import BacktestRun, BacktestTrade, Sweep
+
+
+class TradeInline(admin.TabularInline):
+    model = BacktestTrade
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ("seed", "segment", "account", "side", "volume", "open_time", "open_price", "close_price", "reason",
+              "net", "pips", "hold_s")
+    readonly_fields = fields
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(seed__in=[s for s in [self._first_seed(request)] if s is not None])
+
+    def _first_seed(self, request):
+        pk = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        run = BacktestRun.objects.filter(pk=pk).only("seeds").first() if pk else None
+        return run.seeds[0] if run and run.seeds else None
+
+
+def _agg(run: BacktestRun, key: str, segment: str = "all"):
+    s = run.total(segment).get(key)
+    return "-" if s is None else s["median"]
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "strategy", "symbol", "status", "bars", "n_seeds", "trades", "win_rate", "net_pnl",
+                    "is_score", "oos_score", "created_at")
+    list_filter = ("status", "strategy", "symbol")
+    search_fields = ("name", "symbol")
+    inlines = [TradeInline]
+    readonly_fields = [f.name for f in BacktestRun._meta.fields] + ["report", "links"]
+    exclude = ("equity", "summary")
+    fieldsets = ((None, {"fields": ("links", "report")}),
+                 ("Definition", {"fields": ("name", "status", "error", "strategy", "params", "effective_params",
+                                            "symbol", "source", "data_from", "data_to", "bars", "seeds",
+                                            "ticks_per_bar", "tick_interval_ms", "accounts", "oos_fraction",
+                                            "code_version", "duration_s", "inputs", "sweep")}))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="seeds")
+    def n_seeds(self, obj):
+        return len(obj.seeds or [])
+
+    @admin.display(description="trades (median)")
+    def trades(self, obj):
+        return _agg(obj, "trades")
+
+    @admin.display(description="win rate")
+    def win_rate(self, obj):
+        return _agg(obj, "win_rate")
+
+    @admin.display(description="net PnL (median)")
+    def net_pnl(self, obj):
+        return _agg(obj, "net_pnl")
+
+    @admin.display(description="IS score")
+    def is_score(self, obj):
+        return (obj.summary or {}).get("score", {}).get("is")
+
+    @admin.display(description="OOS score")
+    def oos_score(self, obj):
+        return (obj.summary or {}).get("score", {}).get("oos")
+
+    def links(self, obj):
+        return format_html('<a href="{}">chart and trades</a> · <a href="{}">trades CSV</a> · <a href="{}">JSON</a>',
+                           reverse("backtest-run", args=[obj.pk]),
+                           reverse("admin:backtest_backtestrun_csv", args=[obj.pk]),
+                           reverse("admin:backtest_backtestrun_json", args=[obj.pk]))
+
+    @admin.display(description="summary")
+    def report(self, obj):
+        per_seed = (obj.summary or {}).get("per_seed", {})
+        keys = ("trades", "win_rate", "expectancy", "profit_factor", "net_pnl", "net_pips", "max_drawdown", "sharpe",
+                "sortino", "exposure", "avg_hold_s")
+        head = format_html_join("", "<th>{}</th>", ((k,) for k in ("seed", "segment") + keys))
+        rows = format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((v,) for v in [seed, seg] + [s.get(k, "") for k in keys])),)
+            for seed, segs in per_seed.items() for seg in ("all", "is", "oos") if (s := segs.get(seg))))
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/csv/", self.admin_site.admin_view(self.csv_view), name="backtest_backtestrun_csv"),
+            path("<int:pk>/json/", self.admin_site.admin_view(self.json_view), name="backtest_backtestrun_json"),
+        ] + super().get_urls()
+
+    def csv_view(self, request, pk):
+        run = self.get_object(request, str(pk))
+        if run is None:
+            return HttpResponse("no such run", status=404)
+        resp = HttpResponse(trades_csv(run), content_type="text/csv")
+        resp["Content-Disposition"] = f'attachment; filename="backtest-{pk}-trades.csv"'
+        return resp
+
+    def json_view(self, request, pk):
+        run = self.get_object(request, str(pk))
+        if run is None:
+            return HttpResponse("no such run", status=404)
+        resp = HttpResponse(run_json(run), content_type="application/json")
+        resp["Content-Disposition"] = f'attachment; filename="backtest-{pk}.json"'
+        return resp
+
+
+@admin.register(Sweep)
+class SweepAdmin(admin.ModelAdmin):
+    list_display = ("id", "status", "total", "created_at")
+    readonly_fields = ("status", "definition", "total", "created_at")

@@ -1,0 +1,94 @@
+"""Stored backtests: one ``BacktestRun`` (definition, code version, summary, equity curve) and its
+``BacktestTrade`` rows (every seed's trades, tagged in-sample / out-of-sample)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class BacktestRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    error = models.TextField(blank=True)
+    strategy = models.CharField(max_length=32)
+    params = models.JSONField(default=dict, blank=True, help_text="Overrides of the strategy's defaults.")
+    effective_params = models.JSONField(default=dict, blank=True)
+    symbol = models.CharField(max_length=32)
+    source = models.CharField(max_length=300, help_text="backtesting:EURUSD, a CSV path, or db (imported candles).")
+    data_from = models.DateTimeField(null=True, blank=True)
+    data_to = models.DateTimeField(null=True, blank=True)
+    bars = models.PositiveIntegerField(default=0)
+    seeds = models.JSONField(default=list)
+    ticks_per_bar = models.PositiveIntegerField(default=60)
+    tick_interval_ms = models.PositiveIntegerField(default=100)
+    accounts = models.JSONField(default=list, help_text="The accounts sized for (equity, currency, risk %, limits).")
+    oos_fraction = models.FloatField(default=0.3, help_text="Last share of the bars that is out-of-sample.")
+    code_version = models.CharField(max_length=64, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    inputs = models.JSONField(default=dict, blank=True, help_text="Which analyzers had real input.")
+    equity = models.JSONField(default=list, blank=True, help_text="[epoch s, equity, drawdown] of the first seed.")
+    duration_s = models.FloatField(null=True, blank=True)
+    sweep = models.ForeignKey("backtest.Sweep", null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.strategy} {self.symbol} ({self.status})"
+
+    def total(self, segment: str = "all") -> dict:
+        return (self.summary or {}).get("aggregate", {}).get(segment, {})
+
+
+class BacktestTrade(models.Model):
+    class Segment(models.TextChoices):
+        IN_SAMPLE = "is", "In-sample"
+        OUT_OF_SAMPLE = "oos", "Out-of-sample"
+
+    run = models.ForeignKey(BacktestRun, on_delete=models.CASCADE, related_name="trades")
+    seed = models.IntegerField()
+    account = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4)
+    volume = models.DecimalField(max_digits=20, decimal_places=8)
+    open_time = models.DateTimeField(help_text="The open bar's time (real data time).")
+    close_time = models.DateTimeField()
+    open_price = models.DecimalField(max_digits=20, decimal_places=10)
+    close_price = models.DecimalField(max_digits=20, decimal_places=10)
+    stop_loss = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    take_profit = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    reason = models.CharField(max_length=16, help_text="sl, tp, time, opposite, end, partial")
+    profit = models.DecimalField(max_digits=20, decimal_places=2)
+    commission = models.DecimalField(max_digits=20, decimal_places=2)
+    net = models.DecimalField(max_digits=20, decimal_places=2)
+    pips = models.DecimalField(max_digits=20, decimal_places=1)
+    hold_s = models.FloatField(help_text="Time in the trade on the replay clock.")
+    segment = models.CharField(max_length=3, choices=Segment.choices)
+
+    class Meta:
+        ordering = ["run", "seed", "open_time", "id"]
+        indexes = [models.Index(fields=["run", "seed"])]
+
+
+class Sweep(models.Model):
+    """A parameter sweep: one BacktestRun per combination (see backtest.sweeps)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    definition = models.JSONField(default=dict)
+    total = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"sweep #{self.pk} ({self.status})"

@@ -1,0 +1,225 @@
+"""Running a backtest definition end to end: load and validate the data, run the engine once per
+seed, split in-sample / out-of-sample, summarise, store. The engine is pure; this module is the
+edge (files, database, git).
+
+In-sample / out-of-sample: the last ``oos_fraction`` of the bars is out-of-sample. The engine runs
+ONCE over all bars (so the out-of-sample part starts with warm windows and the same cool-down
+state as live would have); trades are assigned to the segment of the bar they opened in, and the
+equity curve is cut at the split for each segment's drawdown and daily returns.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from tradeops.logging import get_logger
+
+from . import metrics
+from .data import BacktestDataError, BarSeries, TickPlan, bar_events, input_report, load_series, spec_of
+from .engine import AccountSpec, BacktestConfigError, Engine, EngineConfig, Result, SymbolSetup
+
+log = get_logger(__name__)
+MAX_SEEDS = 20
+MAX_EQUITY_POINTS = 1500
+
+
+@dataclass
+class Definition:
+    symbol: str = "EURUSD"
+    source: str = "backtesting:EURUSD"
+    strategy: str = "volume_surge"
+    params: dict = field(default_factory=dict)
+    start: str | None = None
+    end: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [1])
+    ticks_per_bar: int = 60
+    tick_interval_ms: int = 100
+    accounts: list[dict] = field(default_factory=lambda: [{"name": "A", "equity": "10000", "risk_pct": "0.5"}])
+    oos_fraction: float = 0.3
+    use_prescreen: bool = True
+    slippage_points: int = 0
+    commission_per_lot: str = "3.5"
+    max_bars: int | None = None
+    name: str = ""
+
+    def validate(self) -> tuple[list[AccountSpec], SymbolSetup, TickPlan]:
+        if not self.seeds or len(self.seeds) > MAX_SEEDS or not all(isinstance(s, int) for s in self.seeds):
+            raise BacktestConfigError(f"seeds: 1 to {MAX_SEEDS} integers, got {self.seeds!r}")
+        if not (0.0 <= self.oos_fraction < 1.0):
+            raise BacktestConfigError(f"oos_fraction must be in [0, 1), got {self.oos_fraction}")
+        if not (4 <= self.ticks_per_bar <= 10_000) or not (1 <= self.tick_interval_ms <= 3_600_000):
+            raise BacktestConfigError("ticks_per_bar must be in [4, 10000] and tick_interval_ms in [1, 3600000]")
+        if self.slippage_points < 0:
+            raise BacktestConfigError("slippage_points must be >= 0")
+        try:
+            accounts = [AccountSpec(**{k: (Decimal(str(v)) if k in ("equity", "risk_pct") else v)
+                                       for k, v in a.items()}) for a in self.accounts]
+        except TypeError as exc:
+            raise BacktestConfigError(f"accounts: {exc}") from None
+        except ArithmeticError:
+            raise BacktestConfigError(f"accounts: equity and risk_pct must be numbers: {self.accounts}") from None
+        setup = SymbolSetup(self.symbol, spec_of(self.symbol), self.strategy, self.params)
+        return accounts, setup, TickPlan(self.ticks_per_bar, self.tick_interval_ms)
+
+
+@dataclass
+class Outcome:
+    definition: Definition
+    series: BarSeries
+    results: dict[int, Result]
+    split_bar: int
+    effective_params: dict
+    summary: dict
+    equity: list
+    duration_s: float
+
+
+def _bar_ms(series: BarSeries, bar: int) -> int:
+    return series.times_ms[min(max(bar, 0), len(series) - 1)]
+
+
+def _segment_summary(series: BarSeries, res: Result, accounts: list[AccountSpec], lo: int, hi: int) -> dict:
+    trades = [t for t in res.trades if lo <= t.open_bar < hi]
+    # the equity curve of all accounts together, at each bar end within [lo, hi)
+    total: dict[int, float] = {}
+    for name, points in res.equity.items():
+        for bar, eq in points:
+            if lo <= bar < hi:
+                total[bar] = total.get(bar, 0.0) + float(eq)
+    curve = [(_bar_ms(series, b), v) for b, v in sorted(total.items())]
+    span = None
+    if res.first_ms is not None and res.bars:
+        per_bar = (res.last_ms - res.first_ms) / max(1, res.bars)
+        span = int(per_bar * (min(hi, res.bars) - lo))
+    return {**metrics.summarise(trades, curve, span), "start_equity": curve[0][1] if curve else 0.0}
+
+
+def run_definition(defn: Definition) -> Outcome:
+    """Run every seed; raises BacktestDataError / BacktestConfigError / StrategyParamsError on bad input."""
+    t0 = time.perf_counter()
+    accounts, setup, plan = defn.validate()
+    series = load_series(defn.source, defn.symbol, defn.start, defn.end)
+    if defn.max_bars:
+        series = series.slice(0, defn.max_bars)
+    n = len(series)
+    split = n - int(round(n * defn.oos_fraction)) if defn.oos_fraction else n
+    config = EngineConfig(use_prescreen=defn.use_prescreen, slippage_points=defn.slippage_points,
+                          commission_per_lot=Decimal(defn.commission_per_lot))
+    results: dict[int, Result] = {}
+    per_seed = {}
+    engine = None
+    for seed in defn.seeds:
+        engine = Engine([setup], accounts, config)
+        res = engine.run(bar_events(series, seed, plan))
+        results[seed] = res
+        per_seed[seed] = {
+            "all": _segment_summary(series, res, accounts, 0, n),
+            "is": _segment_summary(series, res, accounts, 0, split),
+            "oos": _segment_summary(series, res, accounts, split, n) if split < n else {},
+            "signals": len(res.signals), "passes": res.passes, "wakeups": res.wakeups, "ticks": res.ticks,
+            "reasons": res.reasons,
+            "skips": _count(r for _, _, r in res.skips),
+        }
+    segments = ("all", "is", "oos")
+    aggregate = {seg: metrics.spread([per_seed[s][seg] for s in defn.seeds if per_seed[s][seg]]) for seg in segments}
+    scores = {seg: [metrics.score(per_seed[s][seg]) for s in defn.seeds if per_seed[s][seg]] for seg in segments}
+    summary = {
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+        "aggregate": aggregate,
+        "score": {seg: (round(sum(v) / len(v), 4) if v else None) for seg, v in scores.items()},
+        "split_bar": split, "split_time": datetime.fromtimestamp(_bar_ms(series, split) / 1000, tz=UTC).isoformat()
+        if split < n else None,
+    }
+    first = results[defn.seeds[0]]
+    equity = _equity_curve(series, first)
+    effective = engine.params[defn.symbol].to_dict()
+    return Outcome(defn, series, results, split, effective, metrics.to_jsonable(summary), equity,
+                   time.perf_counter() - t0)
+
+
+def _count(items) -> dict:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
+def _equity_curve(series: BarSeries, res: Result) -> list:
+    total: dict[int, float] = {}
+    for points in res.equity.values():
+        for bar, eq in points:
+            total[bar] = total.get(bar, 0.0) + float(eq)
+    bars = sorted(total)
+    step = max(1, len(bars) // MAX_EQUITY_POINTS)
+    out, peak = [], float("-inf")
+    for i, b in enumerate(bars):
+        peak = max(peak, total[b])
+        if i % step == 0 or i == len(bars) - 1:
+            out.append([_bar_ms(series, b) // 1000, round(total[b], 2), round(total[b] - peak, 2)])
+    return out
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
+        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def save(outcome: Outcome, run=None, sweep=None):
+    """Store the outcome as a BacktestRun (``run``: an existing RUNNING row to complete)."""
+    from .models import BacktestRun, BacktestTrade
+
+    d, series = outcome.definition, outcome.series
+    fields = dict(
+        name=d.name, strategy=d.strategy, params=d.params, effective_params=metrics.to_jsonable(outcome.effective_params),
+        symbol=d.symbol, source=d.source, data_from=_dt(series.times_ms[0]), data_to=_dt(series.times_ms[-1]),
+        bars=len(series), seeds=d.seeds, ticks_per_bar=d.ticks_per_bar, tick_interval_ms=d.tick_interval_ms,
+        accounts=d.accounts, oos_fraction=d.oos_fraction, code_version=code_version(), summary=outcome.summary,
+        inputs=input_report(any(b.volume > 0 for b in series.bars)), equity=outcome.equity,
+        duration_s=round(outcome.duration_s, 3), status=BacktestRun.Status.DONE, finished_at=timezone.now(),
+        sweep=sweep,
+    )
+    with transaction.atomic():
+        if run is None:
+            run = BacktestRun.objects.create(**fields)
+        else:
+            for k, v in fields.items():
+                setattr(run, k, v)
+            run.save()
+        rows = []
+        for seed, res in outcome.results.items():
+            for t in res.trades:
+                rows.append(BacktestTrade(
+                    run=run, seed=seed, account=t.account, symbol=t.symbol, side=t.side, volume=t.volume,
+                    open_time=_dt(_bar_ms(series, t.open_bar)), close_time=_dt(_bar_ms(series, t.close_bar)),
+                    open_price=t.open_price, close_price=t.close_price, stop_loss=t.stop_loss,
+                    take_profit=t.take_profit, reason=t.reason, profit=t.profit, commission=t.commission, net=t.net,
+                    pips=t.pips, hold_s=(t.close_ms - t.open_ms) / 1000,
+                    segment="is" if t.open_bar < outcome.split_bar else "oos"))
+        BacktestTrade.objects.bulk_create(rows, batch_size=2000)
+    log.info("backtest_saved", run_id=run.pk, trades=len(rows), seconds=round(outcome.duration_s, 2))
+    return run
+
+
+def run_and_save(defn: Definition, sweep=None):
+    return save(run_definition(defn), sweep=sweep)
+
+
+__all__ = ["Definition", "run_definition", "save", "run_and_save", "BacktestDataError", "BacktestConfigError"]
