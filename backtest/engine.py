@@ -159,6 +159,7 @@ class SignalRecord:
     time_stop_s: int
     bar: int
     woken: bool  # True: by the pre-screen, False: by the beat
+    decision: Decision | None = None
 
 
 @dataclass(slots=True)
@@ -175,6 +176,7 @@ class Result:
     first_ms: int | None = None
     last_ms: int | None = None
     bars: int = 0
+    pass_log: list[tuple[int, dict[str, str]]] | None = None  # (now_ms, symbol -> reason), scheduled runs only
 
 
 def _dec(x: float) -> Decimal:
@@ -228,17 +230,22 @@ class Engine:
         next_beat = None
         plan = iter(schedule) if schedule is not None else None
         planned = next(plan, None) if plan is not None else None
+        if plan is not None:
+            res.pass_log = []
         prescreen = self.config.use_prescreen and plan is None
         ingest = self.builder.ingest
         n = 0
         for item in events:
             ev, bar = item if isinstance(item, tuple) else (item, self._bar if self._bar >= 0 else 0)
-            ts = ev.ts_ms
+            ts = getattr(ev, "ts_ms", None)
             if plan is not None:
                 while planned is not None and planned[0] <= n:
                     self._analyse(planned[1], None, False)
                     planned = next(plan, None)
-            else:
+            if ts is None:  # connection, gap, malformed frame: nothing for the windows
+                n += 1
+                continue
+            if plan is None:
                 if next_beat is None:
                     next_beat = ts - ts % period + period
                 while ts > next_beat:
@@ -283,6 +290,8 @@ class Engine:
         decisions = analyse_all(windows, self.params, now_ms, self.last_signal, self.tick_sizes, self.strategies)
         res = self.result
         res.passes += 1
+        if res.pass_log is not None:
+            res.pass_log.append((now_ms, {name: str(d.reason) for name, d in decisions.items()}))
         for name, d in decisions.items():
             key = str(d.reason)
             res.reasons[key] = res.reasons.get(key, 0) + 1
@@ -294,7 +303,7 @@ class Engine:
         plan = d.exit
         idx = len(res.signals)
         res.signals.append(SignalRecord(idx, symbol, now_ms, d.tick_ts_ms, str(d.side), d.strength, plan.entry_price,
-                                        plan.stop_loss, plan.take_profit, plan.time_stop_s, self._bar, woken))
+                                        plan.stop_loss, plan.take_profit, plan.time_stop_s, self._bar, woken, d))
         self.last_signal[symbol] = now_ms
         side = str(d.side)
         for pos in [p for p in self.positions if p.symbol == symbol and p.side != side]:
