@@ -36,9 +36,11 @@ class BacktestRun(models.Model):
     equity = models.JSONField(default=list, blank=True, help_text="[epoch s, equity, drawdown] of the first seed.")
     duration_s = models.FloatField(null=True, blank=True)
     sweep = models.ForeignKey("backtest.Sweep", null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+    sweep_index = models.PositiveIntegerField(null=True, blank=True, help_text="The combination's index in its sweep.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "sweep_index"], name="one_run_per_sweep_combination")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.strategy} {self.symbol} ({self.status})"
@@ -87,8 +89,40 @@ class Sweep(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
-    definition = models.JSONField(default=dict)
+    definition = models.JSONField(default=dict, help_text="The base backtest definition (backtest.runner.Definition).")
+    combinations = models.JSONField(default=list, help_text="The parameter overrides of each combination, in order.")
     total = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"sweep #{self.pk} ({self.status})"
+
+    def progress(self) -> dict:
+        counts = dict(self.runs.values_list("status").annotate(n=models.Count("id")))
+        done = counts.get(BacktestRun.Status.DONE, 0) + counts.get(BacktestRun.Status.FAILED, 0)
+        return {"total": self.total, "done": done, "failed": counts.get(BacktestRun.Status.FAILED, 0),
+                "running": counts.get(BacktestRun.Status.RUNNING, 0)}
+
+    def ranked(self):
+        """Finished runs, best out-of-sample score first (in-sample beside it)."""
+        runs = list(self.runs.filter(status=BacktestRun.Status.DONE))
+        return sorted(runs, key=lambda r: -((r.summary or {}).get("score", {}).get("oos") or 0.0))
+
+
+class StrategyChange(models.Model):
+    """Audit of a backtest result applied to the live StrategyConfig: what it was, what it became,
+    who did it, from which run; ``undone_at`` once reverted (the revert restores ``before``)."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=150)
+    config = models.ForeignKey("signals.StrategyConfig", on_delete=models.CASCADE, related_name="backtest_changes")
+    run = models.ForeignKey(BacktestRun, null=True, on_delete=models.SET_NULL, related_name="applied")
+    before = models.JSONField(help_text="{strategy, params} before the change.")
+    after = models.JSONField(help_text="{strategy, params} after the change.")
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor}: run #{self.run_id} → {self.config}"

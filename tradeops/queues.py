@@ -14,7 +14,11 @@ class Queues:
     ANALYSIS = "analysis"
     ORDERS = "orders"
     OPS = "ops"  # alerts and housekeeping (retention): slow I/O that must never hold a trading worker
-    ALL = (DEFAULT, ANALYSIS, ORDERS, OPS)
+    BACKTEST = "backtest"  # sweeps: their own low-priority worker (Procfile "backtest")
+    # Queues some live worker must consume for trading to work (the health check's default);
+    # a backtest worker is optional.
+    TRADING = (DEFAULT, ANALYSIS, ORDERS, OPS)
+    ALL = (*TRADING, BACKTEST)
 
 
 class Priority:

@@ -194,6 +194,7 @@ CELERY_TASK_ROUTES = {
     "orders.*": {"queue": Queues.ORDERS},
     "alerts.*": {"queue": Queues.OPS},
     "ops.*": {"queue": Queues.OPS},
+    "backtest.*": {"queue": Queues.BACKTEST},  # sweeps: their own nice'd worker, never an analysis/orders slot
 }
 # Task events cost one extra publish per message sent (task-sent) and three per task run
 # (received/started/succeeded): measured as the largest share of the order fan-out's Python time
@@ -333,7 +334,7 @@ HEALTH_CLOCK_URL = env.str("HEALTH_CLOCK_URL", default="")
 HEALTH_CLOCK_MAX_SKEW_S = env.float("HEALTH_CLOCK_MAX_SKEW_S", default=1.0)
 HEALTH_CLOCK_CACHE_S = env.float("HEALTH_CLOCK_CACHE_S", default=30.0)
 # Queues some live worker must consume, else the "workers" check fails.
-HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.ALL))
+HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.TRADING))
 # Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are
 # read here only so scripts/run.sh and the dashboard can print the URL.
 FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
