@@ -3,13 +3,16 @@ seed and segment, the analyzers' input report, the chart page and CSV/JSON downl
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpResponse
+from django.contrib import admin, messages
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from . import apply as applying
+from . import sweeps
 from .export import run_json, trades_csv
-from .models import BacktestRun, BacktestTrade, Sweep
+from .models import BacktestRun, BacktestTrade, StrategyChange, Sweep
 
 
 class TradeInline(admin.TabularInline):
@@ -82,10 +85,12 @@ class BacktestRunAdmin(admin.ModelAdmin):
         return (obj.summary or {}).get("score", {}).get("oos")
 
     def links(self, obj):
-        return format_html('<a href="{}">chart and trades</a> · <a href="{}">trades CSV</a> · <a href="{}">JSON</a>',
+        return format_html('<a href="{}">chart and trades</a> · <a href="{}">trades CSV</a> · <a href="{}">JSON</a>'
+                           ' · <a href="{}">apply to the live strategy…</a>',
                            reverse("backtest-run", args=[obj.pk]),
                            reverse("admin:backtest_backtestrun_csv", args=[obj.pk]),
-                           reverse("admin:backtest_backtestrun_json", args=[obj.pk]))
+                           reverse("admin:backtest_backtestrun_json", args=[obj.pk]),
+                           reverse("admin:backtest_backtestrun_apply", args=[obj.pk]))
 
     @admin.display(description="summary")
     def report(self, obj):
@@ -102,7 +107,33 @@ class BacktestRunAdmin(admin.ModelAdmin):
         return [
             path("<int:pk>/csv/", self.admin_site.admin_view(self.csv_view), name="backtest_backtestrun_csv"),
             path("<int:pk>/json/", self.admin_site.admin_view(self.json_view), name="backtest_backtestrun_json"),
+            path("<int:pk>/apply/", self.admin_site.admin_view(self.apply_view), name="backtest_backtestrun_apply"),
         ] + super().get_urls()
+
+    def apply_view(self, request, pk):
+        """GET: the diff against the live StrategyConfig; POST: apply it (audited, undoable)."""
+        run = self.get_object(request, str(pk))
+        if run is None:
+            return HttpResponse("no such run", status=404)
+        if not request.user.has_perm("signals.change_strategyconfig"):
+            return HttpResponse("you may not change the strategy configuration", status=403)
+        try:
+            changes = applying.diff(run)
+        except applying.ApplyError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:backtest_backtestrun_change", args=[pk]))
+        if request.method == "POST":
+            try:
+                change = applying.apply(run, request.user.get_username())
+            except (applying.ApplyError, ValueError) as exc:
+                self.message_user(request, f"Not applied: {exc}", messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:backtest_backtestrun_change", args=[pk]))
+            self.message_user(request, f"Applied run #{run.pk} to {change.config}. Undo it from the "
+                              "strategy changes list.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:backtest_strategychange_changelist"))
+        context = {**self.admin_site.each_context(request), "title": f"Apply backtest #{run.pk} to the live strategy",
+                   "run": run, "changes": changes, "opts": self.model._meta}
+        return render(request, "backtest/apply.html", context)
 
     def csv_view(self, request, pk):
         run = self.get_object(request, str(pk))
@@ -123,5 +154,81 @@ class BacktestRunAdmin(admin.ModelAdmin):
 
 @admin.register(Sweep)
 class SweepAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "total", "created_at")
-    readonly_fields = ("status", "definition", "total", "created_at")
+    list_display = ("id", "status", "progress_text", "created_at")
+    readonly_fields = ("status", "progress_text", "ranking", "definition", "combinations", "total", "created_at")
+    actions = ["cancel_sweeps"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="progress")
+    def progress_text(self, obj):
+        p = obj.progress()
+        return f"{p['done']}/{p['total']} done, {p['running']} running, {p['failed']} failed"
+
+    @admin.display(description="ranking (out-of-sample score, in-sample beside it)")
+    def ranking(self, obj):
+        rows = format_html_join("", '<tr><td>{}</td><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td>'
+                                    '<td><code>{}</code></td></tr>',
+                                ((rank, reverse("admin:backtest_backtestrun_change", args=[r["run"]]), r["run"],
+                                  r["oos"], r["is"], r["trades"], r["params"])
+                                 for rank, r in enumerate(sweeps.ranking(obj), 1)))
+        return format_html("<table><thead><tr><th>rank</th><th>run</th><th>OOS score</th><th>IS score</th>"
+                           "<th>trades</th><th>parameters</th></tr></thead><tbody>{}</tbody></table>", rows)
+
+    @admin.action(description="Cancel the selected sweeps")
+    def cancel_sweeps(self, request, queryset):
+        n = sum(sweeps.cancel(s) for s in queryset.filter(status=Sweep.Status.RUNNING))
+        self.message_user(request, f"Cancelled; {n} combination(s) will not run.")
+
+
+@admin.register(StrategyChange)
+class StrategyChangeAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "config", "run", "change", "undone_at", "undo_link")
+    readonly_fields = ("created_at", "actor", "config", "run", "before", "after", "undone_at", "undone_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="after")
+    def change(self, obj):
+        return f"{obj.after.get('strategy')} {obj.after.get('params')}"
+
+    @admin.display(description="undo")
+    def undo_link(self, obj):
+        if obj.undone_at:
+            return "undone"
+        return format_html('<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" '
+                           'value="__csrf__"><button type="submit">undo</button></form>',
+                           reverse("admin:backtest_strategychange_undo", args=[obj.pk]))
+
+    def changelist_view(self, request, extra_context=None):
+        from django.middleware.csrf import get_token
+
+        response = super().changelist_view(request, extra_context)
+        if hasattr(response, "render"):
+            response.render()
+            response.content = response.content.replace(b"__csrf__", get_token(request).encode())
+        return response
+
+    def get_urls(self):
+        return [path("<int:pk>/undo/", self.admin_site.admin_view(self.undo_view), name="backtest_strategychange_undo")
+                ] + super().get_urls()
+
+    def undo_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponse("POST only", status=405)
+        if not request.user.has_perm("signals.change_strategyconfig"):
+            return HttpResponse("you may not change the strategy configuration", status=403)
+        change = StrategyChange.objects.filter(pk=pk).first()
+        if change is None:
+            return HttpResponse("no such change", status=404)
+        try:
+            applying.undo(change, request.user.get_username())
+            self.message_user(request, f"Undone: {change.config} is back to {change.before}.", messages.SUCCESS)
+        except applying.ApplyError as exc:
+            self.message_user(request, f"Not undone: {exc}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:backtest_strategychange_changelist"))
