@@ -55,7 +55,7 @@ say "collecting static files"
 python manage.py collectstatic --noinput -v 0
 say "seeding the demo (idempotent)"
 seed_log=$(mktemp)
-python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}" | tee "$seed_log"
+python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}" --backtest | tee "$seed_log"
 admin_user=${DJANGO_SUPERUSER_USERNAME:-admin}
 if [ -n "${DJANGO_SUPERUSER_PASSWORD:-}" ]; then
   password_note="password from DJANGO_SUPERUSER_PASSWORD"

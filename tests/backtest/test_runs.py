@@ -76,3 +76,22 @@ def test_bad_cli_input_is_a_clear_error_and_stores_nothing(args, message):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace("'", "'")):
         call_command("backtest", "--max-bars", "50", *args, stdout=io.StringIO())
     assert not BacktestRun.objects.exclude(name="fixture").exists()
+
+
+def test_the_demo_backtest_is_run_once_per_code_version(monkeypatch):
+    from backtest import demo, runner
+
+    calls = []
+    real = runner.run_definition
+
+    def short(defn):
+        calls.append(defn)
+        defn.max_bars, defn.seeds = 300, [1]
+        return real(defn)
+
+    monkeypatch.setattr(runner, "run_definition", short)
+    monkeypatch.setattr(demo, "run_and_save", lambda d: runner.save(short(d)))
+    first = demo.ensure_demo_run()
+    again = demo.ensure_demo_run()
+    assert "demo backtest #" in first and "already there" in again and len(calls) == 1
+    assert BacktestRun.objects.get(name=demo.DEMO_NAME).status == "done"
