@@ -86,10 +86,15 @@ def load_series(source: str, symbol: str, start=None, end=None) -> BarSeries:
     """Bars of ``source`` ("backtesting:EURUSD", a CSV path, or "db" for the imported candles),
     within [start, end) when given, validated."""
     spec_of(symbol)
-    if source == "db":
+    if source == "db" or source.startswith("db:"):
+        from matchtrader import protocol as P
+
         from .history import load_db_bars
 
-        bars, times = load_db_bars(symbol, _ms(start), _ms(end))
+        interval = source.split(":", 1)[1] if ":" in source else "M1"
+        if interval not in P.INTERVAL_SECONDS:
+            raise BacktestDataError(f"{source}: interval must be one of {', '.join(P.INTERVALS)}")
+        bars, times = load_db_bars(symbol, _ms(start), _ms(end), interval)
         if not bars:
             raise BacktestDataError(f"no imported candles for {symbol} in the range (run manage.py import_candles)")
         return BarSeries(symbol, source, tuple(bars), tuple(times))

@@ -126,3 +126,21 @@ class StrategyChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor}: run #{self.run_id} → {self.config}"
+
+
+class Candle(models.Model):
+    """Imported broker candles (``manage.py import_candles``), keyed by (symbol, interval, time):
+    a re-import never duplicates a candle. Prices and volume are Decimal as the broker sent them."""
+
+    pk = models.CompositePrimaryKey("symbol", "interval", "time")
+    symbol = models.CharField(max_length=32)
+    interval = models.CharField(max_length=4)
+    time = models.DateTimeField(help_text="Open time, UTC.")
+    open = models.DecimalField(max_digits=20, decimal_places=10)
+    high = models.DecimalField(max_digits=20, decimal_places=10)
+    low = models.DecimalField(max_digits=20, decimal_places=10)
+    close = models.DecimalField(max_digits=20, decimal_places=10)
+    volume = models.DecimalField(max_digits=24, decimal_places=8, default=0)
+
+    class Meta:
+        ordering = ["symbol", "interval", "time"]
