@@ -144,3 +144,20 @@ class Candle(models.Model):
 
     class Meta:
         ordering = ["symbol", "interval", "time"]
+
+
+class CandleImport(models.Model):
+    """Progress of one import (symbol, interval, range): where the next chunk starts. Updated in the
+    same transaction as the chunk it follows, so a resumed import never skips nor repeats one."""
+
+    symbol = models.CharField(max_length=32)
+    interval = models.CharField(max_length=4)
+    from_time = models.DateTimeField()
+    to_time = models.DateTimeField()
+    next_time = models.DateTimeField()
+    finished = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["symbol", "interval", "from_time", "to_time"],
+                                               name="one_progress_per_import_range")]
