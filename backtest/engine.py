@@ -213,7 +213,8 @@ class Engine:
         self.balance = [a.equity for a in accounts]
         self.positions: list[Position] = []
         self.pending: dict[str, list[tuple[int, int, Decimal, Decimal, Decimal, int]]] = {}
-        self.quotes: dict[str, tuple[Decimal, Decimal]] = {}
+        self.quotes_f: dict[str, tuple[float, float]] = {}  # latest quote, as received
+        self._quotes: dict[str, tuple[Decimal, Decimal]] = {}
         self.slippage = {s.symbol: fills.slippage_price(config.slippage_points, s.spec.price_precision)
                          for s in symbols}
         self.result = Result(equity={a.name: [] for a in accounts})
@@ -315,9 +316,11 @@ class Engine:
 
     # -- market ---------------------------------------------------------------------------------
     def _on_quote(self, symbol: str, bid_f: float, ask_f: float, ts: int) -> None:
-        bid, ask = _dec(bid_f), _dec(ask_f)
-        self.quotes[symbol] = (bid, ask)
+        self.quotes_f[symbol] = (bid_f, ask_f)
         queue = self.pending.get(symbol)
+        if not queue and not self.positions:
+            return  # the common case: nothing to fill, no Decimal work
+        bid, ask = self._quote(symbol)
         if queue:
             self.pending[symbol] = []
             for item in queue:
@@ -334,15 +337,16 @@ class Engine:
     def _equity(self, k: int) -> Decimal:
         eq = self.balance[k]
         for p in self.positions:
-            if p.account == k and p.symbol in self.quotes:
-                bid, ask = self.quotes[p.symbol]
+            if p.account == k and p.symbol in self.quotes_f:
+                bid, ask = self._quote(p.symbol)
                 eq += self._profit(p, p.volume, fills.closing_quote(p.side, bid, ask)) + p.commission
         return eq
 
     def _rate(self, setup: SymbolSetup, currency: str, price: Decimal) -> Decimal | None:
         spec = setup.spec
         cross = {}
-        for other, (b, a) in self.quotes.items():
+        for other in self.quotes_f:
+            b, a = self._quote(other)
             cross[other] = (b + a) / 2
         return quote_to_account_rate(quote_currency=spec.quote, base_currency=spec.base, account_currency=currency,
                                      price=price, cross_rates=cross)
@@ -389,8 +393,16 @@ class Engine:
         self.positions.append(Position(k, symbol, side, size.volume, price, ts, self._bar, sl, tp, ts + time_stop_ms,
                                        fills.open_commission(size.volume, self.config.commission_per_lot), signal))
 
+    def _quote(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """The symbol's latest quote as Decimal (converted only when money is computed)."""
+        raw = self.quotes_f[symbol]
+        cached = self._quotes.get(symbol)
+        if cached is None or cached[2] != raw:
+            cached = self._quotes[symbol] = (_dec(raw[0]), _dec(raw[1]), raw)
+        return cached[0], cached[1]
+
     def _close_at_market(self, pos: Position, reason: str) -> None:
-        bid, ask = self.quotes[pos.symbol]
+        bid, ask = self._quote(pos.symbol)
         self._close(pos, fills.close_fill(pos.side, bid, ask, self.slippage[pos.symbol]), reason)
 
     def _close(self, pos: Position, price: Decimal, reason: str, volume: Decimal | None = None) -> Trade:
@@ -414,7 +426,7 @@ class Engine:
 
     def _close_all(self, reason: str) -> None:
         for pos in list(self.positions):
-            if pos.symbol in self.quotes:
+            if pos.symbol in self.quotes_f:
                 self._close_at_market(pos, reason)
         pending = sum(len(q) for q in self.pending.values())
         for queue in self.pending.values():

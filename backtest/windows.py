@@ -34,27 +34,51 @@ READ_BARS_1M = 200
 
 
 class _Columns:
-    """Growable float64/int64 columns, one row per record."""
+    """Growable numpy columns, one row per record. Rows are appended to a Python list (cheap per
+    event) and moved into the arrays in one vectorised step when a window is read (once per
+    analysis pass); one spare row is always free for the forming bar."""
 
-    __slots__ = ("n", "cap", "cols")
+    __slots__ = ("n", "cap", "cols", "pending")
 
     def __init__(self, dtypes: tuple, cap: int = 4096):
         self.n = 0
         self.cap = cap
         self.cols = [np.empty(cap, dtype=d) for d in dtypes]
+        self.pending: list[tuple] = []
 
     def append(self, *values) -> None:
-        n = self.n
-        if n == self.cap:
-            self.cap *= 2
-            self.cols = [np.concatenate((c, np.empty_like(c))) for c in self.cols]
-        for c, v in zip(self.cols, values):
-            c[n] = v
-        self.n = n + 1
+        self.pending.append(values)
 
-    def tail(self, k: int) -> list[np.ndarray]:
-        lo = max(0, self.n - k)
-        return [c[lo : self.n] for c in self.cols]
+    def flush(self) -> None:
+        rows = self.pending
+        if not rows:
+            return
+        k = len(rows)
+        n = self.n
+        if n + k + 1 > self.cap:
+            while n + k + 1 > self.cap:
+                self.cap *= 2
+            self.cols = [np.concatenate((c[:n], np.empty(self.cap - n, dtype=c.dtype))) for c in self.cols]
+        for c, values in zip(self.cols, zip(*rows)):
+            c[n : n + k] = values
+        self.n = n + k
+        self.pending = []
+
+    @property
+    def count(self) -> int:
+        return self.n + len(self.pending)
+
+    def tail(self, k: int, extra: tuple | None = None) -> list[np.ndarray]:
+        """The last ``k`` rows, plus ``extra`` written into the spare row after them (the forming
+        bar): views, valid until the next read."""
+        self.flush()
+        n = self.n
+        if extra is not None:
+            for c, v in zip(self.cols, extra):
+                c[n] = v
+            n += 1
+        lo = max(0, n - k)
+        return [c[lo:n] for c in self.cols]
 
 
 _TICK_DTYPES = (np.int64, np.float64, np.float64, np.float64, np.float64, np.int8)
@@ -111,21 +135,19 @@ class SymbolBook:
 
     def _bar_window(self, tf: str, forming: Bar | None, n: int) -> BarWindow:
         store = self.bars[tf]
-        last_closed = self.last_bar_ts[tf] if store.n else 0
+        last_closed = self.last_bar_ts[tf] if store.count else 0
         if forming is not None and forming.ts_ms > last_closed and n > 0:
-            k = min(store.n, n - 1)
-            cols = store.tail(k) if k else [c[:0] for c in store.cols]
             f = (forming.ts_ms, forming.open, forming.high, forming.low, forming.close, forming.volume,
                  forming.buy_volume, forming.sell_volume, forming.ticks)
-            cols = [np.append(c, v).astype(c.dtype, copy=False) for c, v in zip(cols, f)]
-        elif store.n:
+            cols = store.tail(n, f)  # n - 1 closed + the forming one
+        elif store.count:
             cols = store.tail(n)
         else:
             return BarWindow.empty(self.symbol, tf)
         return BarWindow(self.symbol, tf, *cols)
 
     def window(self, ticks: int = READ_TICKS, bars_1s: int = READ_BARS_1S, bars_1m: int = READ_BARS_1M) -> MarketWindow:
-        if self.ticks.n:
+        if self.ticks.count:
             ts, bid, ask, price, vol, side = self.ticks.tail(ticks)
             tw = TickWindow(self.symbol, ts, bid, ask, price, vol, side)
         else:

@@ -1,0 +1,124 @@
+"""Benchmark of the backtest engine (issue 12's targets).
+
+    .venv/bin/python bench/backtest.py [--bars 5000] [--ticks-per-bar 60] [--combos 32] [--sweep-bars 400]
+
+1. Engine: the 5,000 EURUSD hourly bars of the ``backtesting`` package at 60 ticks per bar
+   (300,000 ticks, each a quote plus a trade print), analysed at the live cadence (a pass every
+   1 s of the replay clock, plus the pre-screen's wake-ups). Prints ticks/s, analysis passes/s,
+   the wall time, and the engine's overhead over the analysis itself, measured in the SAME run:
+   the windows of every 10th pass are kept and ``analyse_all`` is timed alone on them (the bare
+   analysis rate); overhead = engine time per pass / bare analysis time per pass − 1.
+   Target: overhead ≤ 25 %.
+2. Sweep: ``--combos`` parameter combinations (``--sweep-bars`` bars each) run by 1 worker
+   process, then by 2; prints the ratio (target ≤ 0.6 × the 1-worker time on 2 cores). Worker
+   processes here are a process pool running the sweep task's body (``backtest.runner``), the
+   same CPU work a Celery ``backtest`` worker does per message, without the broker round trips
+   (~ms per combination, negligible next to seconds of work). Needs no database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from backtest import engine as engine_mod  # noqa: E402
+from backtest.data import TickPlan, bar_events, load_series  # noqa: E402
+from backtest.engine import AccountSpec, Engine, SymbolSetup  # noqa: E402
+from matchtrader.simulator.instruments import SPECS  # noqa: E402
+from signals.strategy import analyse_all  # noqa: E402
+
+
+class TimedEngine(Engine):
+    """Keeps the windows of every ``keep_every``-th pass for the bare-analysis baseline."""
+
+    keep_every = 10
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.kept = []
+        self._k = 0
+        self.bench_s = 0.0  # time spent keeping windows for the baseline: not the engine's
+
+    def _analyse(self, now_ms, only, woken):
+        self._k += 1
+        if self._k % self.keep_every == 0:
+            t0 = time.perf_counter()
+            names = only if only is not None else list(self.setups)
+            # copies: the engine's windows are views, valid until its next read
+            self.kept.append(({n: copy.deepcopy(w) for n, w in self.builder.windows(names).items()}, now_ms,
+                              dict(self.last_signal)))
+            self.bench_s += time.perf_counter() - t0
+        super()._analyse(now_ms, only, woken)
+
+
+def engine_bench(bars: int, ticks_per_bar: int) -> None:
+    series = load_series("backtesting:EURUSD", "EURUSD").slice(0, bars)
+    events = list(bar_events(series, seed=1, plan=TickPlan(ticks_per_bar)))  # materialised: not timed
+    eng = TimedEngine([SymbolSetup("EURUSD", SPECS["EURUSD"])], [AccountSpec()])
+    t0 = time.perf_counter()
+    res = eng.run(events)
+    wall = time.perf_counter() - t0 - eng.bench_s
+    params, ticks, strategies = eng.params, eng.tick_sizes, eng.strategies
+    t1 = time.perf_counter()
+    for windows, now_ms, last in eng.kept:
+        analyse_all(windows, params, now_ms, last, ticks, strategies)
+    bare = (time.perf_counter() - t1) / max(1, len(eng.kept))
+    per_pass = wall / max(1, res.passes)
+    print(f"engine: {bars} bars x {ticks_per_bar} ticks = {res.ticks:,} tick events ({res.events:,} events), "
+          f"{res.passes:,} analysis passes ({res.wakeups:,} pre-screen wake-ups), {len(res.signals)} signals, "
+          f"{len(res.trades)} trades")
+    print(f"  wall {wall:.1f} s; {res.ticks / wall:,.0f} ticks/s; {res.passes / wall:,.0f} passes/s")
+    print(f"  bare analyse_all on the same windows: {bare * 1000:.3f} ms/pass = {1 / bare:,.0f} passes/s")
+    print(f"  engine time per pass {per_pass * 1000:.3f} ms -> overhead {per_pass / bare - 1:+.1%} over the analysis "
+          f"(target <= +25%)")
+
+
+def one_combo(args):
+    ratio, bars = args
+    from backtest.runner import Definition, run_definition
+
+    run_definition(Definition(params={"surge_min_ratio": ratio}, max_bars=bars, seeds=[1]))
+    return ratio
+
+
+def sweep_bench(combos: int, bars: int) -> None:
+    work = [(2.0 + 0.1 * i, bars) for i in range(combos)]
+    times = {}
+    for workers in (1, 2):
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_combo, work[:2]))  # warm the processes (imports) before timing
+            t0 = time.perf_counter()
+            list(pool.map(one_combo, work))
+            times[workers] = time.perf_counter() - t0
+    print(f"sweep: {combos} combinations x {bars} bars: 1 worker {times[1]:.1f} s, 2 workers {times[2]:.1f} s "
+          f"-> {times[2] / times[1]:.2f}x the 1-worker time (target <= 0.60x on 2 cores)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bars", type=int, default=5000)
+    p.add_argument("--ticks-per-bar", type=int, default=60)
+    p.add_argument("--combos", type=int, default=32)
+    p.add_argument("--sweep-bars", type=int, default=400)
+    p.add_argument("--skip-sweep", action="store_true")
+    a = p.parse_args()
+    engine_bench(a.bars, a.ticks_per_bar)
+    if not a.skip_sweep:
+        sweep_bench(a.combos, a.sweep_bars)
+
+
+if __name__ == "__main__":
+    engine_mod  # noqa: B018 - imported for the subclass's base
+    main()
