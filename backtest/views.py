@@ -1,5 +1,5 @@
 """The backtest dashboard page: the latest runs, and one run's equity/drawdown chart, its price
-with the trades marked, and its trades (server-side SVG from tradeops.dashboard.charts)."""
+with the trades marked, and its trades (server-side SVG from dashboard.charts)."""
 
 from __future__ import annotations
 
