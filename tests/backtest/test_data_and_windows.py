@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backtest.data import BacktestDataError, TickPlan, bar_events, load_series
-from backtest.engine import AccountSpec, Engine, SymbolSetup
+from backtest.engine import AccountSpec, Engine, EngineConfig, SymbolSetup
 from backtest.windows import WindowBuilder
 from marketdata.reader import read_windows
 from marketdata.store import MarketDataWriter
@@ -100,3 +100,19 @@ def test_in_memory_windows_equal_what_the_feed_writes_and_the_reader_reads(redis
     np.testing.assert_array_equal(live.book.bid_sizes, mine.book.bid_sizes)
     now = live.last_tick_ms + 200
     assert evaluate(live, DEFAULT_PARAMS, now, None, 0.00001) == evaluate(mine, DEFAULT_PARAMS, now, None, 0.00001)
+
+
+def test_the_engine_drives_the_strategys_prescreen_hook_between_beats():
+    def once(prescreen):
+        engine = Engine([SymbolSetup("EURUSD", SPECS["EURUSD"])], [AccountSpec()],
+                        EngineConfig(use_prescreen=prescreen))
+        return engine.run(bar_events(eurusd(800), 3))
+
+    woken, beat_only = once(True), once(False)
+    assert woken.wakeups > 0 and beat_only.wakeups == 0
+    assert woken.passes == beat_only.passes + woken.wakeups
+    early = [s for s in woken.signals if s.woken]
+    assert early, "some signals come from a wake-up, between two beats"
+    assert all(s.now_ms % 1000 != 0 or s.now_ms == s.tick_ms for s in early)
+    # a wake-up only ever brings a signal forward: the first signal is no later than the beat's
+    assert woken.signals[0].now_ms <= beat_only.signals[0].now_ms
