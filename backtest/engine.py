@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from marketdata.bars import Bar as FeedBar
-from matchtrader.events import QuoteEvent
+from matchtrader.events import DepthEvent, QuoteEvent, TradeEvent
 from matchtrader.simulator import fills
 from matchtrader.simulator.instruments import Spec
 from orders.sizing import SymbolSpec, quote_to_account_rate, size_order
@@ -234,46 +234,58 @@ class Engine:
         if plan is not None:
             res.pass_log = []
         prescreen = self.config.use_prescreen and plan is None
-        ingest = self.builder.ingest
-        n = 0
+        builder = self.builder
+        books = builder.books
+        screens = self.prescreens
+        on_quote = self._on_quote
+        n = ticks = 0
+        bar_now = self._bar
         for item in events:
-            ev, bar = item if isinstance(item, tuple) else (item, self._bar if self._bar >= 0 else 0)
-            ts = getattr(ev, "ts_ms", None)
+            if type(item) is tuple:
+                ev, bar = item
+            else:
+                ev, bar = item, (bar_now if bar_now >= 0 else 0)
+            cls = type(ev)
             if plan is not None:
                 while planned is not None and planned[0] <= n:
                     self._analyse(planned[1], None, False)
                     planned = next(plan, None)
-            if ts is None:  # connection, gap, malformed frame: nothing for the windows
+            if cls is not QuoteEvent and cls is not TradeEvent:
+                # depth goes to the windows; connection, gap, malformed frames carry nothing for them
+                if cls is DepthEvent:
+                    builder.ingest(ev)
                 n += 1
                 continue
+            ts = ev.ts_ms
             if plan is None:
                 if next_beat is None:
                     next_beat = ts - ts % period + period
                 while ts > next_beat:
                     self._analyse(next_beat, None, False)
                     next_beat += period
-            if bar != self._bar:
-                if self._bar >= 0:
+            if bar != bar_now:
+                if bar_now >= 0:
                     self._mark_equity()
-                self._bar = bar
-            book = ingest(ev)
+                self._bar = bar_now = bar
+            symbol = ev.symbol
+            book = books.get(symbol) or builder.book(symbol)
             n += 1
-            if book is None:
-                continue
+            ticks += 1
             self._now = ts
-            if res.first_ms is None:
-                res.first_ms = ts
-            res.last_ms = ts
-            res.ticks += 1
-            cls = type(ev)
             if cls is QuoteEvent:
-                self._on_quote(ev.symbol, ev.bid, ev.ask, ts)
+                book.quote(ts, ev.bid, ev.ask)
+                on_quote(symbol, ev.bid, ev.ask, ts)
                 price, volume = (ev.bid + ev.ask) * 0.5, 0.0
             else:
                 price, volume = ev.price, ev.volume
-            if prescreen and self.prescreens[ev.symbol].on_tick(ts, price, volume):
+                book.trade(ts, price, volume, ev.side)
+            if prescreen and screens[symbol].on_tick(ts, price, volume):
                 res.wakeups += 1
-                self._analyse(ts, [ev.symbol], True)
+                self._analyse(ts, [symbol], True)
+            if res.first_ms is None:
+                res.first_ms = ts
+            res.last_ms = ts
+        res.ticks += ticks
         if plan is not None:
             while planned is not None:
                 self._analyse(planned[1], None, False)

@@ -110,14 +110,14 @@ class SymbolBook:
 
     def quote(self, ts: int, bid: float, ask: float) -> None:
         mid = (bid + ask) * 0.5
-        self.ticks.append(ts, bid, ask, mid, 0.0, 0)
+        self.ticks.pending.append((ts, bid, ask, mid, 0.0, 0))
         self.bid, self.ask, self.last_ts = bid, ask, ts
         closed = self.roller.update(ts, mid)
         if closed:
             self._closed(closed)
 
     def trade(self, ts: int, price: float, volume: float, side: int) -> None:
-        self.ticks.append(ts, self.bid, self.ask, price, volume, 1 if side > 0 else (-1 if side < 0 else 0))
+        self.ticks.pending.append((ts, self.bid, self.ask, price, volume, 1 if side > 0 else (-1 if side < 0 else 0)))
         self.last_ts = ts
         closed = self.roller.update(ts, price, volume, side)
         if closed:
