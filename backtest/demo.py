@@ -1,4 +1,4 @@
-"""The demo backtest of ``make run`` (``manage.py seed_demo --backtest``): the volume-surge
+"""The demo backtest of ``make run`` (``manage.py backtest --demo``): the volume-surge
 scalper on the 5,000 EURUSD hourly bars shipped by the ``backtesting`` package, three seeds, so
 the dashboard's Backtests page has a finished run to show. Run once per code version."""
 

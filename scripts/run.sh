@@ -55,7 +55,7 @@ say "collecting static files"
 python manage.py collectstatic --noinput -v 0
 say "seeding the demo (idempotent)"
 seed_log=$(mktemp)
-python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}" --backtest | tee "$seed_log"
+python manage.py seed_demo --accounts "${DEMO_ACCOUNTS:-20}" | tee "$seed_log"
 admin_user=${DJANGO_SUPERUSER_USERNAME:-admin}
 if [ -n "${DJANGO_SUPERUSER_PASSWORD:-}" ]; then
   password_note="password from DJANGO_SUPERUSER_PASSWORD"
@@ -65,6 +65,8 @@ else
   password_note="existing superuser; forgot the password? .venv/bin/python manage.py changepassword ${admin_user}"
 fi
 rm -f "$seed_log"
+say "the demo backtest on the shipped EURUSD bars (once per code version)"
+python manage.py backtest --demo
 
 # Every Procfile process except "release" (migrations, done above): honcho stops everything
 # as soon as one process exits, so a one-shot process must not be in the list.

@@ -79,8 +79,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-symbols", action="store_true", help="do not create the demo symbols")
         parser.add_argument("--no-strategy", action="store_true",
                             help="do not create the demo strategy configuration (shorter volume baseline)")
-        parser.add_argument("--backtest", action="store_true",
-                            help="also run the demo backtest on the shipped EURUSD bars (once per code version)")
 
     def handle(self, *args, **options):
         n = options["accounts"]
@@ -105,10 +103,6 @@ class Command(BaseCommand):
             self.seed_strategy()
         if not options["no_superuser"]:
             self.seed_superuser()
-        if options["backtest"]:
-            from backtest.demo import ensure_demo_run
-
-            self.stdout.write(ensure_demo_run())
         self.stdout.write(self.style.SUCCESS(
             f"demo ready: {Symbol.objects.filter(enabled=True).count()} enabled symbol(s) "
             f"({symbols_created} new), {Account.objects.filter(mode=Account.Mode.SIMULATION).count()} "

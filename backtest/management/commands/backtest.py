@@ -5,6 +5,7 @@ Examples:
   manage.py backtest --seeds 1,2,3,4,5 --param surge_min_ratio=4 --oos-fraction 0.3
   manage.py backtest --strategy ma_cross --param fast=5 --param slow=20 --source data/eurusd.csv
   manage.py backtest --accounts '[{"name": "small", "equity": 5000, "risk_pct": 0.5}]' --export-json run.json
+  manage.py backtest --demo                             # make run's demo run, once per code version
 """
 
 from __future__ import annotations
@@ -65,8 +66,15 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
         parser.add_argument("--export-json")
         parser.add_argument("--export-csv")
+        parser.add_argument("--demo", action="store_true",
+                            help="the demo run of make run (EURUSD bars, seeds 1-3), only if this code version has none")
 
     def handle(self, *args, **o):
+        if o["demo"]:
+            from backtest.demo import ensure_demo_run
+
+            self.stdout.write(ensure_demo_run())
+            return
         try:
             params = json.loads(o["params"])
         except json.JSONDecodeError as exc:
