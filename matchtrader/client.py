@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from tradeops.logging import get_logger
+from tradeops.money import to_decimal
 
 from . import protocol as P
 from .errors import (
@@ -162,8 +163,30 @@ def _iso(dt: datetime | str | None) -> str | None:
     return dt.astimezone(UTC).strftime(P.CANDLE_TIME_FORMAT)
 
 
+OnMalformed = Callable[[Any, MalformedResponse], None]
+
+
+def _parse_each(parse, rows: list, on_malformed: OnMalformed | None) -> list:
+    if on_malformed is None:
+        return [parse(d) for d in rows]
+    out = []
+    for d in rows:
+        try:
+            out.append(parse(d))
+        except MalformedResponse as exc:
+            on_malformed(d, exc)
+    return out
+
+
+def _num(value) -> Decimal:
+    """A number for a request body: a ``Decimal`` as it is, a float (numpy's too) through its
+    shortest repr, never ``Decimal(float)``'s binary expansion (0.1 -> 0.1000000000000000055...).
+    NaN/infinity raise ``ValueError`` before anything is sent."""
+    return to_decimal(value)
+
+
 def _opt_price(p: Decimal | None) -> Decimal:
-    return Decimal(0) if p is None else Decimal(p)  # 0 = none [OBS]
+    return Decimal(0) if p is None else _num(p)  # 0 = none [OBS]
 
 
 class MatchTraderClient:
@@ -388,12 +411,15 @@ class MatchTraderClient:
     def instruments(self) -> list[Instrument]:
         return [Instrument.from_json(d) for d in items(self._call("GET", P.P_INSTRUMENTS), "instruments")]
 
-    def quotations(self, symbols: Iterable[str]) -> list[Quote]:
+    def quotations(self, symbols: Iterable[str], on_malformed: OnMalformed | None = None) -> list[Quote]:
+        """Quotes of ``symbols``. With ``on_malformed``, one bad entry (NaN, negative, missing
+        field) is reported to it and skipped so the others still arrive; without, it raises."""
         syms = ",".join(symbols)
         data = self._call("GET", P.P_QUOTATIONS, params={P.F_SYMBOLS: syms})
-        return [Quote.from_json(d) for d in items(data, "quotations")]
+        return _parse_each(Quote.from_json, items(data, "quotations"), on_malformed)
 
-    def candles(self, symbol: str, interval: str, from_: datetime | str, to: datetime | str | None = None) -> list[Candle]:
+    def candles(self, symbol: str, interval: str, from_: datetime | str, to: datetime | str | None = None,
+                on_malformed: OnMalformed | None = None) -> list[Candle]:
         if interval not in P.INTERVAL_SECONDS:
             raise ValueError(f"interval must be one of {P.INTERVALS}")
         params = {P.F_SYMBOL: symbol, P.F_INTERVAL: interval, P.F_FROM: _iso(from_)}
@@ -401,7 +427,7 @@ class MatchTraderClient:
             params[P.F_TO] = _iso(to)
         data = self._call("GET", P.P_CANDLES, params=params)
         rows = items(data, P.F_CANDLES)
-        return [Candle.from_json(d) for d in rows]
+        return _parse_each(Candle.from_json, rows, on_malformed)
 
     def balance(self) -> Balance:
         data = self._call("GET", P.P_BALANCE)
@@ -428,20 +454,20 @@ class MatchTraderClient:
                       tp: Decimal | None = None) -> OperationResult:
         """Market order. The returned ``order_id`` is an ORDER id; read the position id back from
         :meth:`open_positions` ([doc §3.6](../docs/match-trader-api.md))."""
-        body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: Decimal(volume),
+        body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_OPEN, body)
 
     def edit_position(self, position_id: str, symbol: str, side: str, volume: Decimal, sl: Decimal | None,
                       tp: Decimal | None) -> OperationResult:
-        body = {P.F_ID: position_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: Decimal(volume),
+        body = {P.F_ID: position_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_EDIT, body, priority="high")
 
     def close_position(self, position_id: str, symbol: str, side: str, volume: Decimal) -> OperationResult:
         """``side`` is the POSITION's side ([doc §3.6](../docs/match-trader-api.md))."""
         body = {P.F_POSITION_ID: position_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side),
-                P.F_VOLUME: Decimal(volume)}
+                P.F_VOLUME: _num(volume)}
         return self._write(P.P_POSITION_CLOSE, body, priority="high")
 
     def close_positions(self, positions: Iterable[OpenPosition | dict]) -> OperationResult:
@@ -459,21 +485,21 @@ class MatchTraderClient:
         return self._write(P.P_POSITIONS_CLOSE, body, priority="high")
 
     def close_partially(self, position_id: str, symbol: str, side: str, volume: Decimal) -> OperationResult:
-        body = {P.F_POSITION_ID: position_id, P.F_VOLUME: Decimal(volume), P.F_INSTRUMENT: symbol,
+        body = {P.F_POSITION_ID: position_id, P.F_VOLUME: _num(volume), P.F_INSTRUMENT: symbol,
                 P.F_ORDER_SIDE: _side(side), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_CLOSE_PARTIALLY, body, priority="high")
 
     def create_pending(self, symbol: str, side: str, type: str, volume: Decimal, price: Decimal,
                        sl: Decimal | None = None, tp: Decimal | None = None) -> OperationResult:
-        body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: Decimal(volume),
+        body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False,
-                P.F_PRICE: Decimal(price), P.F_TYPE: _otype(type)}
+                P.F_PRICE: _num(price), P.F_TYPE: _otype(type)}
         return self._write(P.P_PENDING_CREATE, body)
 
     def edit_pending(self, order_id: str, symbol: str, side: str, type: str, volume: Decimal, price: Decimal,
                      sl: Decimal | None = None, tp: Decimal | None = None) -> OperationResult:
-        body = {P.F_ID: order_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: Decimal(volume),
-                P.F_TYPE: _otype(type), P.F_PRICE_ORDER: Decimal(price), P.F_SL_PRICE: _opt_price(sl),
+        body = {P.F_ID: order_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
+                P.F_TYPE: _otype(type), P.F_PRICE_ORDER: _num(price), P.F_SL_PRICE: _opt_price(sl),
                 P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_PENDING_EDIT, body)
 

@@ -27,12 +27,34 @@ def dec(value: Any, default: Decimal | None = None, *, name: str = "") -> Decima
         raise MalformedResponse(f"missing numeric field {name!r}")
     if isinstance(value, bool):
         raise MalformedResponse(f"field {name!r} is a boolean, not a number")
-    if isinstance(value, Decimal):
-        return value
     try:
-        return Decimal(str(value)) if isinstance(value, float) else Decimal(value if isinstance(value, str) else int(value))
-    except (InvalidOperation, ValueError, TypeError) as exc:
+        if isinstance(value, Decimal):
+            result = value
+        elif isinstance(value, float):
+            result = Decimal(float.__repr__(value))
+        else:
+            result = Decimal(value if isinstance(value, str) else int(value))
+    except (InvalidOperation, ValueError, TypeError, OverflowError) as exc:
         raise MalformedResponse(f"field {name!r} is not a number: {value!r}") from exc
+    if not result.is_finite():  # JSON NaN/Infinity, "nan", "-Infinity": no broker number is one
+        raise MalformedResponse(f"field {name!r} is not a finite number: {value!r}")
+    return result
+
+
+def price(value: Any, *, name: str) -> Decimal:
+    """A required market price: finite and > 0 (a zero or negative quote is a broken frame)."""
+    d = dec(value, name=name)
+    if d <= 0:
+        raise MalformedResponse(f"field {name!r} is not a positive price: {value!r}")
+    return d
+
+
+def size(value: Any, default: Decimal | None = None, *, name: str) -> Decimal:
+    """A traded or resting size: finite and >= 0."""
+    d = dec(value, default, name=name)
+    if d < 0:
+        raise MalformedResponse(f"field {name!r} is a negative size: {value!r}")
+    return d
 
 
 def opt_dec(value: Any) -> Decimal | None:
@@ -125,8 +147,8 @@ class Quote:
     def from_json(cls, d: dict) -> Quote:
         return cls(
             symbol=str(_req(d, P.F_SYMBOL)),
-            bid=dec(_req(d, P.F_BID), name=P.F_BID),
-            ask=dec(_req(d, P.F_ASK), name=P.F_ASK),
+            bid=price(_req(d, P.F_BID), name=P.F_BID),
+            ask=price(_req(d, P.F_ASK), name=P.F_ASK),
             timestamp_ms=_int(d.get(P.F_TIMESTAMP_MS)),
             high=opt_dec(d.get(P.F_HIGH)),
             low=opt_dec(d.get(P.F_LOW)),
@@ -146,11 +168,11 @@ class Candle:
     def from_json(cls, d: dict) -> Candle:
         return cls(
             time_ms=_int(_req(d, P.F_TIME)),
-            open=dec(_req(d, "open"), name="open"),
-            high=dec(_req(d, "high"), name="high"),
-            low=dec(_req(d, "low"), name="low"),
-            close=dec(_req(d, "close"), name="close"),
-            volume=dec(d.get("volume"), ZERO),
+            open=price(_req(d, "open"), name="open"),
+            high=price(_req(d, "high"), name="high"),
+            low=price(_req(d, "low"), name="low"),
+            close=price(_req(d, "close"), name="close"),
+            volume=size(d.get("volume"), ZERO, name="volume"),
         )
 
 

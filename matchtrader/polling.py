@@ -25,7 +25,7 @@ from tradeops.logging import get_logger
 
 from . import protocol as P
 from .errors import BrokerError, RateLimited
-from .events import CandleEvent, GapEvent, QuoteEvent, TransportStats
+from .events import CandleEvent, GapEvent, MalformedFrame, QuoteEvent, TransportStats
 from .transport import EventSink
 
 log = get_logger(__name__)
@@ -105,7 +105,7 @@ class PollingTransport:
 
     def poll_once(self, symbols: list[str], sink: EventSink) -> None:
         """One cycle: quotations for all symbols in one call, then candles if due. Raises BrokerError."""
-        quotes = self.client.quotations(symbols)
+        quotes = self.client.quotations(symbols, on_malformed=self._malformed(sink))
         recv = now_ms()
         self.stats.frames += 1
         for q in quotes:
@@ -118,11 +118,21 @@ class PollingTransport:
             for sym in symbols:
                 self._poll_candles(sym, sink)
 
+    def _malformed(self, sink: EventSink, symbol: str | None = None):
+        """A bad entry in a poll answer (NaN, negative price, missing field) becomes a
+        ``MalformedFrame`` (counted and logged by the feed writer); the rest of the answer is used."""
+        def report(entry, exc) -> None:
+            self.stats.malformed += 1
+            sym = entry.get(P.F_SYMBOL) if isinstance(entry, dict) else None
+            sink(MalformedFrame(repr(entry)[:500], str(exc), now_ms(), sym if isinstance(sym, str) else symbol))
+        return report
+
     def _poll_candles(self, symbol: str, sink: EventSink) -> None:
         size_ms = P.INTERVAL_SECONDS[self.candle_interval] * 1000
         last = self._last_candle.get(symbol)
         frm = last[0] if last else now_ms() - 3 * size_ms
-        rows = self.client.candles(symbol, self.candle_interval, datetime.fromtimestamp(frm / 1000, tz=UTC))
+        rows = self.client.candles(symbol, self.candle_interval, datetime.fromtimestamp(frm / 1000, tz=UTC),
+                                   on_malformed=self._malformed(sink, symbol))
         recv = now_ms()
         self.stats.frames += 1
         for i, c in enumerate(rows):

@@ -57,6 +57,26 @@ def _bad(raw, error: str, recv_ms: int, symbol=None) -> list[MarketEvent]:
     return [MalformedFrame(text[:500], error, recv_ms, symbol)]
 
 
+def _px(value) -> float:
+    """A market price: a finite number > 0. ``float()`` alone accepts NaN, Infinity and "-1"
+    (JSON allows NaN/Infinity in Python's parser): those frames are malformed."""
+    x = float(value)
+    if not (0.0 < x < _INF):  # also False for NaN
+        raise ValueError(f"price {value!r} is not a finite positive number")
+    return x
+
+
+def _sz(value) -> float:
+    """A size: a finite number >= 0."""
+    x = float(value)
+    if not (0.0 <= x < _INF):
+        raise ValueError(f"size {value!r} is not a finite non-negative number")
+    return x
+
+
+_INF = float("inf")
+
+
 def parse_frame(raw: str | bytes, recv_ms: int) -> list[MarketEvent]:
     """One text frame → market events. Never raises: garbage becomes a ``MalformedFrame``.
     Control/account frames (pong, heartbeat, subscribed, positions...) yield no events."""
@@ -70,24 +90,24 @@ def parse_frame(raw: str | bytes, recv_ms: int) -> list[MarketEvent]:
     try:
         if t == "quote":
             d = msg["data"]
-            return [QuoteEvent(d["symbol"], float(d["bid"]), float(d["ask"]), int(d["timestampMs"]), recv_ms,
+            return [QuoteEvent(d["symbol"], _px(d["bid"]), _px(d["ask"]), int(d["timestampMs"]), recv_ms,
                                msg.get("seq"))]
         if t == "trade":
             d = msg["data"]
-            return [TradeEvent(d["symbol"], float(d["price"]), float(d["volume"]),
+            return [TradeEvent(d["symbol"], _px(d["price"]), _sz(d["volume"]),
                                _SIDES.get(d.get("aggressor"), UNKNOWN_SIDE), int(d["timestampMs"]), recv_ms,
                                msg.get("seq"))]
         if t == "depth":
             d = msg["data"]
-            return [DepthEvent(d["symbol"], [(float(p), float(s)) for p, s in d["bids"]],
-                               [(float(p), float(s)) for p, s in d["asks"]], int(d["timestampMs"]), recv_ms,
+            return [DepthEvent(d["symbol"], [(_px(p), _sz(s)) for p, s in d["bids"]],
+                               [(_px(p), _sz(s)) for p, s in d["asks"]], int(d["timestampMs"]), recv_ms,
                                msg.get("seq"))]
         if t == "candle":
             d = msg["data"]
-            return [CandleEvent(msg["symbol"], msg["interval"], int(d["time"]), float(d["open"]), float(d["high"]),
-                                float(d["low"]), float(d["close"]), float(d.get("volume") or 0.0),
+            return [CandleEvent(msg["symbol"], msg["interval"], int(d["time"]), _px(d["open"]), _px(d["high"]),
+                                _px(d["low"]), _px(d["close"]), _sz(d.get("volume") or 0.0),
                                 bool(msg.get("closed")), recv_ms)]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         sym = msg.get("data", {}).get("symbol") if isinstance(msg.get("data"), dict) else None
         return _bad(raw, f"bad {t} frame: {type(e).__name__}: {e}", recv_ms, sym)
     if t in _IGNORED:

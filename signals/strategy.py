@@ -28,7 +28,7 @@ from marketdata.windows import MarketWindow
 from signals.analysis.indicators import compute_indicators
 from signals.analysis.levels import support_resistance
 from signals.analysis.orderbook import analyse_book, has_depth
-from signals.analysis.volume import analyse_volume
+from signals.analysis.volume import analyse_volume, clean_ticks
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Reason(StrEnum):
     IMBALANCE_DISAGREES = "imbalance_disagrees"  # book does not confirm (only with a book)
     INTO_WALL = "into_wall"  # a level/wall within block_distance_ticks in the trade direction
     WEAK = "weak"  # strength below min_strength
+    BAD_DATA = "bad_data"  # no valid tick left, or numbers that overflow (the feed refuses NaN/inf/negatives)
     ANALYSIS_ERROR = "analysis_error"  # unexpected exception (analyse_all only); a bug, logged
     NO_CROSS = "no_cross"  # moving-average cross strategy (signals.ma_cross): no cross on the last closed bar
 
@@ -259,8 +260,7 @@ def exit_plan(side: Side, entry: float, atr_value: float, tick_size: float, para
     return ExitPlan(entry_on_grid, sl, tp, params.time_stop_s, basis)
 
 
-def _entry_reference(window: MarketWindow, side: Side) -> float:
-    ticks = window.ticks
+def _entry_reference(ticks, side: Side) -> float:
     quote = float(ticks.ask[-1] if side is Side.BUY else ticks.bid[-1])
     return quote if math.isfinite(quote) and quote > 0 else float(ticks.price[-1])
 
@@ -290,11 +290,18 @@ def evaluate(
     if last_signal_ms is not None and now_ms - last_signal_ms < params.cooldown_ms:
         return no(Reason.COOLDOWN)
 
+    # totality: a tick the feed should have refused (NaN/inf/negative) costs that tick only
+    ticks, dropped = clean_ticks(window.ticks)
+    if dropped:
+        features["dropped_ticks"] = dropped
+    if len(ticks) == 0:
+        return no(Reason.BAD_DATA)
+
     book_present = has_depth(window.book)
     strictness = 1.0 if book_present else params.no_book_threshold_multiplier
     # A venue clock ahead of ours must not push the newest ticks out of the recent window.
     vol = analyse_volume(
-        window.ticks,
+        ticks,
         window.bars_1s,
         max(now_ms, tick_ts),
         recent_s=params.recent_window_s,
@@ -318,6 +325,8 @@ def evaluate(
         buy_ratio=vol.buy_ratio,
         price_change=vol.price_change,
     )
+    if not vol.valid:
+        return no(Reason.BAD_DATA)
     if not vol.enough_history:
         return no(Reason.INSUFFICIENT_HISTORY)
     if not vol.is_surge:
@@ -364,7 +373,7 @@ def evaluate(
         imbalance_strength = signed
         wall_prices = book.walls.prices
 
-    entry = _entry_reference(window, side)
+    entry = _entry_reference(ticks, side)
     bars = window.bars_1m
     use_swings = params.use_swing_levels and len(bars) > 0
     levels = support_resistance(
@@ -388,12 +397,20 @@ def evaluate(
 
     flow_strength = abs(2.0 * vol.buy_ratio - 1.0)
     parts = [vol.strength, flow_strength] + ([imbalance_strength] if imbalance_strength is not None else [])
-    strength = min(max(sum(parts) / len(parts), 0.0), 1.0)
+    strength = sum(parts) / len(parts)
+    if not math.isfinite(strength):
+        return no(Reason.BAD_DATA)
+    strength = min(max(strength, 0.0), 1.0)
     features.update(volume_strength=vol.strength, flow_strength=flow_strength, strength=strength)
     if strength < params.min_strength:
         return no(Reason.WEAK)
 
-    plan = exit_plan(side, entry, ind.atr, tick_size, params)
+    try:
+        plan = exit_plan(side, entry, ind.atr, tick_size, params)
+    except OverflowError:  # a price near 1e308 is no price
+        return no(Reason.BAD_DATA)
+    if not all(math.isfinite(x) and x > 0 for x in (plan.entry_price, plan.stop_loss, plan.take_profit)):
+        return no(Reason.BAD_DATA)  # e.g. an ATR larger than the price: a stop below zero
     features.update(entry_price=plan.entry_price, stop_loss=plan.stop_loss, take_profit=plan.take_profit, exit_basis=plan.basis)
     return Decision(symbol, Reason.SIGNAL, features, side=side, strength=strength, exit=plan, tick_ts_ms=tick_ts)
 

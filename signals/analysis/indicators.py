@@ -49,13 +49,26 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
 def compute_indicators(
     bars: BarWindow, *, rsi_period: int = 14, ema_fast: int = 9, ema_slow: int = 21, atr_period: int = 14
 ) -> Indicators:
-    """RSI, fast/slow EMA of close and ATR of the given bars (the last bar included as it is)."""
+    """RSI, fast/slow EMA of close and ATR of the given bars (the last bar included as it is).
+
+    Total: bars whose high, low or close is not a finite price > 0 are left out; a value that
+    still comes out non-finite (overflow) is NaN, i.e. "not available"."""
     if len(bars) == 0:
         return Indicators(math.nan, math.nan, math.nan, math.nan)
-    close = _f64(bars.close)
+    high, low, close = _f64(bars.high), _f64(bars.low), _f64(bars.close)
+    with np.errstate(invalid="ignore"):
+        good = (high > 0) & (high < np.inf) & (low > 0) & (low < np.inf) & (close > 0) & (close < np.inf)
+    if not good.all():
+        high, low, close = _f64(high[good]), _f64(low[good]), _f64(close[good])
+    if close.shape[0] == 0:
+        return Indicators(math.nan, math.nan, math.nan, math.nan)
     return Indicators(
-        rsi=_last(rsi(close, rsi_period)),
-        ema_fast=_last(ema(close, ema_fast)),
-        ema_slow=_last(ema(close, ema_slow)),
-        atr=_last(atr(bars.high, bars.low, close, atr_period)),
+        rsi=_finite(_last(rsi(close, rsi_period))),
+        ema_fast=_finite(_last(ema(close, ema_fast))),
+        ema_slow=_finite(_last(ema(close, ema_slow))),
+        atr=_finite(_last(atr(high, low, close, atr_period))),
     )
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.nan

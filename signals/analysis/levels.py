@@ -37,7 +37,8 @@ def swing_lows(low: np.ndarray, width: int = 2) -> np.ndarray:
 def cluster_levels(prices: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """Group prices whose sorted neighbours are <= ``tolerance`` apart (single linkage: a chain
     of close prices forms one cluster). Returns (cluster mean prices ascending, member counts)."""
-    prices = np.sort(np.asarray(prices, dtype=np.float64))
+    prices = np.asarray(prices, dtype=np.float64)
+    prices = np.sort(prices[np.isfinite(prices)])  # a NaN/inf pivot or wall is no level
     if prices.shape[0] == 0:
         return _EMPTY, np.empty(0, dtype=np.int64)
     # small epsilon so that a gap of exactly `tolerance` ticks survives float noise
@@ -62,21 +63,32 @@ class NearestLevels:
 def _ticks(distance: float, tick_size: float) -> float:
     """Distance in ticks, rounded to 1e-6 tick so float noise (4.9999999 ticks) does not flip
     a comparison against a whole number of ticks."""
-    return round(distance / tick_size, 6)
+    ticks = distance / tick_size
+    return round(ticks, 6) if math.isfinite(ticks) else ticks
 
 
 def nearest_levels(levels: np.ndarray, price: float, tick_size: float) -> NearestLevels:
-    """A level exactly at the price is both support and resistance (distance 0)."""
+    """A level exactly at the price is both support and resistance (distance 0). A price or tick
+    size that is not finite (and > 0 for the tick) has no levels: every output is NaN then."""
     levels = np.asarray(levels, dtype=np.float64)
+    if not (math.isfinite(price) and math.isfinite(tick_size) and tick_size > 0):
+        return NearestLevels(math.nan, math.nan, math.nan, math.nan, int(levels.shape[0]))
+    levels = levels[np.isfinite(levels)]
     below = levels[levels <= price]
     above = levels[levels >= price]
     support = float(below.max()) if below.shape[0] else math.nan
     resistance = float(above.min()) if above.shape[0] else math.nan
+    support_ticks = _ticks(price - support, tick_size)
+    resistance_ticks = _ticks(resistance - price, tick_size)
+    if not math.isfinite(support_ticks):  # too far to count in ticks (overflow): no level
+        support = support_ticks = math.nan
+    if not math.isfinite(resistance_ticks):
+        resistance = resistance_ticks = math.nan
     return NearestLevels(
         support=support,
-        support_ticks=_ticks(price - support, tick_size),
+        support_ticks=support_ticks,
         resistance=resistance,
-        resistance_ticks=_ticks(resistance - price, tick_size),
+        resistance_ticks=resistance_ticks,
         level_count=int(levels.shape[0]),
     )
 

@@ -28,15 +28,27 @@ def book_imbalance(bid_sizes: np.ndarray, ask_sizes: np.ndarray, levels: int = 5
     """(Wb - Wa) / (Wb + Wa) over the top ``levels`` of each side, Wx = sum_i w_i * size_i.
 
     In [-1, 1]: +1 only bids, -1 only asks, 0 balanced or empty. A side with fewer levels simply
-    contributes fewer terms.
+    contributes fewer terms. Total: a size that is not a finite number >= 0 counts as an empty
+    level (a NaN or infinite size used to give NaN, a negative one -4.5); sizes are scaled by
+    the largest one first (the ratio does not change), so sizes near 1e308 cannot overflow.
     """
-    bids = np.asarray(bid_sizes, dtype=np.float64)[:levels]
-    asks = np.asarray(ask_sizes, dtype=np.float64)[:levels]
+    bids = _valid_sizes(bid_sizes, levels)
+    asks = _valid_sizes(ask_sizes, levels)
+    top = max(float(bids.max()) if bids.shape[0] else 0.0, float(asks.max()) if asks.shape[0] else 0.0)
+    if top <= 0:
+        return 0.0
     weights = level_weights(levels)
-    wb = float(bids @ weights[: bids.shape[0]])
-    wa = float(asks @ weights[: asks.shape[0]])
+    wb = float((bids / top) @ weights[: bids.shape[0]])
+    wa = float((asks / top) @ weights[: asks.shape[0]])
     total = wb + wa
-    return (wb - wa) / total if total > 0 else 0.0
+    return min(max((wb - wa) / total, -1.0), 1.0) if total > 0 else 0.0
+
+
+def _valid_sizes(sizes, levels: int) -> np.ndarray:
+    out = np.asarray(sizes, dtype=np.float64)[:levels]
+    with np.errstate(invalid="ignore"):
+        good = (out >= 0) & (out < np.inf)
+    return out if good.all() else np.where(good, out, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +79,20 @@ def large_orders(book: BookSnapshot, multiple: float = 3.0, min_levels: int = 3)
     """Levels whose size is > ``multiple`` x the median size of all non-empty levels (both sides).
 
     A median of fewer than ``min_levels`` levels says nothing about what is typical: no walls then.
+    Levels with a non-finite or non-positive price or size are ignored.
     """
     prices = np.concatenate((book.bid_prices, book.ask_prices)).astype(np.float64, copy=False)
     sizes = np.concatenate((book.bid_sizes, book.ask_sizes)).astype(np.float64, copy=False)
     sides = np.concatenate(
         (np.ones(book.bid_sizes.shape[0], dtype=np.int8), -np.ones(book.ask_sizes.shape[0], dtype=np.int8))
     )
-    filled = sizes > 0
+    with np.errstate(invalid="ignore"):
+        filled = (sizes > 0) & (sizes < np.inf) & (prices > 0) & (prices < np.inf)
     if int(filled.sum()) < min_levels:
         return Walls.none()
     typical = _median(sizes[filled])
-    big = sizes > multiple * typical
+    with np.errstate(invalid="ignore", over="ignore"):
+        big = filled & (sizes > multiple * typical)
     return Walls(prices[big], sizes[big], sides[big], typical)
 
 
@@ -89,12 +104,20 @@ class BookFeatures:
     best_ask: float
 
 
+def _best(prices: np.ndarray) -> float:
+    """Best price of a side, NaN when the side is empty or its best price is not a finite price > 0."""
+    if not prices.shape[0]:
+        return float("nan")
+    p = float(prices[0])
+    return p if 0 < p < float("inf") else float("nan")
+
+
 def analyse_book(book: BookSnapshot, levels: int = 5, wall_multiple: float = 3.0, wall_min_levels: int = 3) -> BookFeatures:
     return BookFeatures(
         imbalance=book_imbalance(book.bid_sizes, book.ask_sizes, levels),
         walls=large_orders(book, wall_multiple, wall_min_levels),
-        best_bid=float(book.bid_prices[0]) if book.bid_prices.shape[0] else float("nan"),
-        best_ask=float(book.ask_prices[0]) if book.ask_prices.shape[0] else float("nan"),
+        best_bid=_best(book.bid_prices),
+        best_ask=_best(book.ask_prices),
     )
 
 

@@ -55,6 +55,8 @@ class VolumeSurge:
     direction: int
     strength: float  # in [0, 1], 0 unless is_surge
     volume_source: str  # "volume" (traded size) or "ticks" (tick count)
+    dropped_ticks: int = 0  # ticks/bars left out: non-finite or non-positive price, negative/non-finite volume
+    valid: bool = True  # False when the arithmetic overflowed (absurd volumes): every number is then neutral
 
 
 _LOOKBACK_BLOCK = 256  # ticks scanned per step when looking back for the last price change
@@ -121,6 +123,41 @@ def _per_second(ts_ms: np.ndarray, volume: np.ndarray, first_sec: int, n: int) -
         return np.zeros(n)
     idx = ts_ms[lo:hi] // 1000 - first_sec
     return np.bincount(idx, weights=volume[lo:hi], minlength=n)
+
+
+def _bad_rows(price: np.ndarray, volume: np.ndarray) -> np.ndarray | None:
+    """Mask of rows with a price that is not finite and > 0 or a volume that is not finite and
+    >= 0; None when every row is good (the usual case: two vectorised checks, no copy)."""
+    with np.errstate(invalid="ignore"):
+        good = (price > 0) & (price < np.inf) & (volume >= 0) & (volume < np.inf)
+    return None if good.all() else ~good
+
+
+def clean_ticks(ticks: TickWindow) -> tuple[TickWindow, int]:
+    """``ticks`` without rows the feed should never have let through (NaN/inf/negative price or
+    volume), and how many were dropped. Totality: one bad tick costs that tick, not the symbol."""
+    bad = _bad_rows(ticks.price, ticks.volume)
+    if bad is None:
+        return ticks, 0
+    keep = ~bad
+    return (TickWindow(ticks.symbol, ticks.ts_ms[keep], ticks.bid[keep], ticks.ask[keep], ticks.price[keep],
+                       ticks.volume[keep], ticks.side[keep]), int(bad.sum()))
+
+
+def clean_bars(bars: BarWindow | None) -> tuple[BarWindow | None, int]:
+    """Bars without rows whose volume is not a finite number >= 0 (see ``clean_ticks``); a bad
+    close only disqualifies the bar as a price reference (``price_before``)."""
+    if bars is None or len(bars) == 0:
+        return bars, 0
+    with np.errstate(invalid="ignore"):
+        good = (bars.volume >= 0) & (bars.volume < np.inf)
+    bad = None if good.all() else ~good
+    if bad is None:
+        return bars, 0
+    keep = ~bad
+    return (BarWindow(bars.symbol, bars.timeframe, bars.ts_ms[keep], bars.open[keep], bars.high[keep], bars.low[keep],
+                      bars.close[keep], bars.volume[keep], bars.buy_volume[keep], bars.sell_volume[keep],
+                      bars.ticks[keep]), int(bad.sum()))
 
 
 def _ones(n: int) -> np.ndarray:
@@ -193,7 +230,14 @@ def analyse_volume(
     baseline has some volume (a dead baseline makes every ratio meaningless).
     ``volume_source`` (see ``uses_tick_count``): with tick counts every tick weighs 1, in the
     surge and in the buy/sell ratio alike.
+
+    Total: ticks and bars with a non-finite or non-positive price or a negative/non-finite volume
+    are left out (``dropped_ticks``); if the remaining numbers still overflow (volumes near
+    1e308), the result is neutral with ``valid`` False. Every output is finite and in range.
     """
+    ticks, dropped = clean_ticks(ticks)
+    bars_1s, dropped_bars = clean_bars(bars_1s)
+    dropped += dropped_bars
     tick_count = uses_tick_count(ticks, volume_source)
     last_sec = now_ms // 1000
     n = recent_s + baseline_s
@@ -213,7 +257,7 @@ def analyse_volume(
         if start < len(ticks):
             weights = _ones(len(ticks)) if tick_count else ticks.volume
             buy, sell = buy_sell_volume(ticks.price, weights, ticks.side, start)
-            reference = ticks.price[start - 1] if start > 0 else ticks.price[start]
+            reference = price_before(ticks, bars_1s, start, recent_start_ms)
             price_change = float(ticks.price[-1] - reference)
     direction = int(np.sign(price_change))
     buy_ratio = buy_ratio_of(buy, sell)
@@ -231,6 +275,12 @@ def analyse_volume(
         zscore = (recent_rate - baseline_rate) / max(baseline_std, std_floor * baseline_rate)
     else:
         ratio = zscore = 0.0
+    valid = all(map(math.isfinite, (recent_volume, recent_rate, baseline_rate, baseline_std, ratio, zscore, buy, sell,
+                                    price_change)))
+    if not valid:  # overflowed: say nothing rather than something infinite
+        enough, ratio, zscore, buy, sell, price_change = False, 0.0, 0.0, 0.0, 0.0, 0.0
+        recent_volume = recent_rate = baseline_rate = baseline_std = 0.0
+        direction, buy_ratio = 0, 0.5
     is_surge = enough and ratio >= min_ratio and zscore >= min_zscore and recent_volume >= min_recent_volume
     strength = min(max((ratio - 1.0) / (strength_full_ratio - 1.0), 0.0), 1.0) if is_surge else 0.0
     return VolumeSurge(
@@ -250,4 +300,25 @@ def analyse_volume(
         direction=direction,
         strength=float(strength),
         volume_source="ticks" if tick_count else "volume",
+        dropped_ticks=dropped,
+        valid=valid,
     )
+
+
+def price_before(ticks: TickWindow, bars_1s: BarWindow | None, start: int, recent_start_ms: int) -> float:
+    """The last price before the recent window (the reference of ``price_change``).
+
+    The tick before ``start`` when the tick window reaches back that far; when the tick window
+    starts inside the recent window, the close of the last 1 s bar before the window (a busy
+    market's 2,000 ticks can cover less than the 5 s window, and measuring from the first tick
+    inside it missed part of the move); the first tick only when neither source reaches back.
+    """
+    if start > 0:
+        return float(ticks.price[start - 1])
+    if bars_1s is not None and len(bars_1s):
+        i = int(bars_1s.ts_ms.searchsorted(recent_start_ms)) - 1
+        if i >= 0:
+            close = float(bars_1s.close[i])
+            if 0 < close < math.inf:
+                return close
+    return float(ticks.price[start])
