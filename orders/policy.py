@@ -143,9 +143,12 @@ def needs_cross_rate(*, quote_currency: str, base_currency: str, account_currenc
 
 
 def assemble_size(*, equity: Decimal | None, risk_pct: Decimal, account_currency: str, symbol, entry_price,
-                  stop_loss, take_profit, cross_rates: dict[str, Decimal] | None = None) -> Sized:
+                  stop_loss, take_profit, cross_rates: dict[str, Decimal] | None = None,
+                  commission_per_lot: Decimal = ZERO) -> Sized:
     """The risk size of a signal's order on one account and its prices on the symbol's tick.
-    ``symbol`` carries currencies, contract size, lot step, min/max volume and tick size."""
+    ``symbol`` carries currencies, contract size, lot step, min/max volume and tick size. The loss
+    is converted at the STOP (``orders.sizing``: the conservative side) and counts the round-trip
+    ``commission_per_lot``."""
     reason, volume = "", ZERO
     if stop_loss is None:
         reason = Reason.NO_STOP_LOSS
@@ -154,10 +157,10 @@ def assemble_size(*, equity: Decimal | None, risk_pct: Decimal, account_currency
     else:
         rate = quote_to_account_rate(quote_currency=symbol.quote_currency, base_currency=symbol.base_currency,
                                      account_currency=account_currency, price=entry_price,
-                                     cross_rates=cross_rates)
+                                     stop_price=stop_loss, cross_rates=cross_rates)
         result = size_order(
             equity=equity, risk_pct=risk_pct, entry_price=entry_price, stop_loss=stop_loss,
-            quote_to_account_rate=rate,
+            quote_to_account_rate=rate, commission_per_lot=commission_per_lot,
             spec=SymbolSpec(symbol.contract_size, symbol.lot_step, symbol.min_volume, symbol.max_volume),
         )
         volume, reason = result.volume, result.reason

@@ -78,7 +78,8 @@ def sized_order(account: Account, signal: Signal, key: str) -> tuple[Order, str]
         equity = reads.equity_for_sizing(account)
     sized = assemble_size(equity=equity, risk_pct=account.risk_per_trade_pct, account_currency=account.currency,
                           symbol=symbol, entry_price=signal.entry_price, stop_loss=signal.stop_loss,
-                          take_profit=signal.take_profit, cross_rates=rates)
+                          take_profit=signal.take_profit, cross_rates=rates,
+                          commission_per_lot=Decimal(settings.ORDERS_COMMISSION_PER_LOT))
     order = Order(account=account, signal=signal, symbol=symbol, side=signal.side, volume=sized.volume,
                   price=sized.price, stop_loss=sized.stop_loss, take_profit=sized.take_profit,
                   idempotency_key=key, purpose=Order.Purpose.OPEN, order_type=Order.Type.MARKET)

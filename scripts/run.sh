@@ -27,6 +27,8 @@ export SIMULATION_MODE=${SIMULATION_MODE:-true}
 export PORT=${PORT:-8000}
 export SIM_PORT=${SIM_PORT:-8900}
 export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:${SIM_PORT}}
+# the simulator charges 3.5 per lot: sizing counts it in the risk at the stop
+export ORDERS_COMMISSION_PER_LOT=${ORDERS_COMMISSION_PER_LOT:-3.5}
 export FLOWER_PORT=${FLOWER_PORT:-5555}
 export PYTHONUNBUFFERED=1
 if [ "$SIMULATION_MODE" != "true" ]; then

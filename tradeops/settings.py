@@ -269,6 +269,10 @@ ORDERS_SEND_CONCURRENCY = env.int("ORDERS_SEND_CONCURRENCY", default=20)
 # Sizing a symbol quoted in neither the account's currency nor its base (GBPUSD on a EUR account)
 # uses the converting pair's quote from the feed if younger than this, else asks the broker.
 ORDERS_CONVERSION_MAX_AGE_S = env.int("ORDERS_CONVERSION_MAX_AGE_S", default=60)
+# Round-trip commission per lot in the account's currency, counted in the loss at the stop when
+# sizing (the risk budget then includes it). 0 = not counted; the simulator charges 3.5 per lot
+# (`make run` sets that).
+ORDERS_COMMISSION_PER_LOT = env.str("ORDERS_COMMISSION_PER_LOT", default="0")
 # Broker HTTP timeouts (connect, read) in seconds.
 ORDERS_BROKER_TIMEOUT = (env.float("ORDERS_BROKER_CONNECT_TIMEOUT", default=3.05),
                          env.float("ORDERS_BROKER_READ_TIMEOUT", default=10.0))

@@ -3,12 +3,16 @@
 Pure and synchronous, protected by one lock; no aiohttp and no clock reads (``now_ms`` is passed
 in). Hedging accounts: several positions per symbol. All money/volume/prices are ``Decimal``.
 
-Fills: ``fills`` (the one fill model, shared with the backtest engine): market BUY at ask, SELL
-at bid, worsened by ``slippage_points``; SL/TP trigger on the closing side (bid for BUY
-positions, ask for SELL positions) and fill at the triggering quote (a gap fills at the gap
-price); commission per lot at the open, pro rata on partial closes. Pending LIMIT/STOP orders
-trigger on quote updates (BUY on ask, SELL on bid) and fill at the triggering price.
-PnL is converted from the quote currency into the account currency (USD) with current rates.
+Fills: ``fills`` (the one fill model, shared with the backtest engine): market BUY at ask, SELL at bid, worsened by ``slippage_points``. SL/TP trigger on the
+closing side: bid for BUY positions, ask for SELL positions. Pending LIMIT/STOP orders trigger on
+quote updates (BUY on ask, SELL on bid) and fill at the triggering price; a gap through SL/TP
+fills at the gap price.
+PnL is converted from the quote currency into the account's currency at the close: the symbol's
+own close price when the account currency is its base (USDJPY on a USD account: JPY / close),
+else the mid of the pair that converts the quote currency into it, through USD when no pair
+joins them directly (JPY -> USD -> EUR). An account currency that no instrument can convert is
+refused when the account is created; a rate that is missing at run time raises ``NoRate`` (never
+a silent 1.0). Commission is ``commission_per_lot`` per lot in the account's currency.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ from .instruments import Spec
 
 ZERO = Decimal("0")
 TWO_PLACES = Decimal("0.01")
+
+
+PIVOT = "USD"
+
+
+class NoRate(LookupError):
+    """No price converts one currency into the other (yet): an error, never a rate of 1."""
 
 
 class Reject(Exception):
@@ -120,6 +131,9 @@ class Exchange:
         balance = Decimal(str(balance))
         if balance < 0 or int(leverage) <= 0:
             raise ValueError("balance must be >= 0 and leverage > 0")
+        currency = str(currency or "").upper()
+        if currency not in self.currencies():
+            raise ValueError(f"unknown account currency {currency!r}: one of {', '.join(sorted(self.currencies()))}")
         with self.lock:
             acc = Account(uuid=uuid or str(uuid_mod.uuid4()), trading_account_id=str(next(self._accounts_seq)),
                           email=email, password=password, broker_id=str(broker_id), balance=_q(balance, 2),
@@ -137,34 +151,57 @@ class Exchange:
                 acc.ledger.append(entry)
 
     # -- prices ------------------------------------------------------------------------------------
-    def rate_to_account(self, ccy: str, acc_ccy: str = "USD") -> Decimal:
-        """Multiply an amount in ``ccy`` by this to get it in ``acc_ccy`` (USD only for now)."""
-        if ccy == acc_ccy:
-            return Decimal(1)
+    def currencies(self) -> set[str]:
+        """Currencies an account may be kept in: those of the FX pairs (a conversion path exists)."""
+        out = {PIVOT}
+        for spec in self.specs.values():
+            if spec.type == "FOREX":
+                out.update((spec.base, spec.quote))
+        return out
+
+    def _direct_rate(self, ccy: str, acc_ccy: str) -> Decimal | None:
         direct = self.prices.get(f"{ccy}{acc_ccy}")
         if direct:
             return (direct[0] + direct[1]) / 2
         inverse = self.prices.get(f"{acc_ccy}{ccy}")
         if inverse:
             return 2 / (inverse[0] + inverse[1])
-        return Decimal(1)
+        return None
+
+    def rate_to_account(self, ccy: str, acc_ccy: str = PIVOT) -> Decimal:
+        """Multiply an amount in ``ccy`` by this to get it in ``acc_ccy``: the mid of the pair that
+        joins them, else through USD. Raises ``NoRate`` when no price is known."""
+        if ccy == acc_ccy:
+            return Decimal(1)
+        rate = self._direct_rate(ccy, acc_ccy)
+        if rate is None and PIVOT not in (ccy, acc_ccy):
+            a, b = self._direct_rate(ccy, PIVOT), self._direct_rate(PIVOT, acc_ccy)
+            rate = a * b if a is not None and b is not None else None
+        if rate is None:
+            raise NoRate(f"no price converts {ccy} into {acc_ccy}")
+        return rate
+
+    def _acc_ccy(self, account_uuid: str) -> str:
+        acc = self.accounts.get(account_uuid)
+        return acc.currency if acc is not None else PIVOT
 
     def _pnl(self, pos: Position, close_price: Decimal) -> Decimal:
         spec = self.specs[pos.symbol]
         in_quote = fills.pnl_quote(pos.side, pos.open_price, close_price, pos.volume, spec.contract_size)
-        rate = None if spec.quote == "USD" or spec.base == "USD" else self.rate_to_account(spec.quote)
-        return fills.pnl_to_account(in_quote, base=spec.base, quote=spec.quote, account_currency="USD",
+        acc_ccy = self._acc_ccy(pos.account)
+        rate = None if acc_ccy in (spec.quote, spec.base) else self.rate_to_account(spec.quote, acc_ccy)
+        return fills.pnl_to_account(in_quote, base=spec.base, quote=spec.quote, account_currency=acc_ccy,
                                     close_price=close_price, quote_rate=rate)
 
-    def _margin(self, symbol: str, volume: Decimal, price: Decimal, leverage: int) -> Decimal:
+    def _margin(self, symbol: str, volume: Decimal, price: Decimal, leverage: int, acc_ccy: str = PIVOT) -> Decimal:
         spec = self.specs[symbol]
         notional_quote = volume * spec.contract_size * price
-        if spec.base == "USD":
+        if spec.base == acc_ccy:
             notional = volume * spec.contract_size
-        elif spec.quote == "USD":
+        elif spec.quote == acc_ccy:
             notional = notional_quote
         else:
-            notional = notional_quote * self.rate_to_account(spec.quote)
+            notional = notional_quote * self.rate_to_account(spec.quote, acc_ccy)
         return notional / Decimal(leverage)
 
     def _close_price(self, pos: Position) -> Decimal:
@@ -179,7 +216,7 @@ class Exchange:
             for pos in acc.positions.values():
                 if pos.symbol in self.prices:
                     profit += self._pnl(pos, self._close_price(pos))
-                margin += self._margin(pos.symbol, pos.volume, pos.open_price, acc.leverage)
+                margin += self._margin(pos.symbol, pos.volume, pos.open_price, acc.leverage, acc.currency)
                 commission += pos.commission
             equity = acc.balance + profit + commission
             return {
@@ -238,7 +275,10 @@ class Exchange:
             return self._open(acc, spec, side, volume, price, sl, tp, now_ms, reason="market")
 
     def _open(self, acc, spec, side, volume, price, sl, tp, now_ms, reason, order_id=None) -> tuple[str, str]:
-        need = self._margin(spec.symbol, volume, price, acc.leverage)
+        try:
+            need = self._margin(spec.symbol, volume, price, acc.leverage, acc.currency)
+        except NoRate as exc:  # no conversion price yet: refuse rather than book at a guessed rate
+            raise Reject(P.REJECT_MARKET_CLOSED, f"No conversion price into {acc.currency}: {exc}") from exc
         if need > self.account_summary(acc)["freeMargin"]:
             raise Reject(P.REJECT_NOT_ENOUGH_MONEY, f"Not enough money: margin {_q(need, 2)} required")
         order_id = order_id or self._next_id()

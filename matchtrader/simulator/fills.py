@@ -107,10 +107,12 @@ def pnl_quote(side: str, open_price: Decimal, close_price: Decimal, volume: Deci
 def pnl_to_account(in_quote: Decimal, *, base: str, quote: str, account_currency: str, close_price: Decimal,
                    quote_rate: Decimal | None = None) -> Decimal:
     """Quote-currency profit in the account currency: as is when the quote is the account's,
-    ÷ the close price when the base is (USDJPY on USD), else × ``quote_rate`` (quote → account,
-    1 when unknown, as the simulator always did)."""
+    ÷ the close price when the base is (USDJPY on USD), else × ``quote_rate`` (quote → account),
+    which the caller must know: a missing rate is an error, never a silent 1."""
     if quote == account_currency:
         return in_quote
     if base == account_currency:
         return in_quote / close_price
-    return in_quote * (quote_rate if quote_rate is not None else Decimal(1))
+    if quote_rate is None:
+        raise ValueError(f"no rate converts {quote} into {account_currency}")
+    return in_quote * quote_rate

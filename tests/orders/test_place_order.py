@@ -51,11 +51,12 @@ def test_a_second_delivery_sends_nothing(sim):
 
 def test_quote_currency_is_converted_to_the_account_currency(sim):
     (acct,) = sim_accounts(sim, 1, risk_per_trade_pct=D("1"))
-    # USDJPY at 150: 0.5 × 100,000 = 50,000 JPY = 333.33 USD per lot; 100 USD → 0.30 lots
+    # USDJPY 150 → stop 149.5: 0.5 × 100,000 = 50,000 JPY, booked at the stop = 334.45 USD per lot;
+    # 100 USD → 0.299 → 0.29 lots (at the entry's 333.33 it was 0.30, i.e. 100.33 USD lost at the stop)
     signal = make_signal(symbol=usdjpy(), side="BUY", entry_price=D("150.000"), stop_loss=D("149.500"),
                          take_profit=D("151.000"))
     assert place_signal_order(acct.pk, signal.pk) == S.FILLED
-    assert order_of(signal, acct).volume == D("0.30")
+    assert order_of(signal, acct).volume == D("0.29")
 
 
 def test_size_rounding_to_zero_is_skipped_with_reason_and_never_sent(sim):

@@ -90,8 +90,13 @@ def test_conversion_rates():
                                  price=D("150")) == D(1) / D(150)
     # EURGBP on a USD account: GBP→USD from GBPUSD, or inverted USDGBP
     assert quote_to_account_rate(quote_currency="GBP", base_currency="EUR", account_currency="USD",
-                                 price=D("0.85"), cross_rates={"GBPUSD": D("1.25")}) == D("1.25")
+                                 price=D("0.85"), cross_rates={"GBPUSD": D("1.25")}) == D("1.25") * D("1.01")
     assert quote_to_account_rate(quote_currency="GBP", base_currency="EUR", account_currency="USD",
-                                 price=D("0.85"), cross_rates={"USDGBP": D("0.8")}) == D("1.25")
+                                 price=D("0.85"), cross_rates={"USDGBP": D("0.8")}) == D("1.25") * D("1.01")
+    assert quote_to_account_rate(quote_currency="GBP", base_currency="EUR", account_currency="USD", price=D("0.85"),
+                                 cross_rates={"GBPUSD": D("1.25")}, cross_margin_pct=0) == D("1.25")
+    # the inverted path converts at the STOP: where the broker books the loss
+    assert quote_to_account_rate(quote_currency="JPY", base_currency="USD", account_currency="USD",
+                                 price=D("150"), stop_price=D("145")) == D(1) / D(145)
     assert quote_to_account_rate(quote_currency="GBP", base_currency="EUR", account_currency="USD",
                                  price=D("0.85")) is None
