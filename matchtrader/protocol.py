@@ -183,6 +183,10 @@ CANDLE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # from/to query format [CODE S3]
 
 # --- limits --------------------------------------------------------------------------------------
 RATE_LIMIT_PER_MINUTE = 500  # [DOC S1]
+# [INF] WHO the 500/min counts is not documented (per trading account, per login, or per client
+# IP). We assume per session/account for the per-account buckets (orders/broker.py) AND cap the
+# total per broker host (ACCOUNT_POLL_HOST_MAX_PER_S) in case it is per IP. The one place to change.
+RATE_LIMIT_SCOPE = "account"  # [INF] "account" | "login" | "ip"
 REFRESH_LIMIT_PER_HOUR = 4  # [CODE S4,S7]
 TOKEN_TTL_SECONDS_DEFAULT = 900  # 15 min [CODE S4,S7]; S9 says 3600 -> configurable [INF]
 
@@ -209,6 +213,11 @@ WS_T_ORDERS = "orders"
 WS_T_BALANCE = "balance"
 WS_T_DEPTH = "depth"  # EXT
 WS_T_TRADE = "trade"  # EXT
+# EXT: one frame per position closed (fully or partly) on the ``account`` channel, pushed before the
+# snapshots that follow it: ``data`` is the /closed-positions row (id, closePrice, closeReason,
+# profit, netProfit, time...) plus ``seq``, the account's close-event number (a jump = a missed
+# event: the client reads open positions + history). The real APIs push nothing: they are polled.
+WS_T_POSITION_CLOSED = "positionClosed"
 WS_T_PONG = "pong"
 WS_T_HEARTBEAT = "heartbeat"  # [INF] server heartbeat, mirrors Broker API v2 (30 s)
 WS_T_ERROR = "error"

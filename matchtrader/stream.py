@@ -44,8 +44,8 @@ log = get_logger(__name__)
 _loads = json.loads
 _SIDES = {P.SIDE_BUY: BUY, P.SIDE_SELL: SELL}
 _IGNORED = frozenset({P.WS_T_PONG, P.WS_T_HEARTBEAT, P.WS_T_SUBSCRIBED, P.WS_T_UNSUBSCRIBED, P.WS_T_POSITIONS,
-                      P.WS_T_ORDERS, P.WS_T_BALANCE, P.WS_T_ERROR})
-ACCOUNT_TYPES = frozenset({P.WS_T_POSITIONS, P.WS_T_ORDERS, P.WS_T_BALANCE})
+                      P.WS_T_ORDERS, P.WS_T_BALANCE, P.WS_T_ERROR, P.WS_T_POSITION_CLOSED})
+ACCOUNT_TYPES = frozenset({P.WS_T_POSITIONS, P.WS_T_ORDERS, P.WS_T_BALANCE, P.WS_T_POSITION_CLOSED})
 
 
 def now_ms() -> int:

@@ -42,6 +42,7 @@ TOKEN_REFRESHES = "orders:tokens:refreshes:{key}"  # sorted set: this session's 
 # past that a proactive renewal logs in again (a new session) instead of spending a refused call.
 REFRESHES_PER_HOUR = 4
 BUCKET_KEY = "orders:ratelimit:{credential}"
+LOW_PRIORITY_HEADROOM = 0.5  # share of the bucket "low" (state polls) leaves to trading
 
 
 def get_redis() -> redis_lib.Redis:
@@ -132,7 +133,14 @@ class RedisTokenBucket:
         self._prepaid_lock = threading.Lock()
 
     def _args(self, cost: float, priority: str) -> list:
-        floor = 0.0 if priority == "high" else self.reserve
+        # "low" (account-state polls) must leave half the bucket above the high reserve: trading
+        # (normal) and exits (high) always find tokens that polls did not take
+        if priority == "high":
+            floor = 0.0
+        elif priority == "low":
+            floor = min(self.capacity - 1, self.reserve + LOW_PRIORITY_HEADROOM * self.capacity)
+        else:
+            floor = self.reserve
         return [self.capacity, self.rate_per_ms, cost, floor]
 
     def try_acquire(self, cost: float = 1, priority: str = "normal") -> float:

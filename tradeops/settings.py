@@ -238,6 +238,15 @@ ORDERS_RATE_LIMIT_PER_MIN = env.int("ORDERS_RATE_LIMIT_PER_MIN", default=450)
 ORDERS_RATE_BURST = env.int("ORDERS_RATE_BURST", default=50)
 # Share of the bucket only "high" priority calls (closes, cancels) may use.
 ORDERS_RATE_HIGH_RESERVE = env.float("ORDERS_RATE_HIGH_RESERVE", default=0.2)
+# Account-state worker (manage.py run_account_stream): push (simulator WebSocket) or poll (real APIs).
+ACCOUNT_STREAM_MODE = env.str("ACCOUNT_STREAM_MODE", default="push" if SIMULATION_MODE else "poll")
+ACCOUNT_STREAM_BALANCE_EVERY_S = env.float("ACCOUNT_STREAM_BALANCE_EVERY_S", default=2.0)
+ACCOUNT_STREAM_SNAPSHOT_EVERY_S = env.float("ACCOUNT_STREAM_SNAPSHOT_EVERY_S", default=30.0)
+# Poll cadence: accounts with open positions / flat accounts; per-account and per-host caps.
+ACCOUNT_POLL_OPEN_S = env.float("ACCOUNT_POLL_OPEN_S", default=1.0)
+ACCOUNT_POLL_FLAT_S = env.float("ACCOUNT_POLL_FLAT_S", default=10.0)
+ACCOUNT_POLL_MAX_PER_MIN = env.float("ACCOUNT_POLL_MAX_PER_MIN", default=60.0)
+ACCOUNT_POLL_HOST_MAX_PER_S = env.float("ACCOUNT_POLL_HOST_MAX_PER_S", default=200.0)
 # sync_accounts: skip accounts read within this many seconds; at most this many per run.
 ORDERS_SYNC_MIN_AGE_S = env.int("ORDERS_SYNC_MIN_AGE_S", default=20)
 ORDERS_SYNC_BATCH = env.int("ORDERS_SYNC_BATCH", default=200)

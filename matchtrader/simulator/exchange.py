@@ -3,8 +3,8 @@
 Pure and synchronous, protected by one lock; no aiohttp and no clock reads (``now_ms`` is passed
 in). Hedging accounts: several positions per symbol. All money/volume/prices are ``Decimal``.
 
-Fills: ``fills`` (the one fill model, shared with the backtest engine): market BUY at ask, SELL at bid, worsened by ``slippage_points``. SL/TP trigger on the
-closing side: bid for BUY positions, ask for SELL positions. Pending LIMIT/STOP orders trigger on
+Fills: ``fills`` (the one fill model, shared with the backtest engine): market BUY at ask, SELL
+at bid, worsened by ``slippage_points``. SL/TP trigger on the closing side: bid for BUY positions, ask for SELL positions. Pending LIMIT/STOP orders trigger on
 quote updates (BUY on ask, SELL on bid) and fill at the triggering price; a gap through SL/TP
 fills at the gap price.
 PnL is converted from the quote currency into the account's currency at the close: the symbol's
@@ -116,6 +116,8 @@ class Exchange:
         self._ids = itertools.count(id_seed)
         self._accounts_seq = itertools.count(100001)
         self.dirty: set[str] = set()  # accounts whose positions/orders/balance changed (WS pushes)
+        # closes not yet pushed (WS extension ``positionClosed``): (account uuid, closed-positions row)
+        self.close_events: deque = deque(maxlen=100_000)
         self.executions = 0
 
     def _next_id(self) -> str:
@@ -343,6 +345,7 @@ class Exchange:
                 "closePrice": price, "profit": profit, "netProfit": profit + commission,
                 "closeReason": P.CLOSE_REASON_PARTIAL if part else reason,
             })
+            self.close_events.append((acc.uuid, acc.closed[-1]))
             if part:
                 pos.volume -= volume
                 pos.commission -= commission
@@ -491,13 +494,21 @@ class Exchange:
 
     def closed_json(self, uuid: str, from_ms: int, to_ms: int, symbols: list[str] | None = None) -> list[dict]:
         with self.lock:
-            out = []
-            for c in self._account(uuid).closed:
-                if from_ms <= c["time"] <= to_ms and (not symbols or c["symbol"] in symbols):
-                    d = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()}
-                    d["openTime"], d["time"] = _iso(c["openTime"]), _iso(c["time"])
-                    out.append(d)
+            return [closed_row_json(c) for c in self._account(uuid).closed
+                    if from_ms <= c["time"] <= to_ms and (not symbols or c["symbol"] in symbols)]
+
+    def drain_close_events(self) -> list[tuple[str, dict]]:
+        with self.lock:
+            out = list(self.close_events)
+            self.close_events.clear()
             return out
+
+
+def closed_row_json(c: dict) -> dict:
+    """A closed-positions row as the broker sends it (numbers as strings, ISO times)."""
+    d = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in c.items()}
+    d["openTime"], d["time"] = _iso(c["openTime"]), _iso(c["time"])
+    return d
 
 
 def _iso(ms: int) -> str:

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol as P
 from .auth import AuthError
+from .exchange import closed_row_json
 from .market import Tick
 from .wire import BadRequest, err, json_default, now_ms, parse_time_ms
 
@@ -277,6 +278,13 @@ class WsHub:
             return
         with ex.lock:
             dirty, ex.dirty = ex.dirty, set()
-        for c in list(self.conns):
-            if c.account and c.uuid in dirty:
-                self.push_account(c)
+        closes = ex.drain_close_events()
+        subscribers = [c for c in list(self.conns) if c.account and c.uuid in dirty]
+        for uuid, row in closes:  # EXT positionClosed: before the snapshots, numbered per account
+            seq = self._next_seq(P.WS_T_POSITION_CLOSED, uuid)
+            frame = {P.WS_TYPE: P.WS_T_POSITION_CLOSED, P.WS_SEQ: seq, P.WS_DATA: closed_row_json(row)}
+            for c in subscribers:
+                if c.uuid == uuid:
+                    self.send(c, frame)
+        for c in subscribers:
+            self.push_account(c)
