@@ -186,11 +186,18 @@ def recent_positions(limit: int = 10) -> list[Position]:
 
 
 def recent_signals(limit: int = 8) -> list[Signal]:
-    """The latest signals with their fan-out: orders, filled, and seconds to the last order done."""
+    """The latest signals with their fan-out: SIGNAL orders (opens), filled, and seconds to the last
+    one done; their EXIT orders (closes) are counted apart, so a close the broker no longer needed
+    does not colour the fan-out."""
+    opens = Q(orders__purpose=Order.Purpose.OPEN)
+    exits = Q(orders__purpose=Order.Purpose.CLOSE)
     signals = list(
         Signal.objects.select_related("symbol")
-        .annotate(order_count=Count("orders"), filled_count=Count("orders", filter=Q(orders__status="filled")),
-                  last_completed=Max("orders__completed_at"))
+        .annotate(order_count=Count("orders", filter=opens),
+                  filled_count=Count("orders", filter=opens & Q(orders__status="filled")),
+                  exit_count=Count("orders", filter=exits),
+                  exit_done=Count("orders", filter=exits & Q(orders__status__in=("filled", "cancelled", "skipped"))),
+                  last_completed=Max("orders__completed_at", filter=opens))
         .order_by("-created_at")[:limit]
     )
     for s in signals:
@@ -210,7 +217,25 @@ def account_summary() -> dict:
     switch = TradingSwitch.objects.filter(pk=1).values("kill_switch", "reason").first() or {}
     agg["kill_switch"] = bool(switch.get("kill_switch"))
     agg["kill_reason"] = switch.get("reason", "")
+    agg.update(state_lag())
     return agg
+
+
+def state_lag() -> dict:
+    """How far the database's picture of the broker trails it: the p95 of broker close → database
+    over recent closes, and the oldest confirmation of an enabled account's state (account stream)."""
+    from orders import state_sync
+
+    try:
+        lags = state_sync.recent_lags_ms(200)
+        ages = state_sync.state_age_s(Account.objects.filter(enabled=True).values_list("pk", flat=True))
+    except Exception as exc:  # noqa: BLE001 - Redis away: the panel says "unknown"
+        log.info("dashboard_state_lag_unavailable", error=type(exc).__name__)
+        return {"state_lag_p95_s": None, "state_age_max_s": None, "state_unseen": None}
+    known = [a for a in ages.values() if a is not None]
+    p95 = sorted(lags)[int(0.95 * (len(lags) - 1))] / 1000 if lags else None
+    return {"state_lag_p95_s": p95, "state_age_max_s": max(known) if known else None,
+            "state_unseen": sum(1 for a in ages.values() if a is None)}
 
 
 # kombu's Redis transport keeps one list per queue and priority step: "orders" (0) and

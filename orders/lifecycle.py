@@ -4,6 +4,7 @@
      │          │    └──► accepted ──► filled / cancelled / rejected
      │          ├──► rejected  (broker said no: recorded with its code, never retried)
      │          ├──► failed    (surely not executed: retries exhausted, auth failure)
+     │          ├──► cancelled (an exit the broker no longer needed: position already closed by SL/TP)
      │          └──► unknown   (the answer was lost after sending) ──► reconciliation decides:
      │                             filled / accepted (it executed) · failed (it did not)
      ├──► skipped   (sizing rounded to zero, a risk limit, kill switch: never sent)
@@ -45,7 +46,9 @@ S = OrderStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.NEW: frozenset({S.SUBMITTED, S.SKIPPED, S.FAILED, S.CANCELLED}),
-    S.SUBMITTED: frozenset({S.ACCEPTED, S.FILLED, S.REJECTED, S.FAILED, S.UNKNOWN}),
+    # submitted -> cancelled: a close the broker answers "position not found" was not needed (the
+    # broker had closed the position by SL/TP first); not a rejection, nothing went wrong
+    S.SUBMITTED: frozenset({S.ACCEPTED, S.FILLED, S.REJECTED, S.FAILED, S.UNKNOWN, S.CANCELLED}),
     S.UNKNOWN: frozenset({S.ACCEPTED, S.FILLED, S.FAILED}),
     S.ACCEPTED: frozenset({S.FILLED, S.CANCELLED, S.REJECTED}),
     S.FILLED: frozenset(),

@@ -8,6 +8,12 @@ already closed position is rejected by the broker (POSITION_NOT_FOUND), never du
 after a lost answer we read back (:func:`orders.submit.resolve_in_doubt`, the engine's one
 read-back) and resend if the position is still open. What to do after each error is the submit
 loop's rule too (:func:`orders.policy.classify`). Closes use the "high" rate-limit priority.
+
+A close that was not needed is no failure: when the live quotes show the position's SL or TP as
+touched, its state is read from the broker first and a position already gone is closed from the
+broker's history (reason TP/SL/stop-out) with the order ``skipped``/``not_needed``, never sent; a
+close the broker answers POSITION_NOT_FOUND (it closed the position between our read and our
+request) is ``cancelled``/``not_needed``, not rejected.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot
 from accounts.states import HaltCause, why_not_close
+from marketdata.reader import read_quotes
 from matchtrader import protocol as MTP
 from matchtrader.errors import BrokerError
 from signals.models import Signal
@@ -36,6 +43,7 @@ from .policy import IN_DOUBT, Fail, Reject, Retry, classify
 from .reasons import Reason
 from .recording import record_close
 from .risk import Exposure, daily_loss_breached
+from .state_sync import touched
 from .submit import RESEND, resolve_in_doubt
 
 log = get_logger(__name__)
@@ -75,6 +83,10 @@ def close_position(position_id: int, reason: str) -> str:
             log.info("close_skipped", position=position.pk, reason=blocked)
             return order.status
         client = broker.client_for(account)
+        if order.status == S.NEW and _touched_and_gone(position, client):
+            order.transition(S.SKIPPED, reason=Reason.NOT_NEEDED)
+            _close_from_history(position, client, Position.CloseReason.BROKER)
+            return order.status
         if order.status == S.NEW:
             try:
                 order.transition(S.SUBMITTED, attempts=order.attempts + 1)
@@ -108,11 +120,13 @@ def _send_close(order: Order, position: Position, account: Account, client) -> b
             time.sleep(outcome.after_s)
             continue
         if isinstance(outcome, Reject):
-            order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
             if outcome.code == MTP.REJECT_POSITION_NOT_FOUND:
-                # already gone at the broker (SL/TP, or a previous lost close): record from history
+                # already gone at the broker (SL/TP, or a previous lost close): not needed, and the
+                # position is recorded from the broker's history with the broker's reason
+                order.transition(S.CANCELLED, reason=Reason.NOT_NEEDED, last_error=outcome.message[:500])
                 _close_from_history(position, client, Position.CloseReason.BROKER)
             else:
+                order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
                 log.warning("close_rejected", position=position.pk, code=outcome.code)
             return False
         if isinstance(outcome, Fail):
@@ -126,6 +140,25 @@ def _send_close(order: Order, position: Position, account: Account, client) -> b
         if failures >= config.max_attempts:
             order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
             return False
+
+
+def _touched_and_gone(position: Position, client) -> bool:
+    """True when the live quotes show the position's SL or TP as touched AND the broker no longer
+    lists it: the close must not be sent. Any doubt (no quote, a failed read) sends the close,
+    which is safe to repeat."""
+    if position.stop_loss is None and position.take_profit is None:
+        return False
+    try:
+        quote = read_quotes(broker.get_redis(), [position.symbol.name]).get(position.symbol.name)
+        if not quote or not touched(position.side, quote.get("bid"), quote.get("ask"), position.stop_loss,
+                                    position.take_profit):
+            return False
+        return all(p.id != position.broker_position_id for p in client.open_positions())
+    except BrokerError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - Redis away: send the close as before
+        log.info("close_touch_check_failed", position=position.pk, error=type(exc).__name__)
+        return False
 
 
 def _close_from_history(position: Position, client, reason: str, order: Order | None = None) -> None:

@@ -37,6 +37,9 @@ class Reason(StrEnum):
     ZERO_STOP_DISTANCE = "zero_stop_distance"
     NO_CONVERSION_RATE = "no_conversion_rate"
     BELOW_MIN_VOLUME = "below_min_volume"
+    # an exit the broker no longer needed (it closed the position by SL/TP first): skipped before
+    # sending, or cancelled when the broker answered POSITION_NOT_FOUND. Not a failure.
+    NOT_NEEDED = "not_needed"
     # failed: sent (or about to be) and surely not executed, or not knowable
     BROKER_UNAVAILABLE = "broker_unavailable"
     RATE_LIMITED = "rate_limited"

@@ -30,6 +30,7 @@ from matchtrader.errors import BrokerError
 from matchtrader.models import ClosedPosition
 from tradeops.logging import get_logger
 
+from .broker import get_redis
 from .models import Position
 from .recording import record_close
 
@@ -41,8 +42,6 @@ LAG_KEEP = 1_000
 
 
 def _redis():
-    from .broker import get_redis
-
     return get_redis()
 
 
@@ -145,3 +144,15 @@ def apply_balance(account_id: int, *, balance, equity, margin=None, open_positio
 
 def snapshot_every_s() -> float:
     return float(getattr(settings, "ACCOUNT_STREAM_SNAPSHOT_EVERY_S", 30))
+
+
+def touched(side: str, bid, ask, sl, tp) -> bool:
+    """Has the closing side of the quote reached the stop or the target? BUY closes on the bid,
+    SELL on the ask (as the broker triggers them)."""
+    try:
+        px = Decimal(str(bid if side == "BUY" else ask))
+    except Exception:  # noqa: BLE001
+        return False
+    if side == "BUY":
+        return (sl is not None and px <= sl) or (tp is not None and px >= tp)
+    return (sl is not None and px >= sl) or (tp is not None and px <= tp)

@@ -26,29 +26,41 @@ from .strategy import StrategyParams, StrategyParamsError
 @admin.register(Signal)
 class SignalAdmin(admin.ModelAdmin):
     list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "orders_summary",
-                    "fanout", "entry_price", "stop_loss", "take_profit")
+                    "fanout", "exits_summary", "entry_price", "stop_loss", "take_profit")
     list_filter = ("side", "status", "symbol")
     search_fields = ("symbol__name",)
     date_hierarchy = "created_at"
     list_select_related = ("symbol",)
-    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "orders_summary", "fanout"]
+    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "orders_summary", "fanout", "exits_summary"]
 
     def get_queryset(self, request):
         """The fan-out's outcome per signal in the same query as the page (no query per row)."""
         orders = "orders"
+        opens = Q(orders__purpose="open")  # signal orders; exit orders (closes) are counted apart
+        exits = Q(orders__purpose="close")
         return super().get_queryset(request).annotate(
-            n_orders=Count(orders),
-            n_filled=Count(orders, filter=Q(orders__status="filled")),
-            n_not_sent=Count(orders, filter=Q(orders__status__in=["skipped", "failed", "rejected"])),
-            last_completed=Max("orders__completed_at"),
+            n_orders=Count(orders, filter=opens),
+            n_filled=Count(orders, filter=opens & Q(orders__status="filled")),
+            n_not_sent=Count(orders, filter=opens & Q(orders__status__in=["skipped", "failed", "rejected"])),
+            n_exits=Count(orders, filter=exits),
+            n_exits_done=Count(orders, filter=exits & Q(orders__status__in=["filled", "cancelled", "skipped"])),
+            last_completed=Max("orders__completed_at", filter=opens),
         )
+
+    @admin.display(description="exit orders: done / all")
+    def exits_summary(self, obj):
+        if not getattr(obj, "n_exits", 0):
+            return "-"
+        url = (reverse("admin:orders_order_changelist")
+               + f"?signal__id__exact={obj.pk}&purpose__exact=close")
+        return format_html('<a href="{}">{} / {}</a>', url, obj.n_exits_done, obj.n_exits)
 
     @admin.display(description="tick→signal (ms)")
     def latency(self, obj):
         value = obj.latency_ms
         return "-" if value is None else f"{value:.0f}"
 
-    @admin.display(description="orders: filled / not sent / all")
+    @admin.display(description="signal orders: filled / not sent / all")
     def orders_summary(self, obj):
         if not getattr(obj, "n_orders", 0):
             return "-"

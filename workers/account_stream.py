@@ -40,6 +40,7 @@ from django.db import close_old_connections
 from matchtrader import protocol as P
 from matchtrader.errors import BrokerError, MalformedResponse
 from matchtrader.models import ClosedPosition, OpenPosition
+from orders.state_sync import touched  # noqa: F401 - re-exported: the poller's touch rule
 from tradeops.logging import get_logger
 
 log = get_logger(__name__)
@@ -405,15 +406,3 @@ class BudgetedPoller:
                 stop.wait(0.05)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def touched(side: str, bid, ask, sl, tp) -> bool:
-    """Has the closing side of the quote reached the stop or the target? BUY closes on the bid,
-    SELL on the ask (as the broker triggers them)."""
-    try:
-        px = Decimal(str(bid if side == "BUY" else ask))
-    except Exception:  # noqa: BLE001
-        return False
-    if side == "BUY":
-        return (sl is not None and px <= sl) or (tp is not None and px >= tp)
-    return (sl is not None and px >= sl) or (tp is not None and px <= tp)
