@@ -217,25 +217,25 @@ def account_summary() -> dict:
     switch = TradingSwitch.objects.filter(pk=1).values("kill_switch", "reason").first() or {}
     agg["kill_switch"] = bool(switch.get("kill_switch"))
     agg["kill_reason"] = switch.get("reason", "")
-    agg.update(state_lag())
+    agg.update(state_lag(agg["enabled"]))
     return agg
 
 
-def state_lag() -> dict:
+def state_lag(enabled_accounts: int) -> dict:
     """How far the database's picture of the broker trails it: the p95 of broker close → database
-    over recent closes, and the oldest confirmation of an enabled account's state (account stream)."""
+    over recent closes, and the oldest confirmation of an account's state (account stream); no
+    database query (the dashboard's query budget is fixed)."""
     from orders import state_sync
 
     try:
         lags = state_sync.recent_lags_ms(200)
-        ages = state_sync.state_age_s(Account.objects.filter(enabled=True).values_list("pk", flat=True))
+        ages = state_sync.state_ages_s()
     except Exception as exc:  # noqa: BLE001 - Redis away: the panel says "unknown"
         log.info("dashboard_state_lag_unavailable", error=type(exc).__name__)
         return {"state_lag_p95_s": None, "state_age_max_s": None, "state_unseen": None}
-    known = [a for a in ages.values() if a is not None]
     p95 = sorted(lags)[int(0.95 * (len(lags) - 1))] / 1000 if lags else None
-    return {"state_lag_p95_s": p95, "state_age_max_s": max(known) if known else None,
-            "state_unseen": sum(1 for a in ages.values() if a is None)}
+    return {"state_lag_p95_s": p95, "state_age_max_s": max(ages.values()) if ages else None,
+            "state_unseen": max(0, (enabled_accounts or 0) - len(ages))}
 
 
 # kombu's Redis transport keeps one list per queue and priority step: "orders" (0) and

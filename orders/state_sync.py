@@ -37,7 +37,8 @@ from .recording import record_close
 log = get_logger(__name__)
 
 STATE_LAG_KEY = "orders:state_sync:lag_ms"  # sorted set: "<position pk>" -> lag ms of recent closes
-STATE_SEEN_KEY = "orders:state_sync:seen:{account_id}"  # broker state last confirmed (epoch ms)
+STATE_SEEN_KEY = "orders:state_sync:seen"  # hash: account id -> broker state last confirmed (epoch ms)
+SEEN_FORGET_S = 3600  # an account not confirmed for an hour (disabled, deleted) leaves the hash
 LAG_KEEP = 1_000
 
 
@@ -70,19 +71,25 @@ def recent_lags_ms(limit: int = 200) -> list[int]:
 def mark_seen(account_id: int, at_ms: int | None = None) -> None:
     """The broker's state of this account was confirmed now (push frame or poll)."""
     try:
-        _redis().set(STATE_SEEN_KEY.format(account_id=account_id), at_ms or int(time.time() * 1000), ex=3600)
+        _redis().hset(STATE_SEEN_KEY, str(account_id), at_ms or int(time.time() * 1000))
     except Exception:  # noqa: BLE001
         pass
 
 
-def state_age_s(account_ids) -> dict[int, float | None]:
-    """Seconds since each account's broker state was last confirmed (None: never)."""
-    ids = list(account_ids)
-    if not ids:
-        return {}
-    raw = _redis().mget([STATE_SEEN_KEY.format(account_id=a) for a in ids])
+def state_ages_s() -> dict[int, float]:
+    """Seconds since each account's broker state was last confirmed (accounts seen in the last hour)."""
+    r = _redis()
     now = time.time() * 1000
-    return {a: (None if v is None else max(0.0, (now - int(v)) / 1000)) for a, v in zip(ids, raw)}
+    out, stale = {}, []
+    for k, v in r.hgetall(STATE_SEEN_KEY).items():
+        age = max(0.0, (now - int(v)) / 1000)
+        if age > SEEN_FORGET_S:
+            stale.append(k)
+        else:
+            out[int(k)] = age
+    if stale:
+        r.hdel(STATE_SEEN_KEY, *stale)
+    return out
 
 
 def apply_close(account_id: int, closed: ClosedPosition) -> bool:
