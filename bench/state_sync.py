@@ -215,6 +215,7 @@ def run_path(path: str, args, sim, accounts, symbol) -> dict:
 
 
 def report(r: dict) -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     print(f"\n== {r['path']}: {r['accounts']} accounts, {r['closed']} closes measured, {r['still_open']} left open, "
           f"walk {r['walk_s']:.1f} s")
     print(f"   broker close -> database: median {r['lag_median_s']:.3f} s, p95 {r['lag_p95_s']:.3f} s, "

@@ -135,7 +135,9 @@ class AccountStream:
         asyncio.run(self._main(stop))
 
     async def _main(self, stop: threading.Event) -> None:
-        async with aiohttp.ClientSession() as session:
+        # limit=0: one WebSocket per account (aiohttp's default pool of 100 connections would
+        # leave account 101 and beyond waiting forever)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             self._session = session
             try:
                 while not stop.is_set():
