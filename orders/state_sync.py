@@ -76,6 +76,11 @@ def mark_seen(account_id: int, at_ms: int | None = None) -> None:
         pass
 
 
+def mark_seen_many(seen: dict[int, int]) -> None:
+    if seen:
+        _redis().hset(STATE_SEEN_KEY, mapping={str(k): v for k, v in seen.items()})
+
+
 def state_ages_s() -> dict[int, float]:
     """Seconds since each account's broker state was last confirmed (accounts seen in the last hour)."""
     r = _redis()

@@ -240,7 +240,7 @@ ORDERS_RATE_BURST = env.int("ORDERS_RATE_BURST", default=50)
 ORDERS_RATE_HIGH_RESERVE = env.float("ORDERS_RATE_HIGH_RESERVE", default=0.2)
 # Account-state worker (manage.py run_account_stream): push (simulator WebSocket) or poll (real APIs).
 ACCOUNT_STREAM_MODE = env.str("ACCOUNT_STREAM_MODE", default="push" if SIMULATION_MODE else "poll")
-ACCOUNT_STREAM_BALANCE_EVERY_S = env.float("ACCOUNT_STREAM_BALANCE_EVERY_S", default=2.0)
+ACCOUNT_STREAM_BALANCE_EVERY_S = env.float("ACCOUNT_STREAM_BALANCE_EVERY_S", default=5.0)
 ACCOUNT_STREAM_SNAPSHOT_EVERY_S = env.float("ACCOUNT_STREAM_SNAPSHOT_EVERY_S", default=30.0)
 # Poll cadence: accounts with open positions / flat accounts; per-account and per-host caps.
 ACCOUNT_POLL_OPEN_S = env.float("ACCOUNT_POLL_OPEN_S", default=1.0)

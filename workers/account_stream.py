@@ -103,6 +103,9 @@ class AccountConn:
     name: str
     last_seq: int | None = None
     last_balance_at: float = 0.0
+    last_equity_snapshot_at: float = 0.0
+    last_balance: tuple | None = None
+    balance_in_flight: bool = False
     last_snapshot_at: float = 0.0
     connects: int = 0
     closes_applied: int = 0
@@ -114,7 +117,10 @@ class AccountStream:
 
     def __init__(self, *, db_threads: int = 8, refresh_s: float = 5.0, backoff_base: float = 0.5,
                  backoff_cap: float = 5.0, balance_every_s: float | None = None, rng: random.Random | None = None):
+        # closes and gap fills (what the lag is measured on) never queue behind balance writes
         self.pool = ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="acct-db")
+        self.slow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="acct-bal")
+        self._seen: dict[int, int] = {}
         self.refresh_s = refresh_s
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -127,6 +133,32 @@ class AccountStream:
 
     async def _db(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: _db(fn, *args, **kwargs))
+
+    async def _slow(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self.slow_pool, lambda: _db(fn, *args, **kwargs))
+
+    async def _flush_seen(self) -> None:
+        """Every account's "broker state confirmed" time in ONE Redis call per second."""
+        from orders import state_sync
+
+        if self._seen:
+            seen, self._seen = self._seen, {}
+            try:
+                await self._slow(state_sync.mark_seen_many, seen)
+            except Exception as exc:  # noqa: BLE001 - a metric
+                log.info("account_stream_seen_unrecorded", error=type(exc).__name__)
+
+    async def _write_balance(self, conn: AccountConn, data: dict, snapshot: bool) -> None:
+        from orders import state_sync
+
+        try:
+            await self._slow(state_sync.apply_balance, conn.account_id, balance=Decimal(str(data["balance"])),
+                             equity=Decimal(str(data["equity"])), margin=Decimal(str(data.get("margin") or 0)),
+                             snapshot=snapshot)
+        except Exception as exc:  # noqa: BLE001 - the next balance frame tries again
+            log.info("account_stream_balance_unwritten", account=conn.account_id, error=type(exc).__name__)
+        finally:
+            conn.balance_in_flight = False
 
     def backoff(self, attempt: int) -> float:
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
@@ -143,15 +175,18 @@ class AccountStream:
                 while not stop.is_set():
                     await self._sync_accounts()
                     self.ready.set()
-                    for _ in range(int(self.refresh_s / 0.1)):
+                    for i in range(int(self.refresh_s / 0.1)):
                         if stop.is_set():
                             break
+                        if i % 10 == 0:
+                            await self._flush_seen()
                         await asyncio.sleep(0.1)
             finally:
                 for t in self._tasks.values():
                     t.cancel()
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
                 self.pool.shutdown(wait=False, cancel_futures=True)
+                self.slow_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _sync_accounts(self) -> None:
         try:
@@ -224,7 +259,7 @@ class AccountStream:
                     conn.last_snapshot_at = 0.0
             elif kind == P.WS_T_POSITIONS:
                 positions = [OpenPosition.from_json(p) for p in msg[P.WS_DATA]["positions"]]
-                await self._db(state_sync.mark_seen, conn.account_id)
+                self._seen[conn.account_id] = int(time.time() * 1000)
                 now = time.monotonic()
                 # the first snapshot after (re)subscribing or a gap, then at most every 5 s
                 if now - conn.last_snapshot_at >= 5.0:
@@ -235,14 +270,18 @@ class AccountStream:
                         self.stats["gaps_filled"] += len(filled)
                         log.info("account_stream_gap_filled", account=conn.account_id, positions=filled)
             elif kind == P.WS_T_BALANCE:
+                # written when it changed, at most every balance_every_s, never awaited here (a close
+                # frame right behind it must not wait for a balance write)
                 now = time.monotonic()
-                if now - conn.last_balance_at >= self.balance_every_s:
-                    snapshot = now - conn.last_balance_at >= state_sync.snapshot_every_s()
-                    conn.last_balance_at = now
-                    d = msg[P.WS_DATA]
-                    await self._db(state_sync.apply_balance, conn.account_id, balance=Decimal(str(d["balance"])),
-                                   equity=Decimal(str(d["equity"])), margin=Decimal(str(d.get("margin") or 0)),
-                                   snapshot=snapshot)
+                d = msg[P.WS_DATA]
+                value = (str(d["balance"]), str(d["equity"]))
+                if (not conn.balance_in_flight and value != conn.last_balance
+                        and now - conn.last_balance_at >= self.balance_every_s):
+                    snapshot = now - conn.last_equity_snapshot_at >= state_sync.snapshot_every_s()
+                    conn.last_balance_at, conn.last_balance, conn.balance_in_flight = now, value, True
+                    if snapshot:
+                        conn.last_equity_snapshot_at = now
+                    asyncio.create_task(self._write_balance(conn, d, snapshot))
         except (ValueError, KeyError, TypeError, MalformedResponse) as exc:
             self.stats["malformed"] += 1
             log.warning("account_stream_malformed_frame", account=conn.account_id, error=str(exc)[:200],
