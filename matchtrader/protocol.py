@@ -165,6 +165,7 @@ CLOSE_REASON_PARTIAL = "CLOSE_REASON_PARTIAL"  # [CODE S4 fixture]
 CLOSE_REASON_SL = "CLOSE_REASON_SL"  # [INF]
 CLOSE_REASON_TP = "CLOSE_REASON_TP"  # [INF]
 CLOSE_REASON_BROKER = "CLOSE_REASON_BROKER"  # [INF] closed behind the client's back
+CLOSE_REASON_STOP_OUT = "CLOSE_REASON_STOP_OUT"  # [INF] margin stop-out by the broker
 
 # --- candle intervals [DOC S10; CODE S3]; MN1 preferred over MN (S7) -----------------------------
 INTERVAL_SECONDS = {

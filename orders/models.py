@@ -125,6 +125,7 @@ class Position(models.Model):
         TIME_STOP = "time", "Time stop"
         OPPOSITE_SIGNAL = "opposite", "Opposite signal"
         MANUAL = "manual", "Manual / kill switch"
+        STOP_OUT = "stop_out", "Stop-out (margin call at the broker)"
         BROKER = "broker", "Closed at the broker (found by reconciliation)"
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="positions")

@@ -33,6 +33,7 @@ ZERO = Decimal("0")
 CLOSE_REASON_MAP = {
     MTP.CLOSE_REASON_SL: Position.CloseReason.STOP_LOSS,
     MTP.CLOSE_REASON_TP: Position.CloseReason.TAKE_PROFIT,
+    MTP.CLOSE_REASON_STOP_OUT: Position.CloseReason.STOP_OUT,
 }
 
 

@@ -91,6 +91,11 @@ class PollBudget:
         host_share = self.host_max_per_s * 60.0 / max(1, accounts_on_host)
         return min(share, host_share)
 
+    @property
+    def min_gap_s(self) -> float:
+        """No two reads of one account closer than this, urgent ones included (60/min -> 1 s)."""
+        return 60.0 / self.max_per_min
+
     def interval_s(self, has_open: bool, accounts_on_host: int) -> float:
         wanted = self.open_every_s if has_open else self.flat_every_s
         return max(wanted, 60.0 / self.per_account_per_min(accounts_on_host))
@@ -295,6 +300,7 @@ class PolledAccount:
     next_due: float = 0.0
     has_open: bool = True
     urgent: bool = False
+    last_poll_at: float = -1e9
     polls: int = 0
     host: str = ""
     poll_times: list = field(default_factory=list)
@@ -392,7 +398,8 @@ class BudgetedPoller:
             st.next_due = time.monotonic() + 1.0
             return
         st.polls += 1
-        st.poll_times.append(time.monotonic())
+        st.last_poll_at = time.monotonic()
+        st.poll_times.append(st.last_poll_at)
         del st.poll_times[:-200]
         self.stats["polls"] += 1
         state_sync.mark_seen(account.pk)
@@ -435,8 +442,11 @@ class BudgetedPoller:
                         log.info("account_poll_touch_check_failed", error=type(exc).__name__)
                     next_touch = now + self.touch_check_s
                 with self._lock:
+                    # an urgent read (SL/TP touched) jumps the queue but never the per-account cap
+                    gap = self.budget.min_gap_s
                     due = sorted((st for st in self.accounts.values()
-                                  if (st.urgent or st.next_due <= now) and st.account.pk not in in_flight),
+                                  if ((st.urgent and now - st.last_poll_at >= gap) or st.next_due <= now)
+                                  and st.account.pk not in in_flight),
                                  key=lambda s: (not s.urgent, s.next_due))
                 for st in due:
                     with in_flight_lock:

@@ -107,9 +107,10 @@ def test_poll_stop_loss_hit_is_closed_within_seconds_and_within_budget(sim, sett
     assert lag_s <= 5.0, lag_s
     for p in Position.objects.filter(pk__in=[p.pk for p in positions]):
         assert p.close_reason == Position.CloseReason.STOP_LOSS and p.close_price == D("1.09790")
-    # the cadence: never more than one read a second per account (60/min), flat accounts far less
+    # the cadence: never more than one read a second per account (60/min), urgent reads included;
+    # flat accounts far less
     gaps = [b - a for a, b in zip(polls_open, polls_open[1:])]
-    assert all(g >= 0.2 for g in gaps)  # urgent reads may come early, never in bursts
+    assert all(g >= 0.95 for g in gaps), gaps
     assert len(polls_flat) <= 2
 
 
@@ -143,3 +144,22 @@ def test_polls_yield_to_trading_when_the_account_bucket_runs_low(sim, settings):
     poller.poll_one(st)
     assert st.polls == 0 and poller.stats["skipped_for_trading"] == 1
     assert limiter.try_acquire(1, "normal") <= 0  # a trading request still gets its token
+
+
+def test_a_broker_stop_out_is_recorded_as_stop_out_with_the_brokers_figures(sim):
+    from django.utils import timezone
+
+    from matchtrader import protocol as P
+    from matchtrader.models import ClosedPosition
+    from orders import state_sync
+
+    (pos,) = open_positions(sim, 1)
+    row = ClosedPosition(id=pos.broker_position_id, symbol="EURUSD", side="BUY", volume=pos.volume,
+                         open_price=pos.open_price, close_price=D("1.09000"), profit=D("-252.00"),
+                         net_profit=D("-252.88"), open_time=pos.opened_at, close_time=timezone.now(),
+                         close_reason=P.CLOSE_REASON_STOP_OUT, closing_order_id="X1")
+    assert state_sync.apply_close(pos.account_id, row)
+    assert not state_sync.apply_close(pos.account_id, row)  # applied once
+    pos.refresh_from_db()
+    assert pos.close_reason == Position.CloseReason.STOP_OUT and pos.close_price == D("1.09000")
+    assert pos.realized_pnl == D("-252.00") and pos.commission == D("-0.88")
