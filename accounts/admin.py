@@ -63,8 +63,10 @@ class AccountAdmin(admin.ModelAdmin):
     # Fits a 1440 px screen: the e-mail and broker ids are on the change page and searchable.
     list_display = (
         "name", "mode", "enabled", "state", "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
+        "owner", "rule_profile",
     )
-    list_filter = ("mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation")
+    list_filter = ("mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation", "rule_profile",
+                   "program_phase")
     search_fields = ("name", "email", "system_uuid", "trading_account_id")
     readonly_fields = (
         "credentials_status", "halt_cause", "halted_at", "last_reconciled_at", "balance", "equity",
@@ -78,6 +80,7 @@ class AccountAdmin(admin.ModelAdmin):
                                "trading_account_id", "system_uuid", "currency")}),
         ("Risk", {"fields": ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol",
                              "daily_loss_limit", "allowed_symbols")}),
+        ("Prop-firm program", {"fields": ("owner", "rule_profile", "program_phase", "initial_balance")}),
         ("State", {"fields": ("halted", "halt_cause", "halt_reason", "halted_at", "needs_reconciliation", "last_reconciled_at",
                               "balance", "equity", "balance_updated_at", "created_at", "updated_at")}),
     )

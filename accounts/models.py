@@ -30,6 +30,11 @@ class Account(models.Model):
         SIMULATION = "simulation", "Simulation"
         LIVE = "live", "Live"
 
+    class ProgramPhase(models.TextChoices):
+        NONE = "none", "Not a prop-firm account"
+        EVALUATION = "evaluation", "Evaluation (challenge / verification)"
+        FUNDED = "funded", "Funded"
+
     name = models.CharField(max_length=64, unique=True)
     platform_url = models.URLField(help_text="Broker platform origin, e.g. https://mtr-demo-prod.match-trader.com")
     broker_id = models.CharField(max_length=32, default="0")
@@ -74,6 +79,17 @@ class Account(models.Model):
     daily_loss_limit = models.DecimalField(
         max_digits=20, decimal_places=2, default=Decimal("500"), validators=[MinValueValidator(Decimal("0"))],
         help_text="Realized + unrealized loss today (UTC, account currency) that halts the account.",
+    )
+    # Prop-firm program (prop/): whose account it is, whose rules it trades under.
+    owner = models.ForeignKey("prop.Owner", null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
+    rule_profile = models.ForeignKey(
+        "prop.RuleProfile", null=True, blank=True, on_delete=models.PROTECT, related_name="accounts",
+        help_text="The firm program's rules. Empty: the default profile (daily loss limit above, UTC midnight).",
+    )
+    program_phase = models.CharField(max_length=16, choices=ProgramPhase.choices, default=ProgramPhase.NONE)
+    initial_balance = models.DecimalField(
+        max_digits=20, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))],
+        help_text="The program's starting balance (percent limits and the static maximum loss use it).",
     )
     allowed_symbols = models.ManyToManyField(
         "marketdata.Symbol", blank=True, related_name="accounts", help_text="Empty means every enabled symbol."

@@ -18,6 +18,8 @@ from django.db.models import Count, Max, Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from prop.admin import StrategyOwnerInline
+
 from .models import Signal, StrategyConfig
 from .strategies import DEFAULT_STRATEGY, get_strategy, strategy_choices
 from .strategy import StrategyParams, StrategyParamsError
@@ -207,6 +209,7 @@ def _range(meta: dict) -> str:
 @admin.register(StrategyConfig)
 class StrategyConfigAdmin(admin.ModelAdmin):
     form = StrategyConfigForm
+    inlines = [StrategyOwnerInline]
     list_display = ("name", "symbol", "strategy", "enabled", "overrides", "updated_at")
     list_filter = ("enabled", "name")
     search_fields = ("name", "symbol__name")

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "marketdata",
     "signals",
     "orders",
+    "prop",
     "workers",
     "dashboard",
     "alerts",

@@ -1,0 +1,275 @@
+"""prop.rules against hand-computed cases: firm days across DST, each daily-loss basis, static vs
+trailing maximum loss, shrink vs skip, caps, the guard's thresholds, sessions and news windows."""
+
+from datetime import UTC, datetime, time
+from decimal import Decimal as D
+
+import pytest
+
+from prop.rules import (
+    Basis,
+    Caps,
+    EntryContext,
+    Floors,
+    GuardAction,
+    LossRules,
+    MaxLossMode,
+    NewsWindow,
+    Rule,
+    Session,
+    Usage,
+    blackout_hit,
+    check_entry,
+    daily_reference,
+    firm_day,
+    floors,
+    guard_action,
+    headrooms,
+    live_equity,
+    max_loss_floor,
+    may_modify,
+    raise_high_water,
+    resolve_amount,
+    session_block,
+    weekend_flatten_due,
+)
+
+
+def utc(*a):
+    return datetime(*a, tzinfo=UTC)
+
+
+# --- firm days --------------------------------------------------------------------------------------
+class TestFirmDay:
+    def test_new_york_17h_in_winter_is_22h_utc(self):
+        d = firm_day(utc(2026, 1, 14, 21, 59), time(17), "America/New_York")
+        assert d.day.isoformat() == "2026-01-13"
+        assert d.start == utc(2026, 1, 13, 22) and d.end == utc(2026, 1, 14, 22)
+        assert firm_day(utc(2026, 1, 14, 22, 0), time(17), "America/New_York").day.isoformat() == "2026-01-14"
+
+    def test_dst_start_day_is_23_hours_and_moves_the_utc_boundary(self):
+        # US DST starts Sunday 2026-03-08 02:00 local. The firm day starting Sat 03-07 17:00 EST (22:00 UTC)
+        # ends Sun 03-08 17:00 EDT (21:00 UTC): 23 hours.
+        d = firm_day(utc(2026, 3, 8, 12), time(17), "America/New_York")
+        assert d.day.isoformat() == "2026-03-07"
+        assert d.start == utc(2026, 3, 7, 22) and d.end == utc(2026, 3, 8, 21)
+        assert d.hours == 23
+        # 21:30 UTC on the 8th is already the next firm day (it would not be with a fixed 22:00 UTC)
+        assert firm_day(utc(2026, 3, 8, 21, 30), time(17), "America/New_York").day.isoformat() == "2026-03-08"
+
+    def test_dst_end_day_is_25_hours_in_prague(self):
+        # EU DST ends Sunday 2026-10-25 03:00 CEST → 02:00 CET. Midnight Prague: 22:00 UTC before, 23:00 after.
+        d = firm_day(utc(2026, 10, 25, 12), time(0), "Europe/Prague")
+        assert d.start == utc(2026, 10, 24, 22) and d.end == utc(2026, 10, 25, 23)
+        assert d.hours == 25
+
+    def test_utc_midnight_default(self):
+        d = firm_day(utc(2026, 6, 1, 0, 0), time(0), "UTC")
+        assert d.start == utc(2026, 6, 1) and d.end == utc(2026, 6, 2)
+
+    def test_naive_time_refused(self):
+        with pytest.raises(ValueError):
+            firm_day(datetime(2026, 1, 1), time(0), "UTC")
+
+
+# --- daily loss per basis across a reset with a DST change --------------------------------------------
+class TestDailyBasis:
+    """An account with initial balance 100,000, daily limit 5 % of initial = 5,000, firm day reset at
+    17:00 New York across the DST start (snapshot at Sat 03-07 22:00 UTC, next at Sun 03-08 21:00 UTC).
+
+    Day-start snapshot (03-07 22:00 UTC): balance 101,000, equity 102,500 (a winner still open).
+    Next day's snapshot (03-08 21:00 UTC): balance 99,000, equity 98,200.
+    """
+
+    limit = resolve_amount(D("5"), None, D("100000"))
+    day1 = dict(day_balance=D("101000"), day_equity=D("102500"), initial_balance=D("100000"))
+    day2 = dict(day_balance=D("99000"), day_equity=D("98200"), initial_balance=D("100000"))
+
+    def test_limit_is_five_percent_of_initial(self):
+        assert self.limit == D("5000.00")
+
+    @pytest.mark.parametrize("basis, floor1, floor2", [
+        (Basis.BALANCE, D("96000"), D("94000")),
+        (Basis.EQUITY, D("97500"), D("93200")),
+        (Basis.HIGHER, D("97500"), D("94000")),
+        (Basis.INITIAL, D("95000"), D("95000")),
+    ])
+    def test_floor_per_basis(self, basis, floor1, floor2):
+        rules = LossRules(basis, self.limit)
+        assert floors(rules, **self.day1, high_water=None).daily == floor1
+        assert floors(rules, **self.day2, high_water=None).daily == floor2
+
+    def test_which_snapshot_applies_follows_the_dst_shifted_boundary(self):
+        # 21:30 UTC on 03-08 belongs to the day starting 03-08 (23-hour day before it): day2's snapshot.
+        boundary = firm_day(utc(2026, 3, 8, 21, 30), time(17), "America/New_York")
+        assert boundary.start == utc(2026, 3, 8, 21)
+        # equity 97,000 at that time on the HIGHER basis: floor 94,000 → headroom 3,000
+        rules = LossRules(Basis.HIGHER, self.limit)
+        (h,) = headrooms(rules, floors(rules, **self.day2, high_water=None), D("97000"))
+        assert h.rule == Rule.DAILY_LOSS and h.headroom == D("3000") and h.used_pct == D("40.0")
+
+    def test_unknown_reference_is_none(self):
+        assert daily_reference(Basis.HIGHER, day_balance=D("1"), day_equity=None, initial_balance=None) is None
+        assert daily_reference(Basis.INITIAL, day_balance=None, day_equity=None, initial_balance=None) is None
+        with pytest.raises(ValueError):
+            daily_reference("weekly", day_balance=D("1"), day_equity=D("1"), initial_balance=D("1"))
+
+
+# --- maximum loss -------------------------------------------------------------------------------------
+class TestMaxLoss:
+    def test_static_floor_ignores_the_high_water_mark(self):
+        rules = LossRules(Basis.BALANCE, None, MaxLossMode.STATIC, D("10000"))
+        assert max_loss_floor(rules, initial_balance=D("100000"), high_water=D("108000")) == D("90000")
+
+    def test_trailing_floor_follows_the_mark(self):
+        rules = LossRules(Basis.BALANCE, None, MaxLossMode.TRAILING, D("6000"))
+        assert max_loss_floor(rules, initial_balance=D("100000"), high_water=None) == D("94000")
+        assert max_loss_floor(rules, initial_balance=D("100000"), high_water=D("103500")) == D("97500")
+
+    def test_trailing_stops_at_initial(self):
+        rules = LossRules(Basis.BALANCE, None, MaxLossMode.TRAILING, D("6000"), trailing_stops_at_initial=True)
+        assert max_loss_floor(rules, initial_balance=D("100000"), high_water=D("104000")) == D("98000")
+        assert max_loss_floor(rules, initial_balance=D("100000"), high_water=D("109000")) == D("100000")
+
+    def test_high_water_only_rises_on_observed_equity(self):
+        hwm = None
+        for observed in (D("100000"), D("101200"), D("99500"), D("101000")):
+            hwm = raise_high_water(hwm, observed)
+        assert hwm == D("101200")
+
+    def test_static_vs_trailing_same_equity_path(self):
+        # equity path 100k → 104k → 97k; limit 6k. Static floor 94k: 3k headroom; trailing 98k: breached.
+        path = [D("100000"), D("104000"), D("97000")]
+        hwm = None
+        for e in path:
+            hwm = raise_high_water(hwm, e)
+        static = LossRules(Basis.BALANCE, None, MaxLossMode.STATIC, D("6000"))
+        trailing = LossRules(Basis.BALANCE, None, MaxLossMode.TRAILING, D("6000"))
+        (hs,) = headrooms(static, floors(static, day_balance=None, day_equity=None, initial_balance=D("100000"),
+                                         high_water=hwm), path[-1])
+        (ht,) = headrooms(trailing, floors(trailing, day_balance=None, day_equity=None,
+                                           initial_balance=D("100000"), high_water=hwm), path[-1])
+        assert hs.headroom == D("3000") and ht.headroom == D("-1000")
+        assert guard_action(trailing, [ht]).action == GuardAction.FLATTEN
+        assert guard_action(static, [hs]).action == GuardAction.OK
+
+
+def test_live_equity_is_the_lower_figure():
+    assert live_equity(D("10050"), D("10020")) == D("10020")
+    assert live_equity(D("10050"), None) == D("10050")
+    assert live_equity(None, None) is None
+
+
+# --- the pre-trade check -------------------------------------------------------------------------------
+def _ctx(equity, daily_floor=None, max_floor=None, **kw):
+    return EntryContext(equity=D(equity), floors=Floors(daily_floor, max_floor), **kw)
+
+
+RULES = LossRules(Basis.BALANCE, D("500"), close_only_buffer_pct=D("20"), flatten_margin_pct=D("5"))
+
+
+class TestCheckEntry:
+    """Daily limit 500 → buffer 100, flatten margin 25. EURUSD, stop 20 pips: 200 USD per lot."""
+
+    kw = dict(loss_per_lot=D("200"), lot_step=D("0.01"), min_volume=D("0.01"))
+
+    def test_fits(self):
+        d = check_entry(RULES, Caps(), _ctx("10000", daily_floor=D("9500")), volume=D("1.00"), **self.kw)
+        assert d.volume == D("1.00") and not d.rule
+
+    def test_shrunk_to_fit(self):
+        # equity 9,800, floor 9,500: headroom 300 − margin 25 − open risk 100 = 175 → 0.87 lot (174 USD)
+        d = check_entry(RULES, Caps(), _ctx("9800", daily_floor=D("9500"), open_risk=D("100")), volume=D("1.00"),
+                        **self.kw)
+        assert d.volume == D("0.87") and d.rule == Rule.DAILY_LOSS and d.shrunk
+        assert d.volume * D("200") + D("100") <= D("300") - D("25")
+
+    def test_skipped_when_below_min_volume(self):
+        # headroom 130 − 25 − 104 open risk = 1 → 0.005 lot < 0.01
+        d = check_entry(RULES, Caps(), _ctx("9630", daily_floor=D("9500"), open_risk=D("104")), volume=D("1.00"),
+                        **self.kw)
+        assert not d.allowed and d.rule == Rule.DAILY_LOSS
+
+    def test_close_only_inside_the_buffer(self):
+        d = check_entry(RULES, Caps(), _ctx("9599", daily_floor=D("9500")), volume=D("0.01"), **self.kw)
+        assert not d.allowed and d.rule == Rule.CLOSE_ONLY
+
+    def test_max_loss_shrinks_more_than_daily(self):
+        rules = LossRules(Basis.BALANCE, D("500"), MaxLossMode.STATIC, D("1000"), close_only_buffer_pct=D("0"),
+                          flatten_margin_pct=D("0"))
+        # daily floor 9,500 (headroom 500), max floor 9,900 (headroom 100) → 0.50 lot
+        d = check_entry(rules, Caps(), _ctx("10000", daily_floor=D("9500"), max_floor=D("9900")), volume=D("2"),
+                        **self.kw)
+        assert d.volume == D("0.50") and d.rule == Rule.MAX_LOSS
+
+    def test_no_stop_no_entry(self):
+        d = check_entry(RULES, Caps(), _ctx("10000", daily_floor=D("9500")), volume=D("1"), loss_per_lot=None,
+                        lot_step=D("0.01"), min_volume=D("0.01"))
+        assert d.rule == Rule.NO_STOP_LOSS and not d.allowed
+
+    def test_unknown_reference_no_entry(self):
+        d = check_entry(RULES, Caps(), _ctx("10000"), volume=D("1"), **self.kw)
+        assert d.rule == Rule.DAILY_LOSS and not d.allowed
+
+    def test_daily_lots_cap_shrinks_then_skips(self):
+        caps = Caps(lots_per_day=D("10"))
+        ctx = _ctx("100000", daily_floor=D("95000"), usage=Usage(lots=D("9.7")))
+        d = check_entry(RULES, caps, ctx, volume=D("1.00"), **self.kw)
+        assert d.volume == D("0.30") and d.rule == Rule.DAILY_LOTS
+        ctx = _ctx("100000", daily_floor=D("95000"), usage=Usage(lots=D("10")))
+        assert check_entry(RULES, caps, ctx, volume=D("1.00"), **self.kw).rule == Rule.DAILY_LOTS
+
+    def test_order_and_open_order_caps(self):
+        ctx = _ctx("100000", daily_floor=D("95000"), usage=Usage(orders=5), open_orders=2)
+        assert check_entry(RULES, Caps(orders_per_day=5), ctx, volume=D("1"), **self.kw).rule == Rule.DAILY_ORDERS
+        assert check_entry(RULES, Caps(open_orders=2), ctx, volume=D("1"), **self.kw).rule == Rule.MAX_OPEN_ORDERS
+        assert check_entry(RULES, Caps(orders_per_day=6, open_orders=3), ctx, volume=D("1"), **self.kw).allowed
+
+    def test_modification_cap(self):
+        assert may_modify(Caps(modifications_per_day=2000), Usage(modifications=1999)) == (True, "")
+        assert may_modify(Caps(modifications_per_day=2000), Usage(modifications=2000)) == (
+            False, Rule.DAILY_MODIFICATIONS)
+        assert may_modify(Caps(), Usage(modifications=10 ** 6))[0]
+
+
+class TestGuard:
+    def test_thresholds(self):
+        def act(equity):
+            return guard_action(RULES, headrooms(RULES, Floors(D("9500"), None), D(equity)))
+
+        assert act("9601").action == GuardAction.OK
+        assert act("9600").action == GuardAction.CLOSE_ONLY
+        assert act("9526").action == GuardAction.CLOSE_ONLY
+        d = act("9525")
+        assert d.action == GuardAction.FLATTEN and d.rule == Rule.DAILY_LOSS
+
+    def test_default_profile_flattens_exactly_at_the_limit(self):
+        rules = LossRules(Basis.BALANCE, D("500"), close_only_buffer_pct=D("0"), flatten_margin_pct=D("0"))
+        fl = Floors(D("9500"), None)
+        assert guard_action(rules, headrooms(rules, fl, D("9500.01"))).action == GuardAction.OK
+        assert guard_action(rules, headrooms(rules, fl, D("9500"))).action == GuardAction.FLATTEN
+
+
+# --- sessions and news ------------------------------------------------------------------------------------
+def test_trading_hours_and_weekend():
+    s = Session(tz="Europe/Prague", start=time(8), end=time(22), weekend_holding=False, friday_cutoff=time(21))
+    assert session_block(s, utc(2026, 1, 14, 10)) == ""  # Wed 11:00 Prague
+    assert session_block(s, utc(2026, 1, 14, 6)) == Rule.TRADING_HOURS  # 07:00 Prague
+    assert session_block(s, utc(2026, 1, 16, 20, 30)) == Rule.WEEKEND  # Fri 21:30 Prague
+    assert session_block(s, utc(2026, 1, 17, 12)) == Rule.WEEKEND  # Saturday
+    assert weekend_flatten_due(s, utc(2026, 1, 16, 20, 0))  # Fri 21:00 Prague
+    assert not weekend_flatten_due(s, utc(2026, 1, 16, 19, 59))
+    overnight = Session(tz="UTC", start=time(22), end=time(6))
+    assert session_block(overnight, utc(2026, 1, 14, 23)) == "" and session_block(overnight, utc(2026, 1, 14, 12))
+
+
+def test_news_blackout_window():
+    nfp = NewsWindow(utc(2026, 2, 6, 13, 30), "USD", "high", "Non-Farm Payrolls")
+    cpi = NewsWindow(utc(2026, 2, 6, 10, 0), "EUR", "medium", "CPI flash")
+    kw = dict(currencies={"EUR", "USD"}, before_s=120, after_s=120)
+    assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 13, 28), **kw) is nfp
+    assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 13, 32), **kw) is nfp
+    assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 13, 32, 1), **kw) is None
+    assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 10, 0), **kw) is None  # medium < high
+    assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 10, 0), **kw, min_impact="medium") is cpi
+    assert blackout_hit([nfp], utc(2026, 2, 6, 13, 30), currencies={"EUR", "JPY"}, before_s=120, after_s=120) is None
