@@ -197,6 +197,9 @@ class AuditLog(models.Model):
         CLOSE_ALL = "close_all", "Close all positions"
         RECONCILE = "reconcile", "Reconciliation repair"
         CREDENTIALS = "credentials", "Credentials changed"
+        CLOSE_ONLY = "close_only", "Close-only (prop-firm loss buffer)"
+        CLOSE_ONLY_LIFTED = "close_only_lifted", "Close-only lifted"
+        FIRM_RULE = "firm_rule", "Firm rule: flattened and halted"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="User name, or 'system' / the process name.")

@@ -34,4 +34,9 @@ class Migration(migrations.Migration):
             name='rule_profile',
             field=models.ForeignKey(blank=True, help_text="The firm program's rules. Empty: the default profile (daily loss limit above, UTC midnight).", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='accounts', to='prop.ruleprofile'),
         ),
+        migrations.AlterField(
+            model_name='auditlog',
+            name='action',
+            field=models.CharField(choices=[('halt', 'Halt'), ('resume', 'Resume'), ('enable', 'Enable'), ('disable', 'Disable'), ('limit_change', 'Risk limit change'), ('kill_switch_on', 'Kill switch on'), ('kill_switch_off', 'Kill switch off'), ('close_all', 'Close all positions'), ('reconcile', 'Reconciliation repair'), ('credentials', 'Credentials changed'), ('close_only', 'Close-only (prop-firm loss buffer)'), ('close_only_lifted', 'Close-only lifted'), ('firm_rule', 'Firm rule: flattened and halted')], db_index=True, max_length=32),
+        ),
     ]

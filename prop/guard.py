@@ -1,0 +1,225 @@
+"""The breach guard: while an account holds positions, keep its live equity away from the firm's
+loss limits.
+
+Why: the pre-trade check bounds each entry's worst case at its stop, but a gap, slippage or a stop
+the broker fills late can still carry equity towards a limit, and a firm closes the account at the
+first breach. So, periodically (beat ``prop.guard_accounts``) and when triggered (after every
+balance read), per account:
+
+1. read the broker's balance and open positions (two calls) and compute our own mark-to-market of
+   those positions (the feed's live quote, else the broker's current price; :mod:`prop.marks`);
+   live equity = the lower of the two figures;
+2. record the day-start snapshot and raise the trailing high-water mark on the broker's equity
+   (:mod:`prop.state`);
+3. compare the live equity with each loss floor (:func:`prop.rules.guard_action`):
+
+   * headroom within the profile's close-only buffer → **close-only**: no new entries (the
+     pre-trade check refuses them too), open positions run to their exits; lifted when the
+     headroom is back above the buffer (e.g. a new firm day);
+   * headroom at the flatten margin → **flatten and halt**: the account is halted first (so no
+     order leaves any more: the send gate reads the flag), with the cause "firm rule" and the rule's
+     name, then every open position is closed at the broker, at "high" priority, one call each;
+     an audit entry records it and the dashboard shows the alert.
+
+Loss rules win over the minimum hold time and over the time stop: the flatten closes regardless
+of how long a position has been open (the min-hold delay applies to our own exits only,
+:func:`min_hold_blocks`).
+
+Without weekend holding the guard also closes every position at the Friday cutoff (no halt).
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import Account, AuditLog
+from matchtrader.errors import BrokerError, OrderRejected
+from tradeops.logging import get_logger
+
+from . import marks, state
+from . import rules as R
+from .models import RuleState
+
+log = get_logger(__name__)
+ZERO = Decimal("0")
+FIRM_RULE_CAUSE = "firm rule"
+
+
+@dataclass
+class GuardResult:
+    account_id: int
+    action: str = R.GuardAction.OK
+    rule: str = ""
+    detail: str = ""
+    equity: Decimal | None = None
+    broker_equity: Decimal | None = None
+    headroom: dict = field(default_factory=dict)
+    closed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"account_id": self.account_id, "action": self.action, "rule": self.rule, "detail": self.detail,
+                "equity": None if self.equity is None else str(self.equity), "closed": self.closed}
+
+
+def _quotes(symbols: list[str]) -> dict[str, dict]:
+    """Fresh feed quotes (one Redis round trip); {} when Redis is unreadable."""
+    if not symbols:
+        return {}
+    from marketdata.reader import read_quotes
+    from orders import broker
+
+    try:
+        quotes = read_quotes(broker.get_redis(), symbols)
+    except Exception as exc:  # noqa: BLE001 - the broker's prices are the fallback
+        log.warning("prop_guard_quotes_unavailable", error=type(exc).__name__)
+        return {}
+    now_ms = int(_time.time() * 1000)
+    max_age = settings.ORDERS_MAX_QUOTE_AGE_MS
+    return {s: q for s, q in quotes.items() if now_ms - q.get("recv_ms", 0) <= max_age}
+
+
+def specs_for(names) -> dict[str, marks.Spec]:
+    from marketdata.models import Symbol
+
+    return {s.name: marks.Spec(s.contract_size, s.base_currency, s.quote_currency)
+            for s in Symbol.objects.filter(name__in=list(names))}
+
+
+def our_mark(account: Account, balance: Decimal, open_positions) -> Decimal | None:
+    """Balance + our valuation of every open position (commission as a cost, swap only when it
+    costs); None when one position cannot be valued (the broker's figure then stands alone)."""
+    specs = specs_for({p.symbol for p in open_positions})
+    quotes = _quotes(sorted({p.symbol for p in open_positions}))
+    total = Decimal(balance)
+    for p in open_positions:
+        spec = specs.get(p.symbol)
+        q = quotes.get(p.symbol)
+        if q is not None:
+            price = marks.close_price(p.side, Decimal(str(q["bid"])), Decimal(str(q["ask"])))
+        else:
+            price = p.current_price
+        if spec is None or price is None:
+            return None
+        value = marks.pnl(p.side, p.volume, p.open_price, price, spec, account.currency)
+        if value is None:
+            return None
+        total += value - abs(p.commission or ZERO) + min(ZERO, p.swap or ZERO)
+    return total
+
+
+def check_account(account_id: int) -> GuardResult:
+    account = Account.objects.get(pk=account_id)
+    result = GuardResult(account_id)
+    if not account.enabled:
+        return result
+    from orders import broker
+
+    client = broker.client_for(account)
+    bal = client.balance()
+    open_ = client.open_positions()
+    now = timezone.now()
+    mark = our_mark(account, bal.balance, open_)
+    equity = R.live_equity(bal.equity, mark)
+    result.equity, result.broker_equity = equity, bal.equity
+    row = state.observe_balance(account, bal.balance, bal.equity, now, client)
+    ar = state.rules_for([account], now)[account.pk]
+    hwm = state.high_waters([account.pk]).get(account.pk)
+    fl = state.floors_for(account, ar, row, hwm)
+    rooms = R.headrooms(ar.loss, fl, equity) if equity is not None else []
+    decision = R.guard_action(ar.loss, rooms)
+    result.action, result.rule, result.detail = decision.action, decision.rule, decision.detail
+    result.headroom = {h.rule: {"limit": str(h.limit), "floor": str(h.floor), "headroom": str(h.headroom),
+                                "used_pct": str(h.used_pct)} for h in rooms}
+    rs = _save_state(account, result, now)
+    if decision.action == R.GuardAction.FLATTEN:
+        if not account.halted or open_:
+            result.closed = flatten(account, client, open_, decision)
+    elif decision.action == R.GuardAction.CLOSE_ONLY:
+        if not rs.close_only:
+            _set_close_only(account, True, f"{decision.rule}: {decision.detail}")
+    elif rs.close_only:
+        _set_close_only(account, False, "headroom back above the buffer")
+    if decision.action != R.GuardAction.FLATTEN and open_ and R.weekend_flatten_due(ar.session, now):
+        result.closed = _close_all(account, client, open_, R.Rule.WEEKEND)
+        AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ALL, account=account, rule=R.Rule.WEEKEND,
+                        positions=result.closed)
+    if decision.action != R.GuardAction.OK:
+        log.warning("prop_guard", account_id=account.pk, action=decision.action, rule=decision.rule,
+                    detail=decision.detail, equity=str(equity), broker_equity=str(bal.equity), mark=str(mark))
+    return result
+
+
+def _save_state(account: Account, result: GuardResult, now: datetime) -> RuleState:
+    rs, _ = RuleState.objects.get_or_create(account=account)
+    RuleState.objects.filter(pk=rs.pk).update(headroom=result.headroom, last_checked_at=now,
+                                              last_equity=result.equity)
+    return rs
+
+
+def _set_close_only(account: Account, on: bool, reason: str) -> None:
+    changed = RuleState.objects.filter(account=account, close_only=not on).update(
+        close_only=on, close_only_reason=reason[:300] if on else "")
+    if changed:
+        AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ONLY if on else AuditLog.Action.CLOSE_ONLY_LIFTED,
+                        account=account, reason=reason)
+        log.warning("prop_close_only" if on else "prop_close_only_lifted", account_id=account.pk, reason=reason)
+
+
+def flatten(account: Account, client, open_positions, decision: R.GuardDecision) -> int:
+    """Halt (cause: firm rule) first, so nothing new leaves; then close every open position."""
+    reason = f"{FIRM_RULE_CAUSE}: {decision.rule}: {decision.detail}"
+    account.halt(reason, actor="prop.guard")
+    _set_close_only(account, True, reason)
+    closed = _close_all(account, client, open_positions, decision.rule)
+    AuditLog.record("prop.guard", AuditLog.Action.FIRM_RULE, account=account, rule=decision.rule,
+                    detail=decision.detail, positions_closed=closed)
+    return closed
+
+
+def _close_all(account: Account, client, open_positions, rule: str) -> int:
+    """Close every open broker position: through ``orders.positions.close_position`` for the ones we
+    know (recorded, one close order each), directly at the broker for the rest (reconciliation
+    records them). Returns how many were closed."""
+    from orders.models import Position
+    from orders.positions import close_position
+
+    known = dict(Position.objects.filter(account=account, status=Position.Status.OPEN,
+                                         broker_position_id__in=[p.id for p in open_positions])
+                 .values_list("broker_position_id", "pk"))
+    closed = 0
+    for p in open_positions:
+        try:
+            if p.id in known:
+                close_position(known[p.id], "firm_rule")
+            else:
+                client.close_position(p.id, p.symbol, p.side, p.volume)
+            closed += 1
+        except OrderRejected as exc:
+            log.info("prop_flatten_close_rejected", account_id=account.pk, position=p.id, code=exc.code)
+        except BrokerError as exc:
+            log.error("prop_flatten_close_failed", account_id=account.pk, position=p.id, error=type(exc).__name__,
+                      rule=rule)
+    return closed
+
+
+def accounts_to_guard() -> list[int]:
+    """Accounts holding (or about to hold) positions, and close-only ones (to lift the state)."""
+    from orders.models import IN_FLIGHT_STATUSES, Order, Position
+
+    since = timezone.now() - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S * 2)
+    ids = set(Position.objects.filter(status=Position.Status.OPEN).values_list("account_id", flat=True))
+    ids |= set(Order.objects.filter(purpose=Order.Purpose.OPEN, position__isnull=True, status__in=IN_FLIGHT_STATUSES,
+                                    created_at__gte=since).values_list("account_id", flat=True))
+    ids |= set(RuleState.objects.filter(close_only=True, account__halted=False).values_list("account_id", flat=True))
+    return sorted(Account.objects.filter(pk__in=ids, enabled=True).values_list("pk", flat=True))
+
+
+def min_hold_blocks(position_opened_at: datetime, profile, now: datetime) -> bool:
+    """Our own exits (time stop, opposite signal) wait for the profile's minimum hold time."""
+    return bool(profile.min_hold_seconds) and now < position_opened_at + timedelta(seconds=profile.min_hold_seconds)
