@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from accounts.states import AccountState, HaltCause, Restriction, why_not_open
+from prop.rules import FirmCheck
 from matchtrader.errors import (
     AuthenticationError,
     BrokerError,
@@ -187,19 +188,32 @@ class SendDecision:
 
 def decide_send(*, volume: Decimal, attempts: int, limits: RiskLimits, exposure: Exposure, kill_switch: bool,
                 is_live_account: bool, lot_step: Decimal, min_volume: Decimal, signal_entry,
-                anchor: Callable[[], Anchored], config: EngineConfig) -> SendDecision:
-    """Pre-trade risk, then the live-price anchor (``anchor`` is called only when risk allows)."""
+                anchor: Callable[[], Anchored], config: EngineConfig, firm: FirmCheck | None = None) -> SendDecision:
+    """Pre-trade risk, then the account's rule profile (:func:`prop.rules.check_entry`: loss headroom
+    at the stop, the day's caps, hours and news — shrink to fit or skip with the rule's name; a loss
+    rule at its limit halts the account), then the live-price anchor (``anchor`` is called only when
+    both allow the order)."""
     state = TradingState(kill_switch=kill_switch, is_live_account=is_live_account,
                          live_trading_enabled=config.live_trading)
     decision = check_pre_trade(limits, exposure, state, volume, lot_step=lot_step, min_volume=min_volume)
     if not decision.allowed:
-        halt = HaltCause.DAILY_LOSS if decision.halt_account else None
-        return SendDecision("skipped", {"reason": decision.reason, "last_error": decision.detail}, halt=halt,
-                            halt_reason=f"daily loss limit: {decision.detail}" if halt else "")
+        return SendDecision("skipped", {"reason": decision.reason, "last_error": decision.detail})
     fields: dict = {"attempts": attempts + 1}
     clamped_from = None
-    if decision.volume != volume:  # clamped to the room left on the symbol
-        fields["volume"] = decision.volume
+    sent = decision.volume
+    if firm is not None:
+        entry = firm.decide(sent, lot_step=lot_step, min_volume=min_volume)
+        if not entry.allowed:
+            halt, halt_reason = None, ""
+            if entry.breached:
+                halt = HaltCause.FIRM_RULE if firm.firm else HaltCause.DAILY_LOSS
+                halt_reason = (f"firm rule: {entry.rule}: {entry.detail}" if firm.firm
+                               else f"daily loss limit: {entry.detail}")
+            return SendDecision("skipped", {"reason": entry.rule, "last_error": entry.detail[:500]}, halt=halt,
+                                halt_reason=halt_reason)
+        sent = entry.volume
+    if sent != volume:  # clamped to the room left on the symbol, or shrunk to the firm's headroom
+        fields["volume"] = sent
         clamped_from = volume
     anchored = anchor()
     if anchored.skip_reason:

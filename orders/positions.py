@@ -1,5 +1,5 @@
 """Exits and account reads: closing positions (time stop, opposite signal, kill switch) and
-the balance snapshots behind the dashboard and the daily loss limit.
+the balance snapshots behind the dashboard and the loss limits (judged by :mod:`prop.guard`).
 
 Exits by price are the broker's job (SL/TP travel with the order). We close for time stops,
 opposite signals and the kill switch, as a ``close`` Order keyed ``close:pos:<id>`` (one close
@@ -27,14 +27,15 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot
-from accounts.states import HaltCause, why_not_close
+from accounts.states import why_not_close
 from marketdata.reader import read_quotes
 from matchtrader import protocol as MTP
 from matchtrader.errors import BrokerError
+from prop.models import RuleProfile
 from signals.models import Signal
 from tradeops.logging import get_logger
 
-from . import broker, reads
+from . import broker
 from .config import engine_config
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
@@ -42,7 +43,6 @@ from .models import Order, Position, Side
 from .policy import IN_DOUBT, Fail, Reject, Retry, classify
 from .reasons import Reason
 from .recording import record_close
-from .risk import Exposure, daily_loss_breached
 from .state_sync import touched
 from .submit import RESEND, resolve_in_doubt
 
@@ -186,12 +186,28 @@ def positions_due(now=None) -> list[tuple[int, str]]:
     for pid in (Position.objects.filter(status=Position.Status.OPEN).annotate(opp=Exists(opposite))
                 .filter(opp=True).values_list("pk", flat=True)):
         due.setdefault(pid, Position.CloseReason.OPPOSITE_SIGNAL)
-    return sorted(due.items())
+    return sorted(_held_long_enough(due, now).items())
+
+
+def _held_long_enough(due: dict[int, str], now) -> dict[int, str]:
+    """Our own exits wait for the rule profile's minimum hold time (a firm may void trades closed
+    sooner). The loss rules do not wait: the breach guard (:mod:`prop.guard`) closes regardless."""
+    if not due:
+        return due
+    default_hold = RuleProfile.default().min_hold_seconds
+    rows = Position.objects.filter(pk__in=list(due)).values_list("pk", "opened_at",
+                                                                  "account__rule_profile__min_hold_seconds")
+    out = {}
+    for pid, opened_at, hold in rows:
+        hold = default_hold if hold is None else hold
+        if not hold or now >= opened_at + timedelta(seconds=hold):
+            out[pid] = due[pid]
+    return out
 
 
 # --- balances -------------------------------------------------------------------------------------------
 def sync_account_balance(account_id: int) -> dict:
-    """Read /balance, store it on the Account and as an EquitySnapshot; halt on the daily loss."""
+    """Read /balance, store it on the Account and as an EquitySnapshot."""
     account = Account.objects.get(pk=account_id)
     client = broker.client_for(account)
     bal = client.balance()
@@ -201,15 +217,8 @@ def sync_account_balance(account_id: int) -> dict:
     EquitySnapshot.objects.create(account=account, at=now, balance=bal.balance, equity=bal.equity,
                                   margin=bal.margin, open_positions=n_open)
     account.balance, account.equity, account.balance_updated_at = bal.balance, bal.equity, now
-    exposure: Exposure = reads.exposures([account], symbol_id=0, now=now)[account.pk]
-    halted = False
-    if daily_loss_breached(reads.limits_of(account), exposure) and not account.halted:
-        halted = account.halt(
-            f"daily loss limit: loss {-exposure.daily_pnl} reached {account.daily_loss_limit} "
-            f"(realized {exposure.realized_pnl_today}, unrealized {exposure.unrealized_pnl})",
-            actor="orders.risk", cause=HaltCause.DAILY_LOSS,
-        )
-    return {"account_id": account_id, "equity": str(bal.equity), "halted": halted}
+    # the loss limits (the account's rule profile) are judged on this read by prop.guard.sync_and_guard
+    return {"account_id": account_id, "balance": bal.balance, "equity": bal.equity, "at": now}
 
 
 def accounts_to_sync(now=None, limit: int | None = None) -> list[int]:

@@ -182,7 +182,7 @@ def exposures(accounts: list[Account], symbol_id: int, now: datetime,
 
 
 def limits_of(account: Account) -> RiskLimits:
-    return RiskLimits(account.max_open_positions, account.max_volume_per_symbol, account.daily_loss_limit)
+    return RiskLimits(account.max_open_positions, account.max_volume_per_symbol)
 
 
 # --- claimed broker position ids ------------------------------------------------------------------

@@ -40,6 +40,19 @@ class Reason(StrEnum):
     # an exit the broker no longer needed (it closed the position by SL/TP first): skipped before
     # sending, or cancelled when the broker answered POSITION_NOT_FOUND. Not a failure.
     NOT_NEEDED = "not_needed"
+    # prop-firm rules (prop/rules.py, prop/copying.py); DAILY_LOSS_LIMIT and CLOSE_ONLY above are theirs too
+    MAX_LOSS_LIMIT = "max_loss_limit"
+    DAILY_LOTS_CAP = "daily_lots_cap"
+    DAILY_ORDERS_CAP = "daily_orders_cap"
+    DAILY_MODIFICATIONS_CAP = "daily_modifications_cap"
+    MAX_OPEN_ORDERS = "max_open_orders"
+    NEWS_BLACKOUT = "news_blackout"
+    TRADING_HOURS = "trading_hours"
+    WEEKEND = "weekend"
+    COPY_ACROSS_OWNERS = "copy_across_owners"
+    COPY_BETWEEN_EVALUATIONS = "copy_between_evaluations"
+    OWNER_NOT_IN_STRATEGY = "owner_not_in_strategy"
+    OWNER_UNKNOWN = "owner_unknown"
     # failed: sent (or about to be) and surely not executed, or not knowable
     BROKER_UNAVAILABLE = "broker_unavailable"
     RATE_LIMITED = "rate_limited"

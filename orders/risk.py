@@ -7,11 +7,14 @@ Checks, in order (the first failure wins):
 
 1. global kill switch on                               → block ``kill_switch``
 2. live account while live trading is not enabled      → block ``mode_mismatch``
-3. today's loss (realized + unrealized) ≥ daily limit  → block ``daily_loss_limit`` and HALT the account
-4. open positions (incl. orders in flight) ≥ maximum   → block ``max_open_positions``
-5. volume on the symbol + this order > maximum         → the order is CLAMPED to the room left
+3. open positions (incl. orders in flight) ≥ maximum   → block ``max_open_positions``
+4. volume on the symbol + this order > maximum         → the order is CLAMPED to the room left
    (``max_volume_per_symbol`` − volume already on the symbol, floored to the lot step); blocked
    ``max_volume_per_symbol`` only when that room is below the symbol's minimum volume.
+
+The daily loss limit is NOT checked here: it is one rule of the account's rule profile (the
+default profile carries ``Account.daily_loss_limit`` and the UTC-midnight day), checked with the
+other firm rules by :func:`prop.rules.check_entry` inside :func:`orders.policy.decide_send`.
 
 The risk-based size is a ceiling that the limits lower, never a reason on its own to skip:
 ``RiskDecision.volume`` is the volume to send.
@@ -33,7 +36,6 @@ ZERO = Decimal("0")
 class RiskLimits:
     max_open_positions: int
     max_volume_per_symbol: Decimal
-    daily_loss_limit: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +64,11 @@ class RiskDecision:
     allowed: bool
     reason: str = ""
     detail: str = ""
-    halt_account: bool = False
     volume: Decimal = ZERO  # the volume to send when allowed (≤ the requested one)
 
     @classmethod
     def ok(cls, volume: Decimal = ZERO) -> RiskDecision:
         return cls(True, volume=volume)
-
-
-def daily_loss_breached(limits: RiskLimits, exposure: Exposure) -> bool:
-    """True when today's loss has reached the limit (a limit of 0 means "no loss allowed")."""
-    return -exposure.daily_pnl >= limits.daily_loss_limit and exposure.daily_pnl < 0
 
 
 def room_on_symbol(limits: RiskLimits, exposure: Exposure, volume: Decimal, *, lot_step: Decimal | None = None,
@@ -94,11 +90,6 @@ def check_pre_trade(limits: RiskLimits, exposure: Exposure, state: TradingState,
         return RiskDecision(False, Reason.KILL_SWITCH, "global kill switch is on")
     if state.is_live_account and not state.live_trading_enabled:
         return RiskDecision(False, Reason.MODE_MISMATCH, "live trading is not enabled")
-    if daily_loss_breached(limits, exposure):
-        return RiskDecision(
-            False, Reason.DAILY_LOSS_LIMIT,
-            f"daily loss {-exposure.daily_pnl} reached the limit {limits.daily_loss_limit}", halt_account=True,
-        )
     if exposure.open_positions >= limits.max_open_positions:
         return RiskDecision(
             False, Reason.MAX_OPEN_POSITIONS,

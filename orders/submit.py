@@ -45,6 +45,7 @@ from django.utils import timezone
 from accounts.models import Account
 from accounts.states import AccountState
 from matchtrader.errors import BrokerError
+from prop import pretrade
 from signals.models import Signal
 from tradeops import metrics
 from tradeops.logging import get_logger
@@ -189,6 +190,7 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
         else:
             candidates.append(order)
     exposures = reads.exposures([accounts[o.account_id] for o in candidates], signal.symbol_id, now)
+    firm = pretrade.firm_checks(candidates, accounts, signal, now)  # the accounts' rule profiles
     # one live quote for the whole chunk (same symbol and side), read when the first order needs it
     anchor = functools.cache(lambda: anchor_on_live_price(candidates[0], signal))
     to_submit: list[tuple[Order, dict]] = []
@@ -199,7 +201,7 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
                                exposure=exposures[order.account_id], kill_switch=bool(getattr(account, "ks", False)),
                                is_live_account=account.mode == Account.Mode.LIVE, lot_step=symbol.lot_step,
                                min_volume=symbol.min_volume, signal_entry=signal.entry_price, anchor=anchor,
-                               config=config)
+                               config=config, firm=firm.get(order.account_id))
         if decision.halt is not None:
             account.halt(decision.halt_reason, actor="orders.risk", cause=decision.halt)
         if decision.target == S.SUBMITTED:
@@ -213,6 +215,9 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
             skips.append((order, decision.fields))
     bulk_transition(skips, S.SKIPPED)
     moved = bulk_transition(to_submit, S.SUBMITTED)
+    # the firm day's budgets count what is about to leave (before any byte does)
+    pretrade.spend_for([(order.account_id, firm[order.account_id].day, fields.get("volume", order.volume))
+                        for order, fields in to_submit if order.pk in moved and order.account_id in firm])
     return [order for order, _ in to_submit if order.pk in moved]
 
 

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from accounts.models import Account
 from matchtrader.errors import BrokerError
+from prop import guard
 from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
@@ -133,7 +134,7 @@ def sync_account_batch(account_ids: list[int]) -> dict:
     done, failed = 0, 0
     for account_id in account_ids:
         try:
-            positions.sync_account_balance(account_id)
+            guard.sync_and_guard(account_id)  # the read, then the loss limits judged on it
             done += 1
         except (BrokerError, Account.DoesNotExist) as exc:
             failed += 1

@@ -39,7 +39,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account, AuditLog
+from accounts.states import HaltCause, Restriction
 from matchtrader.errors import BrokerError, OrderRejected
+from marketdata.models import Symbol
+from marketdata.reader import read_quotes
+from orders import broker, positions
+from orders.models import IN_FLIGHT_STATUSES, Order, Position
 from tradeops.logging import get_logger
 
 from . import marks, state
@@ -49,6 +54,7 @@ from .models import RuleState
 log = get_logger(__name__)
 ZERO = Decimal("0")
 FIRM_RULE_CAUSE = "firm rule"
+FIRM_RULE_CLOSE = "firm_rule"  # the close reason of positions the guard flattens
 
 
 @dataclass
@@ -61,6 +67,7 @@ class GuardResult:
     broker_equity: Decimal | None = None
     headroom: dict = field(default_factory=dict)
     closed: int = 0
+    halted_now: bool = False
 
     def as_dict(self) -> dict:
         return {"account_id": self.account_id, "action": self.action, "rule": self.rule, "detail": self.detail,
@@ -71,9 +78,6 @@ def _quotes(symbols: list[str]) -> dict[str, dict]:
     """Fresh feed quotes (one Redis round trip); {} when Redis is unreadable."""
     if not symbols:
         return {}
-    from marketdata.reader import read_quotes
-    from orders import broker
-
     try:
         quotes = read_quotes(broker.get_redis(), symbols)
     except Exception as exc:  # noqa: BLE001 - the broker's prices are the fallback
@@ -85,8 +89,6 @@ def _quotes(symbols: list[str]) -> dict[str, dict]:
 
 
 def specs_for(names) -> dict[str, marks.Spec]:
-    from marketdata.models import Symbol
-
     return {s.name: marks.Spec(s.contract_size, s.base_currency, s.quote_currency)
             for s in Symbol.objects.filter(name__in=list(names))}
 
@@ -114,20 +116,35 @@ def our_mark(account: Account, balance: Decimal, open_positions) -> Decimal | No
 
 
 def check_account(account_id: int) -> GuardResult:
+    """The periodic check: read the broker (balance, open positions), then :func:`evaluate`."""
     account = Account.objects.get(pk=account_id)
-    result = GuardResult(account_id)
     if not account.enabled:
-        return result
-    from orders import broker
-
+        return GuardResult(account_id)
     client = broker.client_for(account)
     bal = client.balance()
-    open_ = client.open_positions()
+    return evaluate(account, client, bal.balance, bal.equity, client.open_positions())
+
+
+def sync_and_guard(account_id: int) -> dict:
+    """The balance sync (``orders.positions.sync_account_balance``) followed by the check on that
+    same read (the triggered check): open positions are read only when we know of any."""
+    synced = positions.sync_account_balance(account_id)
+    account = Account.objects.get(pk=account_id)
+    client = broker.client_for(account)
+    held = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).exists()
+    open_ = client.open_positions() if held else []
+    result = evaluate(account, client, synced["balance"], synced["equity"], open_)
+    return {"account_id": account_id, "equity": str(synced["equity"]), "action": result.action,
+            "halted": result.action == R.GuardAction.FLATTEN and result.halted_now}
+
+
+def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal, open_) -> GuardResult:
+    result = GuardResult(account.pk)
     now = timezone.now()
-    mark = our_mark(account, bal.balance, open_)
-    equity = R.live_equity(bal.equity, mark)
-    result.equity, result.broker_equity = equity, bal.equity
-    row = state.observe_balance(account, bal.balance, bal.equity, now, client)
+    mark = our_mark(account, balance, open_)
+    equity = R.live_equity(broker_equity, mark)
+    result.equity, result.broker_equity = equity, broker_equity
+    row = state.observe_balance(account, balance, broker_equity, now, client)
     ar = state.rules_for([account], now)[account.pk]
     hwm = state.high_waters([account.pk]).get(account.pk)
     fl = state.floors_for(account, ar, row, hwm)
@@ -139,11 +156,11 @@ def check_account(account_id: int) -> GuardResult:
     rs = _save_state(account, result, now)
     if decision.action == R.GuardAction.FLATTEN:
         if not account.halted or open_:
-            result.closed = flatten(account, client, open_, decision)
+            result.halted_now, result.closed = flatten(account, client, open_, decision, firm=bool(ar.profile.firm))
     elif decision.action == R.GuardAction.CLOSE_ONLY:
         if not rs.close_only:
             _set_close_only(account, True, f"{decision.rule}: {decision.detail}")
-    elif rs.close_only:
+    elif rs.close_only and not account.halted:
         _set_close_only(account, False, "headroom back above the buffer")
     if decision.action != R.GuardAction.FLATTEN and open_ and R.weekend_flatten_due(ar.session, now):
         result.closed = _close_all(account, client, open_, R.Rule.WEEKEND)
@@ -151,7 +168,7 @@ def check_account(account_id: int) -> GuardResult:
                         positions=result.closed)
     if decision.action != R.GuardAction.OK:
         log.warning("prop_guard", account_id=account.pk, action=decision.action, rule=decision.rule,
-                    detail=decision.detail, equity=str(equity), broker_equity=str(bal.equity), mark=str(mark))
+                    detail=decision.detail, equity=str(equity), broker_equity=str(broker_equity), mark=str(mark))
     return result
 
 
@@ -163,32 +180,45 @@ def _save_state(account: Account, result: GuardResult, now: datetime) -> RuleSta
 
 
 def _set_close_only(account: Account, on: bool, reason: str) -> None:
-    changed = RuleState.objects.filter(account=account, close_only=not on).update(
-        close_only=on, close_only_reason=reason[:300] if on else "")
+    """Close-only is the account state of :mod:`accounts.states` (``restriction``): the fan-out,
+    the eligibility and the send gate all honour it. The guard sets it only over ``none`` and lifts
+    only what it set (``RuleState.close_only``), never an operator's own restriction."""
+    if on:
+        changed = RuleState.objects.filter(account=account, close_only=False).update(
+            close_only=True, close_only_reason=reason[:300])
+        Account.objects.filter(pk=account.pk, restriction=Restriction.NONE).update(restriction=Restriction.CLOSE_ONLY)
+    else:
+        changed = RuleState.objects.filter(account=account, close_only=True).update(close_only=False,
+                                                                                   close_only_reason="")
+        if changed:
+            Account.objects.filter(pk=account.pk, restriction=Restriction.CLOSE_ONLY).update(
+                restriction=Restriction.NONE)
     if changed:
         AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ONLY if on else AuditLog.Action.CLOSE_ONLY_LIFTED,
                         account=account, reason=reason)
         log.warning("prop_close_only" if on else "prop_close_only_lifted", account_id=account.pk, reason=reason)
 
 
-def flatten(account: Account, client, open_positions, decision: R.GuardDecision) -> int:
-    """Halt (cause: firm rule) first, so nothing new leaves; then close every open position."""
-    reason = f"{FIRM_RULE_CAUSE}: {decision.rule}: {decision.detail}"
-    account.halt(reason, actor="prop.guard")
+def flatten(account: Account, client, open_positions, decision: R.GuardDecision, *, firm: bool) -> tuple[bool, int]:
+    """Halt first, so nothing new leaves (cause "firm rule" on a firm's profile, "daily loss" on the
+    tradeops default one); then close every open position. Returns (halted now, positions closed)."""
+    if firm:
+        cause, reason = HaltCause.FIRM_RULE, f"{FIRM_RULE_CAUSE}: {decision.rule}: {decision.detail}"
+    else:
+        cause, reason = HaltCause.DAILY_LOSS, f"daily loss limit: {decision.detail}"
+    halted = account.halt(reason, actor="prop.guard", cause=cause)
     _set_close_only(account, True, reason)
     closed = _close_all(account, client, open_positions, decision.rule)
-    AuditLog.record("prop.guard", AuditLog.Action.FIRM_RULE, account=account, rule=decision.rule,
-                    detail=decision.detail, positions_closed=closed)
-    return closed
+    if halted or closed:
+        AuditLog.record("prop.guard", AuditLog.Action.FIRM_RULE, account=account, rule=decision.rule,
+                        detail=decision.detail, positions_closed=closed, cause=cause.value)
+    return halted, closed
 
 
 def _close_all(account: Account, client, open_positions, rule: str) -> int:
     """Close every open broker position: through ``orders.positions.close_position`` for the ones we
     know (recorded, one close order each), directly at the broker for the rest (reconciliation
     records them). Returns how many were closed."""
-    from orders.models import Position
-    from orders.positions import close_position
-
     known = dict(Position.objects.filter(account=account, status=Position.Status.OPEN,
                                          broker_position_id__in=[p.id for p in open_positions])
                  .values_list("broker_position_id", "pk"))
@@ -196,7 +226,7 @@ def _close_all(account: Account, client, open_positions, rule: str) -> int:
     for p in open_positions:
         try:
             if p.id in known:
-                close_position(known[p.id], "firm_rule")
+                positions.close_position(known[p.id], FIRM_RULE_CLOSE)
             else:
                 client.close_position(p.id, p.symbol, p.side, p.volume)
             closed += 1
@@ -210,8 +240,6 @@ def _close_all(account: Account, client, open_positions, rule: str) -> int:
 
 def accounts_to_guard() -> list[int]:
     """Accounts holding (or about to hold) positions, and close-only ones (to lift the state)."""
-    from orders.models import IN_FLIGHT_STATUSES, Order, Position
-
     since = timezone.now() - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S * 2)
     ids = set(Position.objects.filter(status=Position.Status.OPEN).values_list("account_id", flat=True))
     ids |= set(Order.objects.filter(purpose=Order.Purpose.OPEN, position__isnull=True, status__in=IN_FLIGHT_STATUSES,

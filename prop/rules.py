@@ -37,6 +37,7 @@ from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+from orders.reasons import Reason
 from tradeops.money import floor_to_step
 
 ZERO = Decimal("0")
@@ -62,24 +63,25 @@ class MaxLossMode:
 
 
 class Rule:
-    """The names a skip, a halt or an audit entry carries (stable: they are stored in Order.reason)."""
+    """The names a skip, a halt or an audit entry carries: members of the engine's one reason
+    vocabulary (``orders.reasons.Reason``), stored in ``Order.reason``."""
 
-    DAILY_LOSS = "prop_daily_loss"
-    MAX_LOSS = "prop_max_loss"
-    CLOSE_ONLY = "prop_close_only"
-    DAILY_LOTS = "prop_daily_lots"
-    DAILY_ORDERS = "prop_daily_orders"
-    DAILY_MODIFICATIONS = "prop_daily_modifications"
-    MAX_OPEN_ORDERS = "prop_max_open_orders"
-    NEWS_BLACKOUT = "prop_news_blackout"
-    TRADING_HOURS = "prop_trading_hours"
-    WEEKEND = "prop_weekend"
-    NO_STOP_LOSS = "prop_no_stop_loss"
-    NO_EQUITY = "prop_no_equity"
-    COPY_ACROSS_OWNERS = "prop_copy_across_owners"
-    COPY_BETWEEN_EVALUATIONS = "prop_copy_between_evaluations"
-    OWNER_NOT_IN_STRATEGY = "prop_owner_not_in_strategy"
-    OWNER_UNKNOWN = "prop_owner_unknown"
+    DAILY_LOSS = Reason.DAILY_LOSS_LIMIT
+    MAX_LOSS = Reason.MAX_LOSS_LIMIT
+    CLOSE_ONLY = Reason.CLOSE_ONLY
+    DAILY_LOTS = Reason.DAILY_LOTS_CAP
+    DAILY_ORDERS = Reason.DAILY_ORDERS_CAP
+    DAILY_MODIFICATIONS = Reason.DAILY_MODIFICATIONS_CAP
+    MAX_OPEN_ORDERS = Reason.MAX_OPEN_ORDERS
+    NEWS_BLACKOUT = Reason.NEWS_BLACKOUT
+    TRADING_HOURS = Reason.TRADING_HOURS
+    WEEKEND = Reason.WEEKEND
+    NO_STOP_LOSS = Reason.NO_STOP_LOSS
+    NO_EQUITY = Reason.NO_EQUITY
+    COPY_ACROSS_OWNERS = Reason.COPY_ACROSS_OWNERS
+    COPY_BETWEEN_EVALUATIONS = Reason.COPY_BETWEEN_EVALUATIONS
+    OWNER_NOT_IN_STRATEGY = Reason.OWNER_NOT_IN_STRATEGY
+    OWNER_UNKNOWN = Reason.OWNER_UNKNOWN
 
 
 # --- firm days ------------------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class LossRules:
     trailing_stops_at_initial: bool = False
     close_only_buffer_pct: Decimal = Decimal("20")  # of the limit's size
     flatten_margin_pct: Decimal = Decimal("5")  # of the limit's size
+    unresolved: tuple[str, ...] = ()  # rules whose limit is unknown (a percent of a missing initial balance)
 
 
 def resolve_amount(pct, amount, initial_balance, fallback=None) -> Decimal | None:
@@ -283,6 +286,8 @@ class EntryContext:
     usage: Usage = field(default_factory=Usage)
     open_orders: int = 0  # open positions + pending/in-flight orders
     open_risk: Decimal = ZERO  # loss still possible on open positions until their stops
+    blocked_by: str = ""  # a calendar rule (news blackout, trading hours, weekend) the caller found
+    blocked_detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,7 @@ class EntryDecision:
     volume: Decimal  # the volume to send (≤ requested); ZERO when skipped
     rule: str = ""  # the rule that skipped it, or that shrank it
     detail: str = ""
+    breached: bool = False  # a loss rule is at its flatten margin: the account must be halted
 
     @property
     def allowed(self) -> bool:
@@ -319,6 +325,11 @@ def check_entry(rules: LossRules, caps: Caps, ctx: EntryContext, *, volume: Deci
     """
     if volume <= 0:
         return EntryDecision(ZERO, "", "nothing to send")
+    if ctx.blocked_by:
+        return EntryDecision(ZERO, ctx.blocked_by, ctx.blocked_detail)
+    if rules.unresolved:  # never trade on a limit we cannot compute
+        return EntryDecision(ZERO, rules.unresolved[0], "the limit is a percent of the initial balance, which the "
+                                                        "account does not have")
     loss_rules = rules.daily_limit is not None or (rules.max_loss_mode != MaxLossMode.NONE and rules.max_loss)
     if caps.open_orders is not None and ctx.open_orders >= caps.open_orders:
         return EntryDecision(ZERO, Rule.MAX_OPEN_ORDERS, f"{ctx.open_orders} open, cap {caps.open_orders}")
@@ -339,11 +350,14 @@ def check_entry(rules: LossRules, caps: Caps, ctx: EntryContext, *, volume: Deci
             if floor is None:  # the reference (day snapshot, initial balance) is unknown: never guess
                 return EntryDecision(ZERO, rule, "loss reference unknown (day snapshot or initial balance)")
             headroom = ctx.equity - floor
+            margin = limit * rules.flatten_margin_pct / HUNDRED
+            if headroom <= margin:
+                return EntryDecision(ZERO, rule, f"live equity {ctx.equity} is at the limit: headroom {headroom} ≤ "
+                                                 f"{margin} (floor {floor})", breached=True)
             buffer = limit * rules.close_only_buffer_pct / HUNDRED
             if headroom <= buffer:
                 return EntryDecision(ZERO, Rule.CLOSE_ONLY,
                                      f"{rule}: headroom {headroom} within the close-only buffer {buffer}")
-            margin = limit * rules.flatten_margin_pct / HUNDRED
             available = headroom - margin - ctx.open_risk
             fit = _fit(available, loss_per_lot, lot_step)
             if fit < volume:
@@ -362,6 +376,23 @@ def check_entry(rules: LossRules, caps: Caps, ctx: EntryContext, *, volume: Deci
             volume, shrunk_by = fit, Rule.DAILY_LOTS
             detail = f"shrunk {wanted} → {fit} lots: {ctx.usage.lots} of {caps.lots_per_day} lots used today"
     return EntryDecision(volume, shrunk_by, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmCheck:
+    """Everything :func:`check_entry` needs for one order (read by ``prop.pretrade``), handed to the
+    engine's pure pre-trade decision (``orders.policy.decide_send``)."""
+
+    rules: LossRules
+    caps: Caps
+    ctx: EntryContext
+    loss_per_lot: Decimal | None
+    firm: bool = False  # a firm's profile (halt cause "firm rule"), or the tradeops default (daily loss)
+    day: date | None = None  # the firm day the budgets belong to
+
+    def decide(self, volume: Decimal, *, lot_step: Decimal, min_volume: Decimal) -> EntryDecision:
+        return check_entry(self.rules, self.caps, self.ctx, volume=volume, loss_per_lot=self.loss_per_lot,
+                           lot_step=lot_step, min_volume=min_volume)
 
 
 def may_modify(caps: Caps, usage: Usage) -> tuple[bool, str]:

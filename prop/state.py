@@ -26,6 +26,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import EquitySnapshot
+from matchtrader.errors import BrokerError
 from tradeops.logging import get_logger
 
 from . import rules as R
@@ -60,9 +62,10 @@ _profiles: dict[int, tuple[float, RuleProfile]] = {}
 def profiles_by_id(ids: set[int | None]) -> dict[int | None, RuleProfile]:
     """Profiles by id (None → the default), one query."""
     wanted = {i for i in ids if i is not None}
-    out: dict[int | None, RuleProfile] = {p.pk: p for p in RuleProfile.objects.filter(pk__in=wanted)}
-    if None in ids or len(out) < len(wanted):
-        out[None] = RuleProfile.default()
+    rows = list(RuleProfile.objects.filter(Q(pk__in=wanted) | Q(is_default=True)))
+    out: dict[int | None, RuleProfile] = {p.pk: p for p in rows}
+    default = next((p for p in rows if p.is_default), None)
+    out[None] = default if default is not None else RuleProfile.default()
     return out
 
 
@@ -70,15 +73,18 @@ def resolve(account, profile: RuleProfile, now: datetime) -> AccountRules:
     initial = account.initial_balance
     daily = R.resolve_amount(profile.daily_loss_pct, profile.daily_loss_amount, initial,
                              fallback=account.daily_loss_limit)
+    unresolved = []
     if profile.daily_loss_pct is not None and initial is None:
-        daily = ZERO  # a percent of an unknown initial balance: no room at all (never guess)
+        unresolved.append(R.Rule.DAILY_LOSS)  # a percent of an unknown initial balance: never guess
     max_loss = None
     if profile.max_loss_mode != R.MaxLossMode.NONE:
         max_loss = R.resolve_amount(profile.max_loss_pct, profile.max_loss_amount, initial)
+        if max_loss is None or initial is None:
+            unresolved.append(R.Rule.MAX_LOSS)
     loss = R.LossRules(basis=profile.daily_loss_basis, daily_limit=daily, max_loss_mode=profile.max_loss_mode,
                        max_loss=max_loss, trailing_stops_at_initial=profile.trailing_stops_at_initial,
                        close_only_buffer_pct=profile.close_only_buffer_pct,
-                       flatten_margin_pct=profile.flatten_margin_pct)
+                       flatten_margin_pct=profile.flatten_margin_pct, unresolved=tuple(unresolved))
     caps = R.Caps(profile.max_lots_per_day, profile.max_orders_per_day, profile.max_modifications_per_day,
                   profile.max_open_orders)
     session = R.Session(profile.reset_timezone, profile.trading_start, profile.trading_end, profile.weekend_holding,
@@ -93,19 +99,14 @@ def rules_for(accounts, now: datetime) -> dict[int, AccountRules]:
 
 
 def usage_rows(rules: dict[int, AccountRules]) -> dict[int, DailyUsage]:
-    """The current firm day's DailyUsage row of each account (created empty when missing), two
-    queries whatever the number of accounts."""
+    """The current firm day's DailyUsage row of each account (created empty when missing): one
+    INSERT … ON CONFLICT DO NOTHING and one SELECT whatever the number of accounts."""
     if not rules:
         return {}
-    pairs = {(aid, r.day.day) for aid, r in rules.items()}
+    DailyUsage.objects.bulk_create([DailyUsage(account_id=aid, day=r.day.day, day_start=r.day.start)
+                                    for aid, r in rules.items()], ignore_conflicts=True)
     found = {(u.account_id, u.day): u for u in DailyUsage.objects.filter(
-        account_id__in=[a for a, _ in pairs], day__in={d for _, d in pairs})}
-    missing = [DailyUsage(account_id=aid, day=r.day.day, day_start=r.day.start)
-               for aid, r in rules.items() if (aid, r.day.day) not in found]
-    if missing:
-        DailyUsage.objects.bulk_create(missing, ignore_conflicts=True)
-        found.update({(u.account_id, u.day): u for u in DailyUsage.objects.filter(
-            account_id__in=[u.account_id for u in missing], day__in={u.day for u in missing})})
+        account_id__in=list(rules), day__in={r.day.day for r in rules.values()})}
     return {aid: found[(aid, r.day.day)] for aid, r in rules.items()}
 
 
@@ -161,8 +162,6 @@ def observe_balance(account, balance: Decimal, equity: Decimal, now: datetime, c
 
 
 def _day_start(account, day: R.FirmDay, balance, equity, now, client):
-    from accounts.models import EquitySnapshot
-
     if (now - day.start).total_seconds() <= DAY_START_TOLERANCE_S:
         return balance, equity, DailyUsage.Source.OBSERVED
     snap = (EquitySnapshot.objects.filter(account_id=account.pk, at__lt=day.start,
@@ -172,8 +171,6 @@ def _day_start(account, day: R.FirmDay, balance, equity, now, client):
         return snap.balance, snap.equity, DailyUsage.Source.SNAPSHOT
     if client is None:
         return None, None, ""
-    from matchtrader.errors import BrokerError
-
     try:
         closed = client.closed_positions(day.start, now + timedelta(minutes=1))
     except BrokerError as exc:

@@ -65,7 +65,9 @@ def test_the_chunk_database_work_does_not_grow_with_its_size(sim, settings):
 
     queries_for(2)  # warm the signal cache and the clients
     small, large = queries_for(3), queries_for(settings.ORDERS_SEND_CONCURRENCY)  # one wave of calls
-    assert small == large and large <= 14, (small, large)
+    # 14 of the engine + 6 of the rule profiles (prop.pretrade: profiles, the day's budget rows
+    # INSERT + SELECT, the day-start rebuild, high-water marks, holdings; and the budget UPDATE)
+    assert small == large and large <= 20, (small, large)
 
 
 def test_a_crash_mid_chunk_is_resolved_on_redelivery_without_a_second_execution(sim, monkeypatch):

@@ -10,7 +10,7 @@ from accounts.models import Account, EquitySnapshot
 from orders.execution import place_signal_order
 from orders.lifecycle import OrderStatus as S
 from orders.models import Order, Position, Trade
-from orders.positions import close_position, positions_due, sync_account_balance
+from orders.positions import close_position, positions_due
 from tests.factories import make_signal
 from tests.orders.conftest import eurusd, eurusd_buy_signal, sim_accounts
 
@@ -57,14 +57,18 @@ def test_close_of_a_position_already_gone_records_it_from_history(sim):
 
 
 def test_sync_balance_snapshots_equity_and_halts_on_daily_loss(sim):
-    (acct,) = sim_accounts(sim, 1, daily_loss_limit=D("1.00"))
+    (acct,) = sim_accounts(sim, 1)
     assert place_signal_order(acct.pk, eurusd_buy_signal().pk) == S.FILLED
+    # a 1.00 limit would not have let the entry out (worst case 50 at the stop): lowered afterwards
+    Account.objects.filter(pk=acct.pk).update(daily_loss_limit=D("1.00"))
     pos = Position.objects.get(account=acct)
     sim.control.close_position(pos.broker_position_id)  # realizes −2.00 − 0.88 commission
     from orders.reconciliation import reconcile_account
 
     reconcile_account(acct.pk)
-    result = sync_account_balance(acct.pk)
+    from prop.guard import sync_and_guard
+
+    result = sync_and_guard(acct.pk)  # the balance sync, then the default profile's daily loss rule
     acct.refresh_from_db()
     assert EquitySnapshot.objects.filter(account=acct).count() == 1
     assert acct.balance == D("9997.12")

@@ -5,9 +5,9 @@ from decimal import Decimal as D
 import pytest
 
 from orders.reasons import Reason as RiskReason
-from orders.risk import Exposure, RiskLimits, TradingState, check_pre_trade, daily_loss_breached
+from orders.risk import Exposure, RiskLimits, TradingState, check_pre_trade
 
-LIMITS = RiskLimits(max_open_positions=3, max_volume_per_symbol=D("1.00"), daily_loss_limit=D("500"))
+LIMITS = RiskLimits(max_open_positions=3, max_volume_per_symbol=D("1.00"))
 SIM = TradingState()
 
 
@@ -18,7 +18,7 @@ def test_within_every_limit_is_allowed():
 
 def test_max_open_positions_blocks_at_the_limit():
     d = check_pre_trade(LIMITS, Exposure(open_positions=3), SIM, D("0.1"))
-    assert not d.allowed and d.reason == RiskReason.MAX_OPEN_POSITIONS and not d.halt_account
+    assert not d.allowed and d.reason == RiskReason.MAX_OPEN_POSITIONS
 
 
 STEP = dict(lot_step=D("0.01"), min_volume=D("0.01"))
@@ -34,7 +34,7 @@ def test_size_above_the_room_is_clamped_to_the_room_not_skipped():
     d = check_pre_trade(LIMITS, Exposure(symbol_volume=D("0.60")), SIM, D("0.41"), **STEP)
     assert d.allowed and d.volume == D("0.40") and d.reason == ""
     # the desk's case: risk size 25 lots, cap 10, nothing open → 10 lots
-    d = check_pre_trade(RiskLimits(3, D("10"), D("500")), Exposure(), SIM, D("25"), **STEP)
+    d = check_pre_trade(RiskLimits(3, D("10")), Exposure(), SIM, D("25"), **STEP)
     assert d.allowed and d.volume == D("10")
 
 
@@ -66,31 +66,8 @@ def test_allowed_volume_is_the_requested_one_under_the_cap():
     assert check_pre_trade(LIMITS, Exposure(symbol_volume=D("0.10")), SIM, D("0.25"), **STEP).volume == D("0.25")
 
 
-@pytest.mark.parametrize(
-    "realized, unrealized, breached",
-    [
-        ("-300", "-199.99", False),
-        ("-300", "-200", True),  # reaching the limit halts
-        ("-600", "0", True),
-        ("200", "-650", False),  # a profit today offsets an open loss
-        ("200", "-700", True),  # unrealized counts
-        ("-700", "200", True),
-        ("-700", "201", False),
-    ],
-)
-def test_daily_loss_is_realized_plus_unrealized(realized, unrealized, breached):
-    exp = Exposure(realized_pnl_today=D(realized), unrealized_pnl=D(unrealized))
-    assert daily_loss_breached(LIMITS, exp) is breached
-    d = check_pre_trade(LIMITS, exp, SIM, D("0.1"))
-    assert d.allowed is not breached
-    if breached:
-        assert d.reason == RiskReason.DAILY_LOSS_LIMIT and d.halt_account
-
-
-def test_zero_loss_limit_allows_no_loss_but_allows_profit():
-    limits = RiskLimits(3, D("1"), D("0"))
-    assert check_pre_trade(limits, Exposure(realized_pnl_today=D("10")), SIM, D("0.1")).allowed
-    assert not check_pre_trade(limits, Exposure(realized_pnl_today=D("-0.01")), SIM, D("0.1")).allowed
+# The daily loss limit is a rule of the account's profile now (the default profile carries the
+# per-account limit and the UTC-midnight day): tests/prop/test_rules.py::test_default_profile_*.
 
 
 def test_kill_switch_blocks_everything_first():

@@ -273,3 +273,38 @@ def test_news_blackout_window():
     assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 10, 0), **kw) is None  # medium < high
     assert blackout_hit([cpi, nfp], utc(2026, 2, 6, 10, 0), **kw, min_impact="medium") is cpi
     assert blackout_hit([nfp], utc(2026, 2, 6, 13, 30), currencies={"EUR", "JPY"}, before_s=120, after_s=120) is None
+
+
+@pytest.mark.parametrize(
+    "realized, unrealized, breached",
+    [
+        ("-300", "-199.99", False),
+        ("-300", "-200", True),  # reaching the limit halts
+        ("-600", "0", True),
+        ("200", "-650", False),  # a profit today offsets an open loss
+        ("200", "-700", True),  # unrealized counts
+        ("-700", "200", True),
+        ("-700", "201", False),
+    ],
+)
+def test_default_profile_is_the_old_daily_loss_limit(realized, unrealized, breached):
+    """The tradeops default profile (balance at 00:00 UTC, the account's limit, no buffer, no margin)
+    decides exactly what the old per-account check did: today's realized + unrealized loss reaching
+    the limit halts (``breached``), anything less trades."""
+    rules = LossRules(Basis.BALANCE, D("500"), close_only_buffer_pct=D("0"), flatten_margin_pct=D("0"))
+    day_balance = D("10000")
+    equity = day_balance + D(realized) + D(unrealized)
+    fl = floors(rules, day_balance=day_balance, day_equity=day_balance, initial_balance=None, high_water=None)
+    d = check_entry(rules, Caps(), EntryContext(equity=equity, floors=fl), volume=D("0.01"), loss_per_lot=D("1"),
+                    lot_step=D("0.01"), min_volume=D("0.01"))
+    assert d.allowed is not breached and d.breached is breached
+    if breached:
+        assert d.rule == Rule.DAILY_LOSS == "daily_loss_limit"
+
+
+def test_default_profile_zero_limit_allows_no_loss_but_allows_profit():
+    rules = LossRules(Basis.BALANCE, D("0"), close_only_buffer_pct=D("0"), flatten_margin_pct=D("0"))
+    fl = Floors(D("10000"), None)
+    kw = dict(volume=D("0.01"), loss_per_lot=D("0.0001"), lot_step=D("0.01"), min_volume=D("0.01"))
+    assert check_entry(rules, Caps(), EntryContext(equity=D("10010"), floors=fl), **kw).allowed
+    assert check_entry(rules, Caps(), EntryContext(equity=D("9999.99"), floors=fl), **kw).breached

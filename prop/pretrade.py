@@ -1,0 +1,206 @@
+"""The firm rules' inputs to the engine's pre-trade decision, read for N accounts at once.
+
+Why here: :func:`orders.policy.decide_send` is pure; it takes a :class:`prop.rules.FirmCheck` per
+order and applies :func:`prop.rules.check_entry` after the engine's own risk checks. This module
+reads what those checks need for a chunk's accounts, one statement each whatever their number:
+
+==========================  ==================================================================
+input                       read
+==========================  ==================================================================
+profile → rules, firm day   one query (profiles), pure resolution (:mod:`prop.state`)
+day's budgets + snapshot    ``DailyUsage`` rows (one query, one INSERT for missing ones); a day
+                            without a snapshot yet is REBUILT from our own records: the last
+                            broker balance minus the realized PnL of our closes since the reset
+high-water mark             one query (``RuleState``)
+holdings                    one query: open positions and unlinked in-flight opens (volume,
+                            price, stop) → our mark-to-market, the open risk to their stops and
+                            the open-order count
+live quotes                 one Redis round trip for the symbols held and the signal's
+news events                 one query, only when a profile has a news rule
+==========================  ==================================================================
+
+Live equity is the lower of the broker's last equity read and our mark (balance + positions at
+the live quote, conservative conversion, :mod:`prop.marks`); a position we cannot value leaves the
+broker's figure alone. The order's worst case is its loss at the stop, converted at the worse of
+the entry and stop prices. Budgets are spent (:func:`spend_for`) when orders move to ``submitted``:
+counted as sent before any byte leaves, never after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+
+from marketdata.models import Symbol
+from marketdata.reader import read_quotes
+from orders import broker, reads
+from orders.models import Order, Position, Trade
+from orders.policy import needs_cross_rate
+from tradeops.logging import get_logger
+
+from . import marks, state
+from . import rules as R
+from .models import DailyUsage, RuleState
+
+log = get_logger(__name__)
+ZERO = Decimal("0")
+UNBOUNDED = Decimal("Infinity")
+
+_HOLDINGS_SQL = """
+SELECT p.account_id, s.name, p.side, p.volume, p.open_price, p.stop_loss, s.contract_size, s.base_currency,
+       s.quote_currency
+FROM {pos} p JOIN {sym} s ON s.id = p.symbol_id
+WHERE p.account_id = ANY(%(accs)s) AND p.status = 'open'
+UNION ALL
+SELECT o.account_id, s.name, o.side, o.volume, coalesce(o.fill_price, o.price), o.stop_loss, s.contract_size,
+       s.base_currency, s.quote_currency
+FROM {ord} o JOIN {sym} s ON s.id = o.symbol_id
+WHERE o.account_id = ANY(%(accs)s) AND o.purpose = 'open' AND o.position_id IS NULL
+  AND o.status IN ('submitted', 'unknown', 'accepted', 'filled') AND o.created_at >= %(since)s
+  AND o.id <> ALL(%(exclude)s)
+"""
+
+_REALIZED_SQL = """
+SELECT v.account_id, coalesce(sum(t.realized_pnl + t.commission + t.swap), 0)
+FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(account_id, since)
+LEFT JOIN {trd} t ON t.account_id = v.account_id AND t.executed_at >= v.since AND t.kind IN ('close', 'partial')
+GROUP BY v.account_id
+"""
+
+
+_FILL_SQL = """
+UPDATE {usage} u SET start_balance = v.start, start_equity = v.start, start_source = %s, updated_at = now()
+FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, start)
+WHERE u.id = v.id AND u.start_source = '' RETURNING u.id
+"""
+
+
+def _holdings(account_ids: list[int], now: datetime, exclude_order_ids: list[int]) -> dict[int, list]:
+    sql = _HOLDINGS_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, sym=Symbol._meta.db_table)
+    out: dict[int, list] = defaultdict(list)
+    with connection.cursor() as cur:
+        cur.execute(sql, {"accs": account_ids, "since": now - timedelta(days=1), "exclude": exclude_order_ids or [0]})
+        for row in cur.fetchall():
+            out[row[0]].append(row[1:])
+    return out
+
+
+def _quotes(symbols) -> dict[str, tuple[Decimal, Decimal]]:
+    try:
+        raw = read_quotes(broker.get_redis(), sorted(symbols))
+    except Exception as exc:  # noqa: BLE001 - no quote: our mark is unknown, the broker's figure stands
+        log.warning("prop_quotes_unavailable", error=type(exc).__name__)
+        return {}
+    now_ms = int(time.time() * 1000)
+    return {s: (Decimal(str(q["bid"])), Decimal(str(q["ask"]))) for s, q in raw.items()
+            if now_ms - q.get("recv_ms", 0) <= settings.ORDERS_MAX_QUOTE_AGE_MS}
+
+
+def fill_day_starts(accounts, rules: dict[int, state.AccountRules], rows: dict[int, DailyUsage]) -> None:
+    """Rows of the current firm day without a snapshot yet (nothing observed the reset): rebuilt
+    from the last broker balance minus our realized PnL since the reset (one query, one UPDATE each)."""
+    missing = [a for a in accounts if not rows[a.pk].start_source and a.balance is not None]
+    if not missing:
+        return
+    with connection.cursor() as cur:
+        cur.execute(_REALIZED_SQL.format(trd=Trade._meta.db_table),
+                    [[a.pk for a in missing], [rules[a.pk].day.start for a in missing]])
+        realized = dict(cur.fetchall())
+    starts = {a.pk: Decimal(a.balance) - Decimal(realized.get(a.pk) or 0) for a in missing}
+    with connection.cursor() as cur:
+        cur.execute(_FILL_SQL.format(usage=DailyUsage._meta.db_table),
+                    [DailyUsage.Source.REBUILT, [rows[a].pk for a in starts], list(starts.values())])
+        filled = {r[0] for r in cur.fetchall()}
+    for aid, start in starts.items():
+        row = rows[aid]
+        if row.pk in filled:
+            row.start_balance = row.start_equity = start
+            row.start_source = DailyUsage.Source.REBUILT
+        else:  # someone observed it meanwhile
+            row.refresh_from_db()
+
+
+def firm_checks(orders, accounts: dict, signal, now: datetime) -> dict[int, R.FirmCheck]:
+    """The :class:`prop.rules.FirmCheck` of each order (keyed by account id)."""
+    accs = [accounts[o.account_id] for o in orders]
+    if not accs:
+        return {}
+    rules = state.rules_for(accs, now)
+    rows = state.usage_rows(rules)
+    fill_day_starts(accs, rules, rows)
+    hwm = dict(RuleState.objects.filter(account_id__in=[a.pk for a in accs]).values_list("account_id", "high_water"))
+    holdings = _holdings([a.pk for a in accs], now, [o.pk for o in orders if o.pk])
+    symbol = signal.symbol
+    quotes = _quotes({h[0] for hs in holdings.values() for h in hs} | {symbol.name})
+    news_profiles = [r for r in rules.values() if state.news_applies(r.profile, accounts[r.account_id].program_phase)]
+    events = []
+    if news_profiles:
+        before = max(r.profile.news_before_s for r in news_profiles)
+        after = max(r.profile.news_after_s for r in news_profiles)
+        events = state.news_windows(now, before, after)
+    spec = marks.Spec(symbol.contract_size, symbol.base_currency, symbol.quote_currency)
+    out: dict[int, R.FirmCheck] = {}
+    for order in orders:
+        a = accounts[order.account_id]
+        ar = rules[a.pk]
+        row = rows[a.pk]
+        mark, open_risk = _mark(a, holdings.get(a.pk, []), quotes)
+        fl = state.floors_for(a, ar, row, hwm.get(a.pk))
+        blocked, detail = R.session_block(ar.session, now), ""
+        if blocked:
+            detail = f"outside the profile's hours ({ar.session.tz})"
+        elif ar.account_id in {r.account_id for r in news_profiles}:
+            hit = R.blackout_hit(events, now, currencies={symbol.base_currency, symbol.quote_currency},
+                                 before_s=ar.profile.news_before_s, after_s=ar.profile.news_after_s,
+                                 min_impact=ar.profile.news_min_impact)
+            if hit is not None:
+                blocked, detail = R.Rule.NEWS_BLACKOUT, f"{hit.currency} {hit.title} at {hit.at:%Y-%m-%d %H:%M} UTC"
+        ctx = R.EntryContext(equity=R.live_equity(a.equity, mark), floors=fl, usage=state.usage_of(row),
+                             open_orders=len(holdings.get(a.pk, [])), open_risk=open_risk, blocked_by=blocked,
+                             blocked_detail=detail)
+        loss_per_lot = marks.loss_per_lot_at_stop(spec, a.currency, entry=order.price or signal.entry_price,
+                                                  stop=order.stop_loss, cross_rates=_cross(symbol, a))
+        out[a.pk] = R.FirmCheck(ar.loss, ar.caps, ctx, loss_per_lot, firm=bool(ar.profile.firm), day=ar.day.day)
+    return out
+
+
+def _cross(symbol, account):
+    if not needs_cross_rate(quote_currency=symbol.quote_currency, base_currency=symbol.base_currency,
+                            account_currency=account.currency):
+        return None
+    return reads.cross_rates(symbol.quote_currency, account.currency, client=lambda: broker.client_for(account))
+
+
+def _mark(account, holdings, quotes) -> tuple[Decimal | None, Decimal]:
+    """(our mark-to-market equity or None, the open risk to the stops)."""
+    if account.balance is None:
+        return None, UNBOUNDED if holdings else ZERO
+    mark: Decimal | None = Decimal(account.balance)
+    risk = ZERO
+    for name, side, volume, open_price, stop, contract, base, quote in holdings:
+        spec = marks.Spec(contract, base, quote)
+        q = quotes.get(name)
+        price = marks.close_price(side, *q) if q else None
+        if price is None or open_price is None:
+            mark = None  # cannot value it: the broker's equity stands alone
+            at = open_price
+        else:
+            value = marks.pnl(side, volume, open_price, price, spec, account.currency)
+            mark = None if (mark is None or value is None) else mark + value
+            at = price
+        if open_price is None or at is None:
+            risk = UNBOUNDED
+            continue
+        left = marks.remaining_risk(side, volume, open_price, stop, at, spec, account.currency)
+        risk = UNBOUNDED if left is None else risk + left
+    return mark, risk
+
+
+def spend_for(submitted: list[tuple[int, object, Decimal]]) -> None:
+    """Count the day's orders and lots of the orders just marked ``submitted`` (one UPDATE)."""
+    state.spend_many(submitted)
