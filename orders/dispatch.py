@@ -19,6 +19,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Account, openable_accounts_q
+from prop import fanout
 from signals.models import Signal
 from tradeops.celery import app
 from tradeops.logging import get_logger
@@ -60,7 +61,8 @@ def dispatch_signal(signal_id: int) -> dict:
     if row["status"] != Signal.Status.NEW:
         return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
     started = time.perf_counter()
-    ids = eligible_account_ids(row["symbol_id"])
+    # the firms' copy-trading rules: the accounts they leave out are recorded as skipped, named
+    ids = fanout.apply_copy_rules(signal_id, row["symbol_id"], eligible_account_ids(row["symbol_id"]))
     chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
     # One producer and kombu's publish batch: the LPUSHes go out in pipelined round trips of
     # PUBLISH_BATCH messages instead of one round trip (and one redis client object) per message.

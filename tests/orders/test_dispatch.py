@@ -60,7 +60,8 @@ def test_dispatch_enqueues_every_account_once_in_chunks_with_few_queries(redis_c
     sym = eurusd()
     accounts = [make_account() for _ in range(200)]
     signal = make_signal(symbol=sym)
-    with django_assert_max_num_queries(4):
+    # 4 of the fan-out + 2 of the copy rules (the accounts' owners and profiles, the strategy's owners)
+    with django_assert_max_num_queries(6):
         result = dispatch_signal(signal.pk)
     assert result["enqueued"] == 200 and result["chunks"] == 7
     queued = queued_place_orders(redis_client)
