@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account, AuditLog
@@ -239,12 +240,16 @@ def _close_all(account: Account, client, open_positions, rule: str) -> int:
 
 
 def accounts_to_guard() -> list[int]:
-    """Accounts holding (or about to hold) positions, and close-only ones (to lift the state)."""
+    """Accounts holding (or about to hold) positions — ours, or any the last balance read implies
+    (equity ≠ balance) — and close-only ones (to lift the state)."""
     since = timezone.now() - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S * 2)
     ids = set(Position.objects.filter(status=Position.Status.OPEN).values_list("account_id", flat=True))
     ids |= set(Order.objects.filter(purpose=Order.Purpose.OPEN, position__isnull=True, status__in=IN_FLIGHT_STATUSES,
                                     created_at__gte=since).values_list("account_id", flat=True))
     ids |= set(RuleState.objects.filter(close_only=True, account__halted=False).values_list("account_id", flat=True))
+    # the last balance read showed floating PnL: positions we may not know of (opened elsewhere)
+    ids |= set(Account.objects.filter(equity__isnull=False, balance__isnull=False).exclude(equity=F("balance"))
+               .values_list("pk", flat=True))
     return sorted(Account.objects.filter(pk__in=ids, enabled=True).values_list("pk", flat=True))
 
 
