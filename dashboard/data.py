@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot, TradingSwitch
 from orders.models import Order, Position
+from prop import board
 from signals.models import Signal
 from tradeops.logging import get_logger
 from tradeops.queues import Queues
@@ -291,6 +292,8 @@ class Snapshot:
     accounts: dict
     queues: dict
     feed: object | None
+    prop_rows: list = field(default_factory=list)  # per-account headroom bars (prop.board)
+    prop_alerts: list = field(default_factory=list)  # the breach guard's alerts of the last 24 h
     elapsed_ms: float = 0.0
 
 
@@ -312,6 +315,8 @@ def collect(window: str | None, redis_data, redis_broker, top_n: int | None = No
         accounts=account_summary(),
         queues=queue_depths(redis_broker),
         feed=feed_health(redis_data),
+        prop_rows=board.headroom_rows(top_n or 12),
+        prop_alerts=board.alerts(),
     )
     snap.elapsed_ms = (time.perf_counter() - started) * 1000
     return snap
