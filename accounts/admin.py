@@ -33,15 +33,24 @@ class AccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "restriction" in self.fields:
             self.fields["restriction"].required = False  # empty → trade normally
+        if "program_phase" in self.fields:
+            self.fields["program_phase"].required = False  # empty → not a prop-firm account
 
     def clean(self):
         cleaned = super().clean()
         if "restriction" in self.fields and not cleaned.get("restriction"):
             cleaned["restriction"] = Account._meta.get_field("restriction").default
+        if "program_phase" in self.fields and not cleaned.get("program_phase"):
+            cleaned["program_phase"] = Account._meta.get_field("program_phase").default
         if not self.instance.pk and not cleaned.get("new_password"):
             self.add_error("new_password", "A new account needs its broker password.")
         if cleaned.get("halted") and not cleaned.get("halt_reason"):
             self.add_error("halt_reason", "Say why the account is halted.")
+        profile = cleaned.get("rule_profile")
+        if profile is not None and cleaned.get("initial_balance") is None and (
+                profile.daily_loss_pct is not None or profile.max_loss_mode != "none"):
+            self.add_error("initial_balance", f"The rule profile '{profile}' measures a limit against the initial "
+                                              "balance: give it (no order is sent without it).")
         return cleaned
 
     def save(self, commit=True):

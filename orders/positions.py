@@ -31,6 +31,7 @@ from accounts.states import why_not_close
 from marketdata.reader import read_quotes
 from matchtrader import protocol as MTP
 from matchtrader.errors import BrokerError
+from prop import state as prop_state
 from prop.models import RuleProfile
 from signals.models import Signal
 from tradeops.logging import get_logger
@@ -90,6 +91,7 @@ def close_position(position_id: int, reason: str) -> str:
         if order.status == S.NEW:
             try:
                 order.transition(S.SUBMITTED, attempts=order.attempts + 1)
+                prop_state.count_order(account)  # a close is an order of the firm day too (never blocked)
             except StaleTransition:
                 return Order.objects.get(pk=order.pk).status
         if order.status == S.SUBMITTED and not _send_close(order, position, account, client):

@@ -25,7 +25,8 @@ Loss rules win over the minimum hold time and over the time stop: the flatten cl
 of how long a position has been open (the min-hold delay applies to our own exits only,
 :func:`min_hold_blocks`).
 
-Without weekend holding the guard also closes every position at the Friday cutoff (no halt).
+Without weekend holding the guard also closes every position at the Friday cutoff, and with
+"flatten before news" every position on a currency whose news blackout has begun (no halt).
 """
 
 from __future__ import annotations
@@ -167,10 +168,30 @@ def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal,
         result.closed = _close_all(account, client, open_, R.Rule.WEEKEND)
         AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ALL, account=account, rule=R.Rule.WEEKEND,
                         positions=result.closed)
+    if decision.action != R.GuardAction.FLATTEN and open_ and ar.profile.news_flatten_before \
+            and state.news_applies(ar.profile, account.program_phase):
+        due = news_due(open_, ar.profile, now)
+        if due:
+            result.closed += _close_all(account, client, due, R.Rule.NEWS_BLACKOUT)
+            AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ALL, account=account, rule=R.Rule.NEWS_BLACKOUT,
+                            positions=len(due))
     if decision.action != R.GuardAction.OK:
         log.warning("prop_guard", account_id=account.pk, action=decision.action, rule=decision.rule,
                     detail=decision.detail, equity=str(equity), broker_equity=str(broker_equity), mark=str(mark))
     return result
+
+
+def news_due(open_positions, profile, now: datetime) -> list:
+    """Open positions on a currency with a listed event whose blackout window has begun (the
+    profile's "flatten before news")."""
+    events = state.news_windows(now, profile.news_before_s, profile.news_after_s)
+    if not events:
+        return []
+    currencies = {s.name: {s.base_currency, s.quote_currency}
+                  for s in Symbol.objects.filter(name__in={p.symbol for p in open_positions})}
+    return [p for p in open_positions if R.blackout_hit(
+        events, now, currencies=currencies.get(p.symbol, set()), before_s=profile.news_before_s,
+        after_s=profile.news_after_s, min_impact=profile.news_min_impact) is not None]
 
 
 def _save_state(account: Account, result: GuardResult, now: datetime) -> RuleState:

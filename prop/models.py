@@ -167,9 +167,20 @@ class RuleProfile(models.Model):
     @classmethod
     def default(cls) -> RuleProfile:
         obj = cls.objects.filter(is_default=True).first()
-        if obj is None:  # the data migration creates it; recreate if someone deleted it
-            obj, _ = cls.objects.get_or_create(name="tradeops default", defaults={"is_default": True})
+        if obj is None:  # the data migration creates it; recreated with the same values if deleted
+            obj, _ = cls.objects.update_or_create(name=DEFAULT_PROFILE["name"], defaults=DEFAULT_PROFILE)
         return obj
+
+
+# The tradeops default profile: today's per-account daily loss limit (the account's own amount),
+# measured on the balance at 00:00 UTC, halting (and flattening) exactly at the limit.
+DEFAULT_PROFILE = dict(
+    name="tradeops default", is_default=True, firm="", daily_loss_basis=Basis.BALANCE, daily_loss_pct=None,
+    daily_loss_amount=None, reset_time=time(0, 0), reset_timezone="UTC", max_loss_mode=MaxLossMode.NONE,
+    close_only_buffer_pct=Decimal("0"), flatten_margin_pct=Decimal("0"),
+    notes="Today's per-account limit: loss since 00:00 UTC (realized + unrealized, i.e. equity against the "
+          "day's opening balance) reaching the account's daily loss limit halts the account and flattens it.",
+)
 
 
 class StrategyOwner(models.Model):

@@ -213,6 +213,14 @@ def spend_many(rows: list[tuple[int, object, Decimal]]) -> None:
         cur.execute(sql, [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]])
 
 
+def count_order(account, now: datetime | None = None) -> None:
+    """Count one order of the firm day that no cap may block (a close: it reduces risk)."""
+    now = now or timezone.now()
+    ar = rules_for([account], now)[account.pk]
+    usage_rows({account.pk: ar})
+    spend(account.pk, ar.day.day, orders=1)
+
+
 def try_modify(account, now: datetime | None = None) -> tuple[bool, str]:
     """Count one modification (SL/TP edit, partial close, cancel) if the day's cap allows it:
     a compare-and-set on the counter, so two workers cannot both take the last one."""

@@ -21,7 +21,7 @@ from orders.models import Position
 from prop import guard
 from prop.models import RuleProfile, RuleState
 from prop.rules import GuardAction, Rule
-from tests.orders.conftest import EURUSD_BID, eurusd_buy_signal, orders_settings, sim, sim_accounts  # noqa: F401
+from tests.orders.conftest import EURUSD_BID, eurusd, eurusd_buy_signal, orders_settings, sim, sim_accounts  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -91,3 +91,26 @@ def test_close_only_lifts_when_headroom_returns(sim, profile):
     assert not Account.objects.get(pk=acct.pk).halted
     for p in client.open_positions():
         client.close_position(p.id, p.symbol, p.side, p.volume)
+
+
+def test_flatten_before_news_closes_positions_on_the_events_currency(sim):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from prop.models import NewsEvent
+
+    profile = RuleProfile.objects.create(name="news flatten", firm="N", news_scope="all", news_before_s=300,
+                                         news_after_s=60, news_flatten_before=True)
+    (acct,) = sim_accounts(sim, 1, rule_profile=profile)
+    eurusd()  # the symbol's currencies (EUR, USD) come from our Symbol table
+    client = broker.client_for(acct)
+    client.open_position("EURUSD", "BUY", D("0.10"))
+    assert guard.check_account(acct.pk).closed == 0  # no event listed
+    NewsEvent.objects.create(at=timezone.now() + timedelta(seconds=200), currency="USD", impact="high",
+                             title="CPI")
+    assert guard.check_account(acct.pk).closed == 1
+    assert client.open_positions() == []
+    assert AuditLog.objects.filter(account=acct, action=AuditLog.Action.CLOSE_ALL,
+                                   details__rule="news_blackout").exists()
+    assert not Account.objects.get(pk=acct.pk).halted

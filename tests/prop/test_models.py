@@ -13,6 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_default_profile_is_todays_behaviour():
+    RuleProfile.objects.filter(is_default=True).delete()  # recreated with the migration's values
     d = RuleProfile.default()
     assert d.is_default and d.name == "tradeops default"
     assert (d.daily_loss_basis, d.reset_time, d.reset_timezone) == ("balance", time(0), "UTC")
@@ -20,7 +21,7 @@ def test_default_profile_is_todays_behaviour():
     assert d.close_only_buffer_pct == 0 and d.flatten_margin_pct == 0
 
 
-def test_examples_are_labelled_with_their_date():
+def test_examples_are_labelled_with_their_date(seeded):
     examples = list(RuleProfile.objects.filter(is_example=True))
     assert len(examples) >= 3
     for ex in examples:
@@ -30,6 +31,7 @@ def test_examples_are_labelled_with_their_date():
 
 
 def test_only_one_default():
+    RuleProfile.default()
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -53,7 +55,7 @@ def test_validation(fields, bad_field):
     assert bad_field in exc.value.message_dict
 
 
-def test_account_owner_and_profile():
+def test_account_owner_and_profile(seeded):
     owner = Owner.objects.create(name="Jane Trader", contact="jane@example.com")
     profile = RuleProfile.objects.get(name__startswith="Example B")
     account = make_account(owner=owner, rule_profile=profile, program_phase="evaluation",
@@ -63,7 +65,7 @@ def test_account_owner_and_profile():
     assert list(owner.accounts.all()) == [account]
 
 
-def test_admin_edits_a_profile(admin_client):
+def test_admin_edits_a_profile(admin_client, seeded):
     profile = RuleProfile.objects.get(name__startswith="Example B")
     url = f"/admin/prop/ruleprofile/{profile.pk}/change/"
     page = admin_client.get(url)

@@ -25,7 +25,7 @@ def test_task_names_and_options_are_pinned():
 
 
 @pytest.mark.django_db
-def test_beat_entry_exists():
+def test_beat_entry_exists(seeded):
     entry = PeriodicTask.objects.get(task="prop.guard_accounts")
     assert entry.enabled and entry.queue == "orders" and entry.expire_seconds == tasks.GUARD_EVERY
     assert entry.interval.every == tasks.GUARD_EVERY
