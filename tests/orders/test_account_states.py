@@ -13,7 +13,8 @@ from orders.dispatch import eligible_account_ids
 from orders.execution import place_signal_order
 from orders.lifecycle import OrderStatus as S
 from orders.models import Order, Position
-from orders.positions import close_position, sync_account_balance
+from orders.positions import close_position
+from prop.guard import sync_and_guard
 from orders.reasons import Reason
 from orders.reconciliation import reconcile_account
 from tests.orders.conftest import eurusd, eurusd_buy_signal, ledger_counts, sim_accounts
@@ -31,11 +32,11 @@ def test_every_halt_carries_its_cause(sim):
     assert operator.halt("halted from the admin by boss", actor="boss")
     client_for(reconciled).open_position("EURUSD", "SELL", D("0.10"), None, None)  # traded by hand
     assert reconcile_account(reconciled.pk).halted
-    Account.objects.filter(pk=losing.pk).update(daily_loss_limit=D("1.00"))
     assert place_signal_order(losing.pk, eurusd_buy_signal().pk) == S.FILLED
+    Account.objects.filter(pk=losing.pk).update(daily_loss_limit=D("1.00"))  # lowered after the entry
     sim.control.close_position(Position.objects.get(account=losing).broker_position_id)  # realizes a loss
     reconcile_account(losing.pk)
-    assert sync_account_balance(losing.pk)["halted"]
+    assert sync_and_guard(losing.pk)["halted"]  # the balance read, judged by the default rule profile
     causes = dict(Account.objects.filter(pk__in=[operator.pk, reconciled.pk, losing.pk]).values_list("pk", "halt_cause"))
     assert causes == {operator.pk: HaltCause.OPERATOR, reconciled.pk: HaltCause.RECONCILIATION,
                       losing.pk: HaltCause.DAILY_LOSS}

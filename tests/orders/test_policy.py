@@ -31,6 +31,7 @@ from orders.policy import (
 from orders.pricing import Anchored
 from orders.reasons import Reason
 from orders.risk import Exposure, RiskLimits
+from prop.rules import Basis, Caps, EntryContext, FirmCheck, Floors, LossRules
 
 CONFIG = EngineConfig(max_attempts=5, backoff_base_s=0.2, backoff_cap_s=3.0, max_retry_after_s=10.0)
 TOP = lambda lo, hi: hi  # noqa: E731  the jitter at its upper bound, so delays are exact
@@ -121,24 +122,41 @@ def test_halt_reasons_written_before_causes_existed_map_to_a_cause():
 
 
 # --- the pre-trade decision -------------------------------------------------------------------------------
-def decide(exposure=Exposure(), volume=D("1.00"), anchor=None, kill_switch=False):
+def decide(exposure=Exposure(), volume=D("1.00"), anchor=None, kill_switch=False, firm=None):
     calls = []
 
     def anchor_fn():
         calls.append(1)
         return anchor or Anchored(D("1.1"), D("1.09"), D("1.12"), "", False)
 
-    decision = decide_send(volume=volume, attempts=0, limits=RiskLimits(5, D("10"), D("500")), exposure=exposure,
+    decision = decide_send(volume=volume, attempts=0, limits=RiskLimits(5, D("10")), exposure=exposure,
                            kill_switch=kill_switch, is_live_account=False, lot_step=D("0.01"), min_volume=D("0.01"),
-                           signal_entry=D("1.1"), anchor=anchor_fn, config=CONFIG)
+                           signal_entry=D("1.1"), anchor=anchor_fn, config=CONFIG, firm=firm)
     return decision, calls
 
 
+def _firm(equity, *, firm=False, loss_per_lot=D("100")):
+    """The default profile's daily loss rule (500 from a 10,000 day start, no buffer, no margin)."""
+    rules = LossRules(Basis.BALANCE, D("500"), close_only_buffer_pct=D("0"), flatten_margin_pct=D("0"))
+    return FirmCheck(rules, Caps(), EntryContext(equity=D(equity), floors=Floors(D("9500"), None)), loss_per_lot,
+                     firm=firm)
+
+
 def test_a_daily_loss_breach_returns_a_halt_intent_and_reads_no_quote():
-    decision, calls = decide(Exposure(realized_pnl_today=D("-600")))
+    decision, calls = decide(firm=_firm("9400"))
     assert decision.target == "skipped" and decision.fields["reason"] == Reason.DAILY_LOSS_LIMIT
     assert decision.halt == HaltCause.DAILY_LOSS and decision.halt_reason.startswith("daily loss limit: ")
     assert calls == []
+    on_a_firm, _ = decide(firm=_firm("9400", firm=True))
+    assert on_a_firm.halt == HaltCause.FIRM_RULE and on_a_firm.halt_reason.startswith("firm rule: daily_loss_limit")
+
+
+def test_the_rule_profile_shrinks_to_the_headroom_after_the_symbol_clamp():
+    # symbol room 0.50 lot; 30 of headroom at 100 a lot → 0.30
+    decision, calls = decide(Exposure(symbol_volume=D("9.5")), firm=_firm("9530"))
+    assert decision.target == "submitted" and decision.fields["volume"] == D("0.30") and calls == [1]
+    skipped, calls = decide(firm=_firm("9500.5"))  # 0.5 of headroom: below 0.01 lot's 1
+    assert skipped.fields["reason"] == Reason.DAILY_LOSS_LIMIT and skipped.halt is None and calls == []
 
 
 def test_an_allowed_order_is_clamped_and_anchored_and_halts_nothing():
