@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from accounts.states import AccountState, HaltCause, Restriction, why_not_open
-from prop.rules import FirmCheck
 from matchtrader.errors import (
     AuthenticationError,
     BrokerError,
@@ -43,6 +42,7 @@ from matchtrader.errors import (
     OutcomeUnknown,
     RateLimited,
 )
+from prop.rules import FirmCheck
 from tradeops.backoff import exponential
 from tradeops.money import round_to_step
 

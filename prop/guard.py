@@ -155,7 +155,7 @@ def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal,
     result.action, result.rule, result.detail = decision.action, decision.rule, decision.detail
     result.headroom = {h.rule: {"limit": str(h.limit), "floor": str(h.floor), "headroom": str(h.headroom),
                                 "used_pct": str(h.used_pct)} for h in rooms}
-    rs = _save_state(account, result, now)
+    rs, _ = RuleState.objects.get_or_create(account=account)
     if decision.action == R.GuardAction.FLATTEN:
         if not account.halted or open_:
             result.halted_now, result.closed = flatten(account, client, open_, decision, firm=bool(ar.profile.firm))
@@ -175,6 +175,7 @@ def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal,
             result.closed += _close_all(account, client, due, R.Rule.NEWS_BLACKOUT)
             AuditLog.record("prop.guard", AuditLog.Action.CLOSE_ALL, account=account, rule=R.Rule.NEWS_BLACKOUT,
                             positions=len(due))
+    _save_state(rs, result, now)  # last: a run is visible as done once what it decided is done
     if decision.action != R.GuardAction.OK:
         log.warning("prop_guard", account_id=account.pk, action=decision.action, rule=decision.rule,
                     detail=decision.detail, equity=str(equity), broker_equity=str(broker_equity), mark=str(mark))
@@ -194,11 +195,9 @@ def news_due(open_positions, profile, now: datetime) -> list:
         after_s=profile.news_after_s, min_impact=profile.news_min_impact) is not None]
 
 
-def _save_state(account: Account, result: GuardResult, now: datetime) -> RuleState:
-    rs, _ = RuleState.objects.get_or_create(account=account)
+def _save_state(rs: RuleState, result: GuardResult, now: datetime) -> None:
     RuleState.objects.filter(pk=rs.pk).update(headroom=result.headroom, last_checked_at=now,
                                               last_equity=result.equity)
-    return rs
 
 
 def _set_close_only(account: Account, on: bool, reason: str) -> None:

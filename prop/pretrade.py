@@ -144,6 +144,7 @@ def firm_checks(orders, accounts: dict, signal, now: datetime) -> dict[int, R.Fi
         after = max(r.profile.news_after_s for r in news_profiles)
         events = state.news_windows(now, before, after)
     spec = marks.Spec(symbol.contract_size, symbol.base_currency, symbol.quote_currency)
+    news_ids = {r.account_id for r in news_profiles}
     out: dict[int, R.FirmCheck] = {}
     for order in orders:
         a = accounts[order.account_id]
@@ -154,7 +155,7 @@ def firm_checks(orders, accounts: dict, signal, now: datetime) -> dict[int, R.Fi
         blocked, detail = R.session_block(ar.session, now), ""
         if blocked:
             detail = f"outside the profile's hours ({ar.session.tz})"
-        elif ar.account_id in {r.account_id for r in news_profiles}:
+        elif ar.account_id in news_ids:
             hit = R.blackout_hit(events, now, currencies={symbol.base_currency, symbol.quote_currency},
                                  before_s=ar.profile.news_before_s, after_s=ar.profile.news_after_s,
                                  min_impact=ar.profile.news_min_impact)

@@ -1,12 +1,15 @@
 """Rule profiles: the migration's default and examples, validation, the admin form."""
 
+import json
 from datetime import time
 from decimal import Decimal as D
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from prop.models import Owner, RuleProfile
+from prop.fanout import owner_order
+from prop.models import Owner, RuleProfile, StrategyOwner
+from signals.models import StrategyConfig
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +84,17 @@ def test_admin_edits_a_profile(admin_client, seeded):
     assert resp.status_code == 302, resp.content[:2000]
     profile.refresh_from_db()
     assert profile.reset_timezone == "Asia/Tokyo" and profile.max_modifications_per_day == 1500
+
+
+def test_strategy_owners_are_edited_in_order_on_the_strategy_configuration(admin_client):
+    al, bea = Owner.objects.create(name="Al"), Owner.objects.create(name="Bea")
+    resp = admin_client.post("/admin/signals/strategyconfig/add/", {
+        "name": "volume-surge-scalper", "symbol": "", "enabled": "on", "params": json.dumps({}),
+        "owners-TOTAL_FORMS": "2", "owners-INITIAL_FORMS": "0",
+        "owners-0-owner": str(bea.pk), "owners-0-position": "1",
+        "owners-1-owner": str(al.pk), "owners-1-position": "2",
+    })
+    assert resp.status_code == 302, resp.content[:3000]
+    config = StrategyConfig.objects.get()
+    assert list(StrategyOwner.objects.filter(strategy=config).values_list("owner__name", flat=True)) == ["Bea", "Al"]
+    assert owner_order(symbol_id=999) == [bea.pk, al.pk]

@@ -23,7 +23,9 @@ def change_url(pk: int) -> str:
 
 def form_data(params, **kw) -> dict:
     data = {"name": "volume-surge-scalper", "symbol": "", "enabled": "on",
-            "params": params if isinstance(params, str) else json.dumps(params)}
+            "params": params if isinstance(params, str) else json.dumps(params),
+            # the inline of the owners the configuration trades for (prop.StrategyOwner), empty
+            "owners-TOTAL_FORMS": "0", "owners-INITIAL_FORMS": "0"}
     data.update(kw)
     return data
 
