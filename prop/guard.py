@@ -162,7 +162,7 @@ def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal,
     elif decision.action == R.GuardAction.CLOSE_ONLY:
         if not rs.close_only:
             _set_close_only(account, True, f"{decision.rule}: {decision.detail}")
-    elif rs.close_only and not account.halted:
+    elif rs.close_only and not account.halted and rooms:  # never lifted on an unknown equity
         _set_close_only(account, False, "headroom back above the buffer")
     if decision.action != R.GuardAction.FLATTEN and open_ and R.weekend_flatten_due(ar.session, now):
         result.closed = _close_all(account, client, open_, R.Rule.WEEKEND)
