@@ -133,7 +133,9 @@ def firm_checks(orders, accounts: dict, signal, now: datetime) -> dict[int, R.Fi
     rules = state.rules_for(accs, now)
     rows = state.usage_rows(rules)
     fill_day_starts(accs, rules, rows)
-    hwm = dict(RuleState.objects.filter(account_id__in=[a.pk for a in accs]).values_list("account_id", "high_water"))
+    trailing = [a.pk for a in accs if rules[a.pk].loss.max_loss_mode == R.MaxLossMode.TRAILING]
+    hwm = dict(RuleState.objects.filter(account_id__in=trailing).values_list("account_id", "high_water")) \
+        if trailing else {}
     holdings = _holdings([a.pk for a in accs], now, [o.pk for o in orders if o.pk])
     symbol = signal.symbol
     quotes = _quotes({h[0] for hs in holdings.values() for h in hs} | {symbol.name})

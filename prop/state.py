@@ -99,14 +99,23 @@ def rules_for(accounts, now: datetime) -> dict[int, AccountRules]:
 
 
 def usage_rows(rules: dict[int, AccountRules]) -> dict[int, DailyUsage]:
-    """The current firm day's DailyUsage row of each account (created empty when missing): one
-    INSERT … ON CONFLICT DO NOTHING and one SELECT whatever the number of accounts."""
+    """The current firm day's DailyUsage row of each account: one SELECT; the missing ones (the
+    day's first order) INSERTed with ON CONFLICT DO NOTHING and read back — constant in the number
+    of accounts either way."""
     if not rules:
         return {}
-    DailyUsage.objects.bulk_create([DailyUsage(account_id=aid, day=r.day.day, day_start=r.day.start)
-                                    for aid, r in rules.items()], ignore_conflicts=True)
-    found = {(u.account_id, u.day): u for u in DailyUsage.objects.filter(
-        account_id__in=list(rules), day__in={r.day.day for r in rules.values()})}
+
+    def read(ids):
+        return {(u.account_id, u.day): u for u in DailyUsage.objects.filter(
+            account_id__in=list(ids), day__in={rules[a].day.day for a in ids})}
+
+    found = read(rules)
+    missing = [aid for aid, r in rules.items() if (aid, r.day.day) not in found]
+    if missing:
+        DailyUsage.objects.bulk_create([DailyUsage(account_id=aid, day=rules[aid].day.day,
+                                                   day_start=rules[aid].day.start) for aid in missing],
+                                       ignore_conflicts=True)
+        found.update(read(missing))
     return {aid: found[(aid, r.day.day)] for aid, r in rules.items()}
 
 
