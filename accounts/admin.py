@@ -105,6 +105,21 @@ class AccountAdmin(admin.ModelAdmin):
         if not obj.enabled:
             return "-"
         return "trading" if obj.restriction == "none" else obj.get_restriction_display()
+    # Roles (accounts/roles.py): risk fields need edit_risk_limits, the halt fields
+    # halt_resume_account; without them they show read-only.
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.has_perm("accounts.edit_risk_limits"):
+            fields += [f for f in (*RISK_FIELDS, "allowed_symbols") if f not in fields]
+        if not request.user.has_perm("accounts.halt_resume_account"):
+            fields += [f for f in ("halted", "halt_reason", "enabled") if f not in fields]
+        return fields
+
+    def has_halt_resume_permission(self, request):
+        return request.user.has_perm("accounts.halt_resume_account")
+
+    def has_kill_switch_permission(self, request):
+        return request.user.has_perm("accounts.use_kill_switch")
 
     @admin.display(description="Credentials")
     def credentials_status(self, obj):
@@ -130,11 +145,11 @@ class AccountAdmin(admin.ModelAdmin):
         if "new_password" in form.changed_data:
             AuditLog.record(request.user, AuditLog.Action.CREDENTIALS, account=obj)
 
-    @admin.action(description="Enable selected accounts")
+    @admin.action(description="Enable selected accounts", permissions=["halt_resume"])
     def enable_accounts(self, request, queryset):
         self._set_enabled(request, queryset, True)
 
-    @admin.action(description="Disable selected accounts")
+    @admin.action(description="Disable selected accounts", permissions=["halt_resume"])
     def disable_accounts(self, request, queryset):
         self._set_enabled(request, queryset, False)
 
@@ -147,13 +162,13 @@ class AccountAdmin(admin.ModelAdmin):
                 changed += 1
         self.message_user(request, f"{changed} account(s) {'enabled' if enabled else 'disabled'}.", messages.SUCCESS)
 
-    @admin.action(description="Halt selected accounts (no new orders)")
+    @admin.action(description="Halt selected accounts (no new orders)", permissions=["halt_resume"])
     def halt_accounts(self, request, queryset):
         reason = f"halted from the admin by {request.user.get_username()}"
         halted = sum(account.halt(reason, actor=request.user) for account in queryset.order_by("pk"))
         self.message_user(request, f"{halted} account(s) halted.", messages.WARNING)
 
-    @admin.action(description="Kill: halt selected accounts and close their open positions")
+    @admin.action(description="Kill: halt selected accounts and close their open positions", permissions=["kill_switch"])
     def halt_and_close_all(self, request, queryset):
         reason = f"kill switch from the admin by {request.user.get_username()}"
         for account in queryset.order_by("pk"):
@@ -163,7 +178,7 @@ class AccountAdmin(admin.ModelAdmin):
         self.message_user(request, f"{queryset.count()} account(s) halted; closing their positions.",
                           messages.WARNING)
 
-    @admin.action(description="Resume selected halted accounts")
+    @admin.action(description="Resume selected halted accounts", permissions=["halt_resume"])
     def resume_accounts(self, request, queryset):
         resumed = sum(account.resume(actor=request.user) for account in queryset.order_by("pk"))
         self.message_user(request, f"{resumed} account(s) resumed.", messages.SUCCESS)
@@ -216,7 +231,10 @@ class TradingSwitchAdmin(admin.ModelAdmin):
     fields = ("kill_switch", "reason", "changed_at", "changed_by")
 
     def has_add_permission(self, request):
-        return not TradingSwitch.objects.exists()
+        return not TradingSwitch.objects.exists() and request.user.has_perm("accounts.use_kill_switch")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("accounts.use_kill_switch")
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -105,6 +105,13 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Role permissions (accounts/roles.py groups them): who may stop trading, who may change
+        # what a trade risks. Plain "change account" edits broker details only.
+        permissions = [
+            ("use_kill_switch", "Can use the kill switch (global, per account, close all positions)"),
+            ("halt_resume_account", "Can halt and resume accounts"),
+            ("edit_risk_limits", "Can edit accounts' risk limits"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(halted=False) | ~models.Q(halt_reason=""), name="account_halt_has_reason"
@@ -200,6 +207,9 @@ class AuditLog(models.Model):
         CLOSE_ONLY = "close_only", "Close-only (prop-firm loss buffer)"
         CLOSE_ONLY_LIFTED = "close_only_lifted", "Close-only lifted"
         FIRM_RULE = "firm_rule", "Firm rule: flattened and halted"
+        LOGIN = "login", "Login"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOCKOUT = "lockout", "Login lockout"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="User name, or 'system' / the process name.")

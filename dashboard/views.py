@@ -3,11 +3,14 @@ and ``/healthz``."""
 
 from __future__ import annotations
 
+import hmac
+from functools import lru_cache
+
 import redis
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
@@ -131,6 +134,19 @@ def panels(request):
     return render(request, "dashboard/_panels.html", build_context(_snapshot(request)))
 
 
+def _may_see_details(request) -> bool:
+    """The detailed JSON is for monitoring (``Authorization: Bearer $HEALTH_TOKEN``) and staff."""
+    token = settings.HEALTH_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
+        return True
+    try:  # the session lives in the database, which may be the thing that is down
+        user = getattr(request, "user", None)
+        return bool(user is not None and user.is_active and user.is_staff)
+    except Exception:  # noqa: BLE001 - no session, no details; the token still works
+        return False
+
+
 def healthz(request):
     """Health of the web process and of the system around it (the checks of ``manage.py
     healthcheck``, see dashboard/health.py).
@@ -141,6 +157,11 @@ def healthz(request):
     except the advisory ones (kill switch, halted accounts: always 200 degraded, so the admin stays
     reachable while the operator needs it). ``failing`` lists the failed checks by name.
     ``?checks=database,redis`` limits the checks (a cheap liveness probe).
+
+    Without credentials the answer is the status code and one word (``ok``, ``degraded``,
+    ``down``): which component is down, queue names and heartbeat ages are for monitoring with
+    ``HEALTH_TOKEN`` or a staff session, and even they never see connection strings or driver
+    error text (the checks report an error's class only).
     """
     names = [n for n in request.GET.get("checks", "").split(",") if n] or list(CHECKS)
     try:
@@ -149,6 +170,8 @@ def healthz(request):
         return JsonResponse({"status": "error", "error": str(exc)}, status=400)
     strict = request.GET.get("strict") in ("1", "true", "yes")
     state, status = overall(results, strict)
+    if not _may_see_details(request):
+        return HttpResponse(state + "\n", status=status, content_type="text/plain; charset=utf-8")
     return JsonResponse(
         {
             "status": state,

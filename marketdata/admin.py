@@ -13,12 +13,12 @@ class SymbolAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
     actions = ("enable_symbols", "disable_symbols")
 
-    @admin.action(description="Enable selected symbols (the feed picks them up within seconds)")
+    @admin.action(description="Enable selected symbols (the feed picks them up within seconds)", permissions=["change"])
     def enable_symbols(self, request, queryset):
         n = queryset.update(enabled=True)
         self.message_user(request, f"{n} symbol(s) enabled.", messages.SUCCESS)
 
-    @admin.action(description="Disable selected symbols")
+    @admin.action(description="Disable selected symbols", permissions=["change"])
     def disable_symbols(self, request, queryset):
         n = queryset.update(enabled=False)
         self.message_user(request, f"{n} symbol(s) disabled.", messages.SUCCESS)

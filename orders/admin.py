@@ -41,7 +41,11 @@ class PositionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Position._meta.fields]
     actions = ("close_positions",)
 
-    @admin.action(description="Close selected open positions at the broker (high priority)")
+    def has_kill_switch_permission(self, request):
+        return request.user.has_perm("accounts.use_kill_switch")  # roles: accounts/roles.py
+
+    @admin.action(description="Close selected open positions at the broker (high priority)",
+                  permissions=["kill_switch"])
     def close_positions(self, request, queryset):
         positions = list(queryset.filter(status=Position.Status.OPEN).select_related("account").order_by("pk"))
         for position in positions:

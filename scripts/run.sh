@@ -24,6 +24,11 @@ PY
 )"
 fi
 export SIMULATION_MODE=${SIMULATION_MODE:-true}
+# The development switch (tradeops/settings.py): DEBUG on, HTTPS-only settings relaxed, keys
+# generated on first run into the git-ignored var/dev-keys.json. The Procfile alone is production.
+export TRADEOPS_DEV=${TRADEOPS_DEV:-true}
+# Local only: the web process listens on the loopback interface (the Procfile default is 0.0.0.0).
+export WEB_HOST=${WEB_HOST:-127.0.0.1}
 export PORT=${PORT:-8000}
 export SIM_PORT=${SIM_PORT:-8900}
 export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:${SIM_PORT}}

@@ -3,7 +3,9 @@
 # PostgreSQL and Redis. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DEBUG=${DEBUG:-true}
+# The development switch (tradeops/settings.py): DEBUG on, HTTPS-only settings relaxed, keys
+# generated into var/dev-keys.json. Nothing else differs from production.
+export TRADEOPS_DEV=${TRADEOPS_DEV:-true}
 export LOG_LEVEL=${LOG_LEVEL:-WARNING}
 # Test runs use their own Redis database unless told otherwise, never the running system's db 0.
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}

@@ -134,7 +134,7 @@ def params_problems(params: dict, strategy: str | None = None) -> list[str]:
 class StrategyConfigForm(forms.ModelForm):
     params = PrettyJSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "style": "font-family: monospace"}),
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "class": "tradeops-mono"}),  # no style="": CSP
         help_text='Overrides of the defaults, e.g. {"surge_min_ratio": 4.0, "cooldown_ms": 30000}. '
                   "Every parameter, its default, range and meaning are listed below.",
     )

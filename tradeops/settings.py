@@ -1,10 +1,15 @@
 """tradeops settings: everything comes from the environment (12-factor).
 
-Every variable is documented in ``.env.example``. Development defaults are safe: simulation
-mode on, trading off, DEBUG on with a throw-away SECRET_KEY. With DEBUG off a real SECRET_KEY
-and FIELD_ENCRYPTION_KEY are required, and start-up fails with a clear message without them.
+Every variable is documented in ``.env.example``. **Secure by default**: a process started with
+no configuration behaves as production (DEBUG off, HTTPS-only cookies, HSTS, no host allowed,
+``SECRET_KEY`` and ``FIELD_ENCRYPTION_KEY`` required, start-up fails with a clear message without
+them). Development is one explicit switch, ``TRADEOPS_DEV=true`` (set by ``make run`` and
+``scripts/test.sh``): it turns DEBUG on and relaxes the HTTPS-only settings, nothing else. Its keys
+are not in the repository: they are generated on first use into a git-ignored local file
+(``tradeops/devkeys.py``); production never generates a key.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -23,31 +28,38 @@ from tradeops import metrics_env  # noqa: E402
 # Before anything imports prometheus_client: this process type's multiprocess metrics directory.
 metrics_env.configure()
 
-DEBUG = env.bool("DEBUG", default=True)
+# The one development switch. Everything it changes is in this file, next to the word DEV_MODE.
+DEV_MODE = env.bool("TRADEOPS_DEV", default=False)
+if env.bool("DEBUG", default=False) and not DEV_MODE:
+    raise ImproperlyConfigured(
+        "DEBUG=true is not read any more: development is the explicit switch TRADEOPS_DEV=true "
+        "(make run and the tests set it). Production leaves both unset."
+    )
+DEBUG = DEV_MODE
 
-_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
-_DEV_FIELD_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # base64 of a fixed 32-byte dev key
 
-
-def _required_in_production(name: str, dev_default: str) -> str:
+def _required_in_production(name: str) -> str:
     value = env.str(name, default="")
     if value:
         return value
-    if DEBUG:
-        return dev_default
+    if DEV_MODE:
+        from tradeops.devkeys import dev_key
+
+        return dev_key(name, env.str("TRADEOPS_DEV_KEYS_FILE", default=str(BASE_DIR / "var" / "dev-keys.json")))
     raise ImproperlyConfigured(
-        f"{name} is not set. It is required when DEBUG is off: set it in the environment "
-        f"(see .env.example for how to generate one)."
+        f"{name} is not set. It is required outside development (TRADEOPS_DEV unset): set it in the "
+        f"environment (see .env.example for how to generate one)."
     )
 
 
-SECRET_KEY = _required_in_production("SECRET_KEY", _DEV_SECRET_KEY)
+SECRET_KEY = _required_in_production("SECRET_KEY")
 # Fernet keys, comma-separated: the first encrypts, all decrypt (key rotation).
 FIELD_ENCRYPTION_KEYS = [
-    k.strip() for k in _required_in_production("FIELD_ENCRYPTION_KEY", _DEV_FIELD_KEY).split(",") if k.strip()
+    k.strip() for k in _required_in_production("FIELD_ENCRYPTION_KEY").split(",") if k.strip()
 ]
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+# Empty by default: production answers no Host until told its name (DEBUG already allows localhost).
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Trading switches -------------------------------------------------------------------------
@@ -66,6 +78,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
+    "csp",
     "accounts",
     "marketdata",
     "signals",
@@ -87,6 +101,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tradeops.urls"
@@ -148,19 +165,64 @@ STORAGES = {
 
 LOGIN_URL = "admin:login"
 
-# --- Production hardening (manage.py check --deploy) -------------------------------------------
-if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    X_FRAME_OPTIONS = "DENY"
-    SILENCED_SYSTEM_CHECKS = [] if env.bool("SECURE_HSTS_PRELOAD", default=False) else ["security.W021"]
+# --- Login throttling (django-axes) -------------------------------------------------------------
+# Failed logins are counted per (username, client address) pair: a fifth wrong password from one
+# address locks that username *from that address* for AXES_COOLOFF_TIME, so nobody elsewhere can
+# lock the admin out by knowing its username. Every failure, success and lockout is also in the
+# audit log (accounts/audit_auth.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out (username, address) at once
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = None  # django-axes's plain 429 "Account locked" answer
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address: REMOTE_ADDR, unless the web process sits behind TRUSTED_PROXY_COUNT reverse
+# proxies that append to X-Forwarded-For (tradeops/client_ip.py says which entry counts and why).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "tradeops.client_ip.client_ip"
+
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------
+# Same-origin scripts, styles and images only: no inline script or style anywhere (the dashboard's
+# legend swatches are SVG, its refresh is a static file), no framing, no plugins, forms post home.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
+# --- Security headers and HTTPS (manage.py check --deploy is clean in production) -------------
+# Always on: no MIME sniffing, no framing, no referrer to other sites, HttpOnly session cookie.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# HTTPS-only settings: on unless TRADEOPS_DEV (local http://127.0.0.1 has no TLS).
+# The TLS terminating proxy (PaaS router, nginx) says the original scheme in X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = False if DEV_MODE else env.bool("SECURE_SSL_REDIRECT", default=True)
+# A load balancer probes /healthz over plain HTTP inside the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = not DEV_MODE
+CSRF_COOKIE_SECURE = not DEV_MODE
+SECURE_HSTS_SECONDS = 0 if DEV_MODE else env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEV_MODE
+SECURE_HSTS_PRELOAD = (not DEV_MODE) and env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading is a one-way commitment for the whole domain: a choice, not a default (W021 says so).
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or DEV_MODE else ["security.W021"]
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
@@ -347,6 +409,9 @@ HEALTH_ORDERS_QUEUE_MAX = env.int("HEALTH_ORDERS_QUEUE_MAX", default=500)
 HEALTH_CLOCK_URL = env.str("HEALTH_CLOCK_URL", default="")
 HEALTH_CLOCK_MAX_SKEW_S = env.float("HEALTH_CLOCK_MAX_SKEW_S", default=1.0)
 HEALTH_CLOCK_CACHE_S = env.float("HEALTH_CLOCK_CACHE_S", default=30.0)
+# /healthz answers only "ok"/"degraded"/"down" without credentials; the detailed JSON needs a staff
+# session or "Authorization: Bearer <HEALTH_TOKEN>" (unset: staff only).
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # Queues some live worker must consume, else the "workers" check fails.
 HEALTH_REQUIRED_QUEUES = env.list("HEALTH_REQUIRED_QUEUES", default=list(Queues.TRADING))
 # Flower (Procfile "flower") reads FLOWER_PORT and FLOWER_BASIC_AUTH=user:pass itself; they are

@@ -18,7 +18,8 @@ def test_process_types():
     procs = procfile()
     assert {"release", "web", "worker", "analysis", "beat", "sim", "feed", "flower"} <= set(procs)
     assert "migrate" in procs["release"]
-    assert re.search(r"--bind 0\.0\.0\.0:\$\{PORT(:-\d+)?\}", procs["web"])
+    # a PaaS routes to 0.0.0.0:$PORT; make run sets WEB_HOST=127.0.0.1 (scripts/run.sh)
+    assert re.search(r"--bind \$\{WEB_HOST:-0\.0\.0\.0\}:\$\{PORT(:-\d+)?\}", procs["web"])
     assert "--provision-from-db" in procs["sim"]
 
 

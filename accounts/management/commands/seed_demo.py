@@ -33,6 +33,8 @@ DEMO_RISK_PER_TRADE_PCT = Decimal("0.1")
 DEMO_STRATEGY_PARAMS = {"baseline_window_s": 120, "min_baseline_s": 20}
 # Demo deposits cycle through these so the per-account equity curves differ in scale.
 DEPOSITS = (Decimal("10000"), Decimal("25000"), Decimal("50000"), Decimal("100000"))
+# One staff user per role (accounts/roles.py), so a demo shows what each role may do.
+DEMO_ROLE_USERS = {"Viewer": "demo-viewer", "Operator": "demo-operator", "Risk manager": "demo-risk"}
 ASSET_CLASS = {"FOREX": "forex", "COMMODITY": "metal", "CRYPTO": "crypto", "INDEX": "index"}
 
 
@@ -76,6 +78,8 @@ class Command(BaseCommand):
             help=f"number of demo accounts (0..{MAX_ACCOUNTS}; default $DEMO_ACCOUNTS or 20)",
         )
         parser.add_argument("--no-superuser", action="store_true", help="do not create a superuser")
+        parser.add_argument("--no-role-users", action="store_true",
+                            help="do not create the demo users of the roles (viewer, operator, risk)")
         parser.add_argument("--no-symbols", action="store_true", help="do not create the demo symbols")
         parser.add_argument("--no-strategy", action="store_true",
                             help="do not create the demo strategy configuration (shorter volume baseline)")
@@ -103,6 +107,8 @@ class Command(BaseCommand):
             self.seed_strategy()
         if not options["no_superuser"]:
             self.seed_superuser()
+        if not options["no_role_users"]:
+            self.seed_role_users()
         self.stdout.write(self.style.SUCCESS(
             f"demo ready: {Symbol.objects.filter(enabled=True).count()} enabled symbol(s) "
             f"({symbols_created} new), {Account.objects.filter(mode=Account.Mode.SIMULATION).count()} "
@@ -166,6 +172,26 @@ class Command(BaseCommand):
         config.full_clean()  # the strategy's own validation of the overrides
         config.save()
         self.stdout.write(f"demo strategy configuration created: {DEMO_STRATEGY_PARAMS}")
+
+    # -- one user per role (accounts/roles.py) --------------------------------------------------
+    def seed_role_users(self) -> None:
+        from django.contrib.auth.models import Group
+
+        from accounts.roles import ROLE_PERMISSIONS, sync_roles
+
+        sync_roles()
+        User = get_user_model()
+        for role, username in DEMO_ROLE_USERS.items():
+            if User.objects.filter(username=username).exists():
+                continue
+            # Generated, printed once: a demo login is still a login to the desk.
+            password = secrets.token_urlsafe(12)
+            user = User.objects.create_user(username=username, email=f"{username}@tradeops.local",
+                                            password=password, is_staff=True)
+            user.groups.add(Group.objects.get(name=role))
+            self.stdout.write(self.style.WARNING(
+                f"demo user {username!r} ({role}) created, password {password!r} (generated: note it now)"))
+        assert set(DEMO_ROLE_USERS) == set(ROLE_PERMISSIONS)
 
     # -- superuser -----------------------------------------------------------------------------
     @staticmethod
