@@ -235,5 +235,24 @@ F_AGGRESSOR = "aggressor"  # "BUY" | "SELL"
 F_CLOSED = "closed"
 
 
+# --- request limits: what the venue refuses before it looks at a request [INF] --------------------
+# No public Match-Trader document gives these; they are the simulator's (matchtrader/simulator/
+# validation.py) and what a client must stay within. A refusal is a 4xx with {"errorMessage": ...}.
+MAX_BODY_BYTES = 256 * 1024  # [INF] broker paths; larger → 413
+MAX_JSON_DEPTH = 8  # [INF] the deepest real body is [{...}] (positions/close): 2
+MAX_CLOSE_IDS = 200  # [INF] positions per /positions/close request; more → 400, split the close
+MAX_DECIMAL_PLACES = 10  # [INF] a price or volume with more fractional digits → 400
+MAX_NUMBER = 10**12  # [INF] |price|, |volume| at or above → 400
+PRICE_BAND_FACTOR = 10  # [INF] SL/TP/pending prices outside [mid / 10, mid * 10] of the market → 400
+REQUEST_HEADER_TIMEOUT_S = 10.0  # [INF] a connection that has not sent its headers → 408, closed
+REQUEST_BODY_TIMEOUT_S = 10.0  # [INF] a body not received in full → 408, closed
+# Failed logins per account (email + broker) and invalid trading tokens per system uuid: more than
+# this many in the window → 429 + Retry-After for that account only (never per address: one desk
+# logs in 1,000 accounts from one host). An unknown uuid answers exactly like a wrong token (401),
+# so accounts cannot be enumerated. [INF]
+AUTH_FAILURES_MAX = 10
+AUTH_FAILURES_WINDOW_S = 300.0
+
+
 def trading_path(uuid: str, path: str) -> str:
     return TRADING_PREFIX.format(uuid=uuid) + path

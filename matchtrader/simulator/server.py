@@ -23,6 +23,7 @@ from .config import SimConfig
 from .control import ControlApi
 from .exchange import Exchange
 from .faults import FaultInjector
+from .guard import CONTROL_MAX_BODY_BYTES, GuardedAppRunner, make_guard
 from .loops import housekeeping_loop, market_loop
 from .market import Market, Tick
 from .rest import RestApi
@@ -71,7 +72,8 @@ class Simulator:
 
     # -- app ---------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        # The guard (guard.py) refuses hostile input before any handler runs.
+        app = web.Application(client_max_size=CONTROL_MAX_BODY_BYTES, middlewares=[make_guard(self)])
         self.rest.add_routes(app.router)
         self.ws.add_routes(app.router)
         self.control.add_routes(app.router)
@@ -80,7 +82,7 @@ class Simulator:
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         app = self.build_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self.runner = GuardedAppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host or self.config.host,
                            self.config.port if port is None else port, reuse_address=True)

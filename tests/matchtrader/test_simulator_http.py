@@ -53,7 +53,9 @@ def test_auth_rules(sim, session, account):
     # lenient mode accepts the header alone
     sim.control.set_faults(strict_auth=False)
     assert requests.get(session.base + "/balance", headers={P.HDR_TRADING_TOKEN: session.trading_token}).status_code == 200
-    assert session.get(sim.url + "/mtr-api/not-a-uuid/balance").status_code == 404
+    # an unknown uuid is answered exactly like a wrong token (no account enumeration)
+    unknown = session.get(sim.url + "/mtr-api/not-a-uuid/balance")
+    assert unknown.status_code == 401 and unknown.json() == {"errorMessage": "Invalid trading api token"}
     assert session.get(session.base + "/balance", headers={P.HDR_TRADING_TOKEN: "bad"}).status_code == 401
 
 
