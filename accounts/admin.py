@@ -12,6 +12,10 @@ from .models import RISK_FIELDS, Account, AuditLog, TradingSwitch
 CLOSE_ALL_POSITIONS_TASK = "orders.close_all_positions"
 
 
+BROKER_FIELDS = ("name", "mode", "platform_url", "broker_id", "email", "trading_account_id", "system_uuid",
+                 "currency")
+
+
 class AccountForm(forms.ModelForm):
     """Credentials are write-only: the form never renders the stored password, and leaving the
     field empty keeps it."""
@@ -113,7 +117,17 @@ class AccountAdmin(admin.ModelAdmin):
             fields += [f for f in (*RISK_FIELDS, "allowed_symbols") if f not in fields]
         if not request.user.has_perm("accounts.halt_resume_account"):
             fields += [f for f in ("halted", "halt_reason", "enabled") if f not in fields]
+        if obj is not None and not request.user.has_perm("accounts.add_account"):
+            # Broker identity and credentials belong to whoever may add accounts (administrators).
+            fields += [f for f in BROKER_FIELDS if f not in fields]
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or request.user.has_perm("accounts.add_account"):
+            return fieldsets
+        return [(name, {**opts, "fields": tuple(f for f in opts["fields"] if f != "new_password")})
+                for name, opts in fieldsets]
 
     def has_halt_resume_permission(self, request):
         return request.user.has_perm("accounts.halt_resume_account")

@@ -126,4 +126,4 @@ def test_no_key_in_the_repository():
     # the keys that used to be committed protect nothing any more
     for old in ("dev-only-insecure-secret-key", "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="):
         assert old not in (settings.SECRET_KEY, *settings.FIELD_ENCRYPTION_KEYS)
-        assert subprocess.run(["git", "grep", "-q", "-F", old, "--", "*.py"], cwd=ROOT).returncode == 1
+        assert subprocess.run(["git", "grep", "-q", "-F", old, "--", "*.py", ":!tests/"], cwd=ROOT).returncode == 1

@@ -71,6 +71,8 @@ def test_a_risk_manager_edits_limits_and_strategy_but_cannot_halt_or_kill():
     page = client.get(f"/admin/accounts/account/{account.pk}/change/")
     assert b'name="risk_per_trade_pct"' in page.content
     assert b'name="halted"' not in page.content  # halting is the operator's
+    # broker identity and credentials are the administrators'
+    assert b'name="new_password"' not in page.content and b'name="platform_url"' not in page.content
     run_action(client, "halt_accounts", account)
     account.refresh_from_db()
     assert not account.halted
