@@ -36,7 +36,7 @@ MAX_SYMBOL_LEN = 32
 MAX_LIST_ITEMS = 100
 MAX_RESULT_SIZE = 10_000
 MAX_QUERY_LEN = 2048
-MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01: later is not a time the venue has data for
+MAX_TIME_MS = 32_503_680_000_000  # year 3000: later is not a time, it is an attack on int()
 _EPOCH_MS = re.compile(r"[0-9]{1,15}")
 _ISO = re.compile(r"[0-9T:.+\-Z ]{4,40}")
 

@@ -17,6 +17,7 @@ from .. import protocol as P
 from .auth import AuthError
 from .exchange import closed_row_json
 from .market import Tick
+from .validation import Invalid, check_closed_positions, decode_json
 from .wire import BadRequest, err, json_default, now_ms, parse_time_ms
 
 
@@ -185,16 +186,17 @@ class WsHub:
             return err(e.status, e.message)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        msg = await ws.receive(timeout=30)
         try:
-            body = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
-            if not isinstance(body, dict):
-                raise BadRequest("expected a JSON object")
+            msg = await ws.receive(timeout=30)
+            # the same refusals as the REST /closed-positions (validation.py): no NaN, sane times
+            body = decode_json(msg.data.encode(), None) if msg.type == WSMsgType.TEXT else None
+            check_closed_positions(uuid, body, {}, None)
             ops = self.exchange.closed_json(uuid, parse_time_ms(body.get("from"), "from"),
                                             parse_time_ms(body.get("to"), "to"), body.get("symbols") or None)
             await ws.send_str(json.dumps({"operations": ops}, default=json_default))
-        except (BadRequest, ValueError) as e:
-            await ws.send_str(json.dumps({P.WS_TYPE: P.WS_T_ERROR, "code": P.WS_ERR_BAD_REQUEST, "message": str(e)}))
+        except (BadRequest, ValueError, Invalid, TimeoutError) as e:
+            await ws.send_str(json.dumps({P.WS_TYPE: P.WS_T_ERROR, "code": P.WS_ERR_BAD_REQUEST,
+                                          "message": str(e) or "no request frame in time"}))
         await ws.close()
         return ws
 

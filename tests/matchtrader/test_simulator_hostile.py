@@ -271,3 +271,26 @@ def test_fuzz_every_broker_path_no_500_and_still_answering(sim, trader, data):
     if r.status_code >= 400:
         assert r.json()[P.F_ERROR_MESSAGE]
     assert trader.get(trader.base + P.P_BALANCE, timeout=5).status_code == 200  # still answering
+
+
+@pytest.mark.parametrize("frame", ['{"from": 1e400, "to": 1}', '{"from": NaN, "to": 1}', '{"from": "²", "to": 1}',
+                                   "[" * 900 + "]" * 900, "\udcff"])
+def test_the_closed_snapshot_websocket_answers_hostile_frames_with_an_error_frame(sim, trader, frame):
+    import websocket
+
+    ws = websocket.create_connection(sim.url.replace("http", "ws") + P.PATH_WS_CLOSED_SNAPSHOT, timeout=5,
+                                     header=[f"{P.HDR_TRADING_TOKEN}: {trader.headers[P.HDR_TRADING_TOKEN]}",
+                                             f"Cookie: co-auth={trader.cookies.get('co-auth')}"])
+    try:
+        ws.send(frame.encode("utf-8", "surrogatepass"), opcode=websocket.ABNF.OPCODE_TEXT)
+        received = ws.recv()
+    except websocket.WebSocketConnectionClosedException:
+        received = ""
+    finally:
+        ws.close()
+    # an invalid UTF-8 text frame is the WebSocket layer's to refuse (RFC 6455: it closes, code 1007)
+    if frame != "\udcff":
+        answer = json.loads(received)
+        assert answer[P.WS_TYPE] == P.WS_T_ERROR and answer["code"] == P.WS_ERR_BAD_REQUEST
+    assert requests.get(trader.base + P.P_BALANCE, headers=dict(trader.headers), cookies=trader.cookies,
+                        timeout=5).status_code == 200
