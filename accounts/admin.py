@@ -116,7 +116,7 @@ class AccountAdmin(admin.ModelAdmin):
         if not request.user.has_perm("accounts.edit_risk_limits"):
             fields += [f for f in (*RISK_FIELDS, "allowed_symbols") if f not in fields]
         if not request.user.has_perm("accounts.halt_resume_account"):
-            fields += [f for f in ("halted", "halt_reason", "enabled") if f not in fields]
+            fields += [f for f in ("halted", "halt_cause", "halt_reason", "enabled", "restriction") if f not in fields]
         if obj is not None and not request.user.has_perm("accounts.add_account"):
             # Broker identity and credentials belong to whoever may add accounts (administrators).
             fields += [f for f in BROKER_FIELDS if f not in fields]
