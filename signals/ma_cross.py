@@ -91,7 +91,7 @@ def evaluate_cross(window, params: MACrossParams, now_ms: int, last_signal_ms: i
         side = Side.SELL
     else:
         return no(Reason.NO_CROSS)
-    entry = _grid(_entry_reference(window, side), tick_size)
+    entry = _grid(_entry_reference(window.ticks, side), tick_size)
     sign = 1 if side is Side.BUY else -1
     sl = _grid(entry - sign * params.sl_ticks * tick_size, tick_size)
     tp = _grid(entry + sign * params.tp_ticks * tick_size, tick_size)
