@@ -238,7 +238,7 @@ def check_queue(max_depth: int) -> CheckResult:
     traded late (workers too few, stuck, or a broker slowing every call)."""
     from dashboard.data import queue_depths
 
-    depths = queue_depths(_redis(settings.CELERY_BROKER_URL))
+    depths = queue_depths(_redis(settings.BROKER_REDIS_URL))
     depth = depths.get("orders")
     if depth is None:
         return CheckResult("queue", False, "Celery broker unreachable")

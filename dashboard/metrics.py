@@ -141,12 +141,13 @@ class StateCollector:
                                   value=int(health.process.get("malformed") or 0))
 
     def _queues(self):
-        import redis as redis_lib
         from django.conf import settings
+
+        from tradeops import redis_clients
 
         from .data import queue_depths
 
-        client = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = redis_clients.new("probe", settings.BROKER_REDIS_URL)
         try:
             depths = queue_depths(client)
         finally:

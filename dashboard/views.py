@@ -110,7 +110,7 @@ def _snapshot(request) -> data.Snapshot:
     return data.collect(
         request.GET.get("window"),
         redis_data=_redis(settings.REDIS_URL),
-        redis_broker=_redis(settings.CELERY_BROKER_URL),
+        redis_broker=_redis(settings.BROKER_REDIS_URL),
     )
 
 

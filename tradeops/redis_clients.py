@@ -6,7 +6,8 @@ connection pool is thread-safe and re-created after a fork); ``new(profile)`` a 
 pool of its own, for a caller that checks connections out itself (the feed's writer) or must not
 share (a test's separate client).
 
-Everything uses ``settings.REDIS_URL`` unless given another URL.
+Everything uses ``settings.REDIS_URL`` unless given another URL; a ``redis+sentinel://`` URL
+gives a client of the master the sentinels name (:mod:`tradeops.redisconn`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import redis
+
+from tradeops.redisconn import redis_from_url
 
 PROFILES: dict[str, dict] = {
     # Tasks and commands: a hung Redis surfaces as an error within seconds, not as a stuck worker.
@@ -44,7 +47,7 @@ def new(profile: str = "default", url: str | None = None, **overrides) -> redis.
         options = PROFILES[profile]
     except KeyError:
         raise ValueError(f"unknown Redis profile {profile!r} (one of {', '.join(PROFILES)})") from None
-    return redis.Redis.from_url(_url(url), **{**options, **overrides})
+    return redis_from_url(_url(url), **{**options, **overrides})
 
 
 @lru_cache(maxsize=32)

@@ -134,9 +134,16 @@ DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="t
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# redis://host:port/db, or redis+sentinel://h1:26379,h2:26379/<master>/<db> for a deployment that
+# fails over (tradeops/redisconn.py; every Redis client and the Celery broker follow the master).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+from tradeops.redisconn import celery_url_and_options, is_sentinel_url  # noqa: E402
+
+# Django's cache is not used by the project's code; Django's Redis cache backend cannot ask
+# sentinels, so a sentinel deployment gets a per-process cache instead.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"} if is_sentinel_url(REDIS_URL)
+          else {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -225,8 +232,13 @@ SECURE_HSTS_PRELOAD = (not DEV_MODE) and env.bool("SECURE_HSTS_PRELOAD", default
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or DEV_MODE else ["security.W021"]
 
 # --- Celery ---------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+# A redis+sentinel:// URL (here or in REDIS_URL) becomes kombu's sentinel:// form + master_name.
+# BROKER_REDIS_URL: the broker as a Redis URL our own clients read (queue depths on the dashboard,
+# health, metrics); CELERY_BROKER_URL is what kombu wants.
+BROKER_REDIS_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL, _broker_sentinel_options = celery_url_and_options(BROKER_REDIS_URL)
+CELERY_RESULT_BACKEND, _backend_sentinel_options = celery_url_and_options(
+    env.str("CELERY_RESULT_BACKEND", default=REDIS_URL))
 # JSON only: tasks take ids and plain values, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -247,8 +259,9 @@ CELERY_TASK_TIME_LIMIT = 90
 # reconciled at worker start-up, so a shorter window is safe and recovers a crash faster.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    **_broker_sentinel_options,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}, **_backend_sentinel_options}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Queues split by kind of work: a burst of analysis never delays an order.
 CELERY_TASK_DEFAULT_QUEUE = Queues.DEFAULT

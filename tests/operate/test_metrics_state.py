@@ -63,7 +63,7 @@ def test_state_families(redis_client, settings):
 
 def test_a_redis_outage_drops_only_the_redis_families(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_URL = settings.BROKER_REDIS_URL = "redis://127.0.0.1:1/0"
     make_account(name="still-here")
     text = scrape()
     assert "tradeops_kill_switch" in text and "tradeops_queue_depth{" not in text
