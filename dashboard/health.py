@@ -110,6 +110,9 @@ def check_feed(client, max_age_s: float) -> CheckResult:
     age = health.last_tick_age_s
     if problems:
         return CheckResult("feed", False, "; ".join(problems), age_s=age)
+    degraded = health.degraded()
+    if degraded:  # alive, but it lost data in the last minute: /healthz says "degraded"
+        return CheckResult("feed", False, "degraded: " + "; ".join(degraded), age_s=age)
     stale = health.stale_symbols(max_age_s)
     detail = f"ok: {len(health.subscribed)} symbol(s), newest tick {age:.1f}s ago" if age is not None else "ok"
     if stale:

@@ -49,6 +49,11 @@ _FLOAT_FIELDS = {"ingest_rate", "lag_ms", "lag_max_ms", "write_lag_ms"}
 _TEXT_FIELDS = {"transport", "connection"}
 
 
+# A feed with a reconnect gap ending within this many seconds reports "degraded".
+DEGRADED_WINDOW_S = 60.0
+GAP_REASONS_DEGRADING = ("reconnect", "poll_failed")
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -75,6 +80,18 @@ class FeedHealth:
     process: dict = field(default_factory=dict)
     symbols: dict[str, SymbolHealth] = field(default_factory=dict)
     subscribed: list[str] = field(default_factory=list)
+    # reconnect / failed-poll gaps that ended within the last DEGRADED_WINDOW_S (newest first)
+    recent_gaps: list[dict] = field(default_factory=list)
+
+    def degraded(self) -> list[str]:
+        """Why the feed counts as degraded (empty: not): it is alive, but lost its connection in
+        the last minute, so some market data are missing. ``feed_status`` and the healthcheck
+        report it; a feed whose connection drops every few seconds never looks "ok"."""
+        if not self.recent_gaps:
+            return []
+        down_s = sum(max(0, int(g.get("to_ms") or 0) - int(g.get("from_ms") or 0)) for g in self.recent_gaps) / 1000
+        return [f"{len(self.recent_gaps)} reconnect gap(s) in the last {DEGRADED_WINDOW_S:g}s "
+                f"({down_s:.1f}s without data)"]
 
     @property
     def present(self) -> bool:
@@ -129,6 +146,7 @@ class FeedHealth:
             "process": self.process,
             "subscribed": self.subscribed,
             "symbols": {k: asdict(v) for k, v in sorted(self.symbols.items())},
+            "degraded": self.degraded(),
         }
 
 
@@ -153,10 +171,13 @@ def _decode_hash(raw: dict) -> dict:
 def read_health(redis, symbols=None, *, at_ms: int | None = None) -> FeedHealth:
     """Read the feed's health. ``symbols``: which per-symbol records to read (default: the
     symbols the feed is subscribed to now). Two pipelined round trips at most."""
+    at = now_ms() if at_ms is None else at_ms
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(keys.HEALTH)
     pipe.smembers(keys.SYMBOLS)
-    process_raw, subscribed_raw = pipe.execute()
+    # gaps are recorded when the feed is back, so the entry id (Redis time) is the gap's end
+    pipe.xrevrange(keys.GAPS, max="+", min=at - int(DEGRADED_WINDOW_S * 1000), count=1000)
+    process_raw, subscribed_raw, gaps_raw = pipe.execute()
     subscribed = sorted(s.decode() if isinstance(s, bytes) else s for s in subscribed_raw)
     names = list(symbols) if symbols is not None else subscribed
     per_symbol: dict[str, SymbolHealth] = {}
@@ -176,20 +197,23 @@ def read_health(redis, symbols=None, *, at_ms: int | None = None) -> FeedHealth:
                 out_of_order=fields.get("out_of_order", 0),
                 gaps=fields.get("gaps", 0),
             )
+    recent = [g for g in (_decode_entry(e, f) for e, f in gaps_raw) if g.get("reason") in GAP_REASONS_DEGRADING]
     return FeedHealth(
-        now_ms=now_ms() if at_ms is None else at_ms,
+        now_ms=at,
         process=_decode_hash(process_raw),
         symbols=per_symbol,
         subscribed=subscribed,
+        recent_gaps=recent,
     )
+
+
+def _decode_entry(entry_id, fields) -> dict:
+    rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in fields.items()}
+    rec["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return rec
 
 
 def read_gaps(redis, count: int = 100) -> list[dict]:
     """The newest recorded gaps, newest first."""
-    out = []
-    for entry_id, fields in redis.xrevrange(keys.GAPS, count=count):
-        rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-               for k, v in fields.items()}
-        rec["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        out.append(rec)
-    return out
+    return [_decode_entry(entry_id, fields) for entry_id, fields in redis.xrevrange(keys.GAPS, count=count)]

@@ -218,3 +218,21 @@ def test_injected_periodic_socket_drops(sim, ws_client):
         stop.set()
         th.join(5)
     assert len(sink.of(GapEvent)) == t.stats.reconnects
+
+
+def test_backoff_resets_on_received_data_so_frequent_drops_cost_little(sim, ws_client):
+    """Shipped backoff (0.5 s base, 5 s cap), sockets cut every second: each session delivers
+    quotes, so every reconnect is immediate; by wall time (a session had to last 10 s) the waits
+    grew toward the cap and most of the time was spent disconnected."""
+    sim.control.market(paused=False)
+    sim.control.set_faults(ws_drop_every_s=1.0)
+    t = WebSocketTransport(ws_client.ws_url, ws_client.ws_auth_headers, ["EURUSD"], channels=("quotes",))
+    sink, stop, th = run_transport(t)
+    try:
+        wait_for(lambda: t.stats.reconnects >= 6, 20, "six reconnects")
+    finally:
+        stop.set()
+        th.join(5)
+    gaps = sink.of(GapEvent)
+    down_ms = sum(g.to_ms - g.from_ms for g in gaps)
+    assert down_ms / len(gaps) < 250, [g.to_ms - g.from_ms for g in gaps]

@@ -1,6 +1,8 @@
 """``manage.py feed_status``: the feed's health from Redis, as a table or JSON.
 
-Exit status: 0 healthy; 1 stale (no heartbeat, heartbeat or newest tick older than ``--max-age``).
+Exit status: 0 healthy or degraded; 1 stale (no heartbeat, heartbeat or newest tick older than
+``--max-age``). Degraded: alive, but with reconnect gaps in the last minute (status line and
+``"status"`` in the JSON say so).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class Command(BaseCommand):
         lease_holder = raw.decode() if raw else None
         if opts["json"]:
             out = health.to_dict()
-            out.update(lease_holder=lease_holder,
+            out.update(lease_holder=lease_holder, status="stale" if problems else (
+                           "degraded" if health.degraded() else "ok"),
                        stale=bool(problems), problems=problems, max_age_s=opts["max_age"],
                        stale_symbols=health.stale_symbols(opts["max_age"]), recent_gaps=gaps)
             self.stdout.write(json.dumps(out, indent=2, default=str))
@@ -92,4 +95,6 @@ class Command(BaseCommand):
                 pass
             w(f"gap {g.get('reason')}: {g.get('symbols', '')[:60]} from {_utc(g.get('from_ms'))} to "
               f"{_utc(g.get('to_ms'))}{span} missed {g.get('missed') or '?'}")
-        w("status: " + ("STALE: " + "; ".join(problems) if problems else "ok"))
+        degraded = health.degraded()
+        w("status: " + ("STALE: " + "; ".join(problems) if problems
+                        else "DEGRADED: " + "; ".join(degraded) if degraded else "ok"))
