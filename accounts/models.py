@@ -159,13 +159,19 @@ class Account(models.Model):
             AuditLog.record(actor, AuditLog.Action.HALT, account=self, reason=reason, cause=cause.value)
         return bool(changed)
 
-    def resume(self, actor: str = "system") -> bool:
-        changed = Account.objects.filter(pk=self.pk, halted=True).update(
-            halted=False, halt_cause="", halt_reason="", halted_at=None)
+    def resume(self, actor: str = "system", *, only_cause: HaltCause | None = None, **details) -> bool:
+        """Lift the halt. ``only_cause``: only if the halt has that cause (compare-and-set, so an
+        automatic resume never lifts an operator's halt placed meanwhile); ``details`` go to the
+        audit log (why it was lifted)."""
+        qs = Account.objects.filter(pk=self.pk, halted=True)
+        if only_cause is not None:
+            qs = qs.filter(halt_cause=HaltCause(only_cause).value)
+        changed = qs.update(halted=False, halt_cause="", halt_reason="", halted_at=None)
         if changed:
-            cause = self.halt_cause
+            cause, previous = self.halt_cause, self.halt_reason
             self.halted, self.halt_cause, self.halt_reason = False, "", ""
-            AuditLog.record(actor, AuditLog.Action.RESUME, account=self, cause=cause)
+            AuditLog.record(actor, AuditLog.Action.RESUME, account=self, cause=cause, previous_reason=previous,
+                            **details)
         return bool(changed)
 
 

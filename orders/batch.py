@@ -41,7 +41,7 @@ from collections import Counter
 
 from tradeops.logging import get_logger
 
-from . import publish, reads, submit
+from . import delivery, publish, reads, submit
 from .bulk import account_locks
 
 log = get_logger(__name__)
@@ -65,6 +65,7 @@ def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 
         if locked:
             for order in submit.place_locked(signal, locked):
                 counts[order.status] += 1
+            delivery.settle([signal_id], locked)  # the pairs take their orders' outcomes
     log.info("orders_batch_done", signal_id=signal_id, accounts=len(account_ids), **counts)
     return dict(counts)
 

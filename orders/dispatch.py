@@ -24,7 +24,7 @@ from signals.models import Signal
 from tradeops.celery import app
 from tradeops.logging import get_logger
 
-from . import publish
+from . import delivery, publish
 from .bulk import chunked
 
 log = get_logger(__name__)
@@ -33,7 +33,8 @@ PUBLISH_BATCH = 500  # messages per pipelined Redis round trip
 
 
 def eligible_accounts_qs(symbol_id: int):
-    """Accounts that may open (:func:`accounts.states.may_open`, as SQL), of the current mode
+    """(The fan-out itself writes its pairs with :func:`orders.delivery.record_fanout`, the same
+    rules in one INSERT.) Accounts that may open (:func:`accounts.states.may_open`, as SQL), of the current mode
     (:func:`orders.policy.mode_allowed`), that may trade the symbol."""
     through = Account.allowed_symbols.through.objects
     qs = Account.objects.filter(openable_accounts_q())
@@ -61,23 +62,57 @@ def dispatch_signal(signal_id: int) -> dict:
     if row["status"] != Signal.Status.NEW:
         return {"signal_id": signal_id, "enqueued": 0, "status": row["status"]}
     started = time.perf_counter()
-    # the firms' copy-trading rules: the accounts they leave out are recorded as skipped, named
-    ids = fanout.apply_copy_rules(signal_id, row["symbol_id"], eligible_account_ids(row["symbol_id"]))
-    chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
-    # One producer and kombu's publish batch: the LPUSHes go out in pipelined round trips of
-    # PUBLISH_BATCH messages instead of one round trip (and one redis client object) per message.
-    # An exception discards what was not flushed yet; the task (acks_late) is redelivered and the
-    # signal, still ``new``, is enqueued again — duplicates are no-ops by the idempotency key.
-    with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-        for chunk in chunks:
-            # ignore_result: the outcome is the Order rows; no result-channel subscribe per message
-            publish.place_orders(signal_id, chunk, producer=producer)
+    # the durable record first (one statement): every account of the mode, the excluded ones as
+    # skipped with the rule; what is enqueued is the pending pairs (orders/delivery.py)
+    pending = delivery.record_fanout(signal_id, row["symbol_id"])
+    # the firms' copy-trading rules: the accounts they leave out get a skipped Order, named, and
+    # their pairs take that outcome at once
+    ids = fanout.apply_copy_rules(signal_id, row["symbol_id"], pending)
+    if len(ids) != len(pending):
+        delivery.settle([signal_id], sorted(set(pending) - set(ids)))
+    chunks = publish_chunks(signal_id, ids)
     marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
         status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
     )
     log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), chunks=len(chunks), marked=bool(marked),
              elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
     return {"signal_id": signal_id, "enqueued": len(ids), "chunks": len(chunks), "status": Signal.Status.DISPATCHED}
+
+
+def publish_chunks(signal_id: int, ids: list[int], *, expires_s: float | None = None) -> list[list[int]]:
+    """One ``orders.place_orders`` message per chunk of ``ids`` (dispatch, and the sweep's re-drives).
+
+    One producer and kombu's publish batch: the LPUSHes go out in pipelined round trips of
+    PUBLISH_BATCH messages instead of one round trip (and one redis client object) per message.
+    An exception discards what was not flushed yet: the dispatch task (acks_late) is redelivered
+    and the signal, still ``new``, enqueued again; a re-drive is simply retried by the next sweep.
+    Duplicates are no-ops by the idempotency key."""
+    chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
+    with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
+        for chunk in chunks:
+            publish.place_orders(signal_id, chunk, producer=producer, expires=expires_s)
+    return chunks
+
+
+def sweep(now=None) -> dict:
+    """The one sweeper (body of the 10 s beat ``orders.dispatch_pending_signals``): signals whose
+    dispatch was lost are dispatched again while fresh (expired after), and (signal, account)
+    pairs that stopped progressing — a lost worker, a lost queue, a chunk that gave up — are
+    re-driven while the signal is fresh and recorded missed with the cause after
+    (:func:`orders.delivery.sweep`)."""
+    now = now or timezone.now()
+    signals = sweep_pending_signals(now)
+    for signal_id in signals["redispatch"]:
+        log.warning("signal_redispatched", signal_id=signal_id)
+        publish.dispatch_signal(signal_id)
+    pairs = delivery.sweep(now)
+    created = dict(Signal.objects.filter(pk__in=list(pairs["redrive"])).values_list("pk", "created_at"))
+    for signal_id, account_ids in pairs["redrive"].items():
+        left_s = settings.ORDERS_SIGNAL_MAX_AGE_S - (now - created[signal_id]).total_seconds()
+        log.warning("delivery_redriven", signal_id=signal_id, accounts=len(account_ids), left_s=round(left_s, 1))
+        publish_chunks(signal_id, account_ids, expires_s=left_s)
+    return {"expired": signals["expired"], "redispatched": len(signals["redispatch"]), "settled": pairs["settled"],
+            "redriven": sum(len(v) for v in pairs["redrive"].values()), "missed": pairs["missed"]}
 
 
 # A signal still ``new`` this long after it was recorded lost its dispatch message (the broker was

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from accounts.models import Account
 
-from . import reads, submit
+from . import delivery, reads, submit
 from .locks import account_lock
 
 
@@ -23,4 +23,5 @@ def place_signal_order(account_id: int, signal_id: int) -> str:
         orders = submit.place_locked(signal, [account_id])
         if not orders:
             raise Account.DoesNotExist(account_id)
+        delivery.settle([signal_id], [account_id])  # the pair takes its order's outcome
         return orders[0].status

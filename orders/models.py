@@ -192,3 +192,43 @@ class Trade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.side} {self.volume} {self.symbol.name} @ {self.price}"
+
+
+class Delivery(models.Model):
+    """One (signal, account) pair of a fan-out: the durable record of who should get the signal.
+
+    Written at dispatch in one statement for every account of the trading mode: eligible accounts
+    as ``pending``, accounts excluded by a rule as ``skipped`` with the rule's name, so "delivered
+    N of M" counts everyone. From then on every row ends in exactly one outcome (orders/delivery.py
+    maps the Order's terminal status onto it; the sweep re-drives rows that do not progress and
+    records the ones that never could as ``missed`` with the cause). The Order row itself is still
+    created (sized) by the chunk, when the account is worked on."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FILLED = "filled", "Filled"
+        REJECTED = "rejected", "Rejected by the broker"
+        SKIPPED = "skipped", "Skipped (a rule)"
+        MISSED = "missed", "Missed"
+
+    signal = models.ForeignKey("signals.Signal", on_delete=models.CASCADE, related_name="deliveries")
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="deliveries")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
+    reason = models.CharField(max_length=64, blank=True,
+                              help_text="Skip reason, broker reject code, or the cause of a miss.")
+    # ownership: when a chunk last started on the pair; the account's advisory lock (orders.locks)
+    # says whether that worker is still alive (PostgreSQL drops it with a dead worker's session)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    redrives = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=64, blank=True, help_text="Last infrastructure error seen.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["signal", "account"], name="one_delivery_per_signal_account")]
+        indexes = [models.Index(fields=["signal"], name="delivery_pending",
+                                condition=models.Q(outcome="pending"))]
+
+    def __str__(self) -> str:
+        return f"signal {self.signal_id} → account {self.account_id}: {self.outcome} {self.reason}".strip()

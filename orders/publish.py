@@ -35,12 +35,13 @@ class TaskName:
 
 
 def place_orders(signal_id: int, account_ids: list[int], *, requeues: int = 0, countdown: float | None = None,
-                 producer=None) -> None:
-    """One fan-out chunk (``ignore_result``: the outcome is the Order rows)."""
+                 producer=None, expires: float | None = None) -> None:
+    """One fan-out chunk (``ignore_result``: the outcome is the Order rows). ``expires``: seconds
+    the message stays deliverable (default the signal's max age; a re-drive passes what is left)."""
     kwargs = {"requeues": requeues} if requeues else {}
     app.send_task(TaskName.PLACE_ORDERS, args=(signal_id, account_ids), kwargs=kwargs, queue=Queues.ORDERS,
-                  countdown=countdown, expires=settings.ORDERS_SIGNAL_MAX_AGE_S, ignore_result=True,
-                  producer=producer)
+                  countdown=countdown, expires=max(1.0, expires or settings.ORDERS_SIGNAL_MAX_AGE_S),
+                  ignore_result=True, producer=producer)
 
 
 def place_order(account_id: int, signal_id: int) -> None:

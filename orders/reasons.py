@@ -60,6 +60,12 @@ class Reason(StrEnum):
     INVALID_REQUEST = "invalid_request"
     NOT_EXECUTED = "not_executed"
     OUTCOME_UNKNOWN = "outcome_unknown"  # the reason of an ``unknown`` order until reconciliation
+    # missed: the pair never got its outcome from a send (orders.delivery; the sweep records them)
+    WORKER_LOST = "worker_lost"  # a worker started the pair and died (or crashed) without an outcome
+    BROKER_QUEUE_LOST = "broker_queue_lost"  # no worker ever started it: the message was lost
+    DATABASE_UNAVAILABLE = "database_unavailable"  # the chunk kept failing on PostgreSQL errors
+    REDIS_UNAVAILABLE = "redis_unavailable"  # the chunk kept failing on Redis errors
+    SIGNAL_EXPIRED_BEFORE_DELIVERY = "signal_expired_before_delivery"  # the chunk ran too late
 
 
 # stored values written before the vocabulary was one (the data migration maps them)

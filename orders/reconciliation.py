@@ -12,7 +12,13 @@ Rules (run under the per-account lock, so no order of the account is being sent 
    ``broker`` ("closed behind our back").
 4. Open Positions still open → unrealized PnL (and a partially closed volume) refreshed.
 5. A broker position (or pending order) that no Order/Position of ours explains ⇒ the account is
-   HALTED with the reason. We never "correct" the broker with a trade of our own.
+   HALTED (cause ``reconciliation``), the reason naming each item (id, symbol, side, volume, open
+   time). We never "correct" the broker with a trade of our own. A position an order of ours
+   still in flight could have opened is ours: a fresh ``submitted`` order is matched and filled
+   here (we hold the account's lock, so nobody is sending it), or its outcome is awaited.
+5b. An account halted BY reconciliation resumes by itself when a later reconciliation explains
+   everything (``ORDERS_AUTO_RESUME_RECONCILED``, audited). Operator, daily-loss, token and
+   prop-firm halts are never lifted here.
 6. ``needs_reconciliation`` is cleared once no order of the account is left ``unknown``.
 
 Every repair is logged and written to the AuditLog (actor ``reconciliation``).
@@ -57,6 +63,7 @@ class ReconcileReport:
     positions_closed: list[str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
     halted: bool = False
+    resumed: bool = False
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -68,6 +75,34 @@ def _skew() -> timedelta:
 
 def _claimed(account_id: int, exclude_order_id: int | None = None) -> set[str]:
     return reads.claimed_ids([account_id], [exclude_order_id] if exclude_order_id else [])[account_id]
+
+
+def describe_position(p) -> str:
+    """The exact discrepancy, as the halt reason and the audit log name it."""
+    opened = p.open_time.isoformat(timespec="seconds") if p.open_time else "?"
+    return f"position {p.id} {p.symbol} {p.side} {p.volume} opened {opened}"
+
+
+def describe_order(o) -> str:
+    created = o.creation_time.isoformat(timespec="seconds") if getattr(o, "creation_time", None) else "?"
+    return f"pending order {o.id} {o.symbol} {o.side} {o.type} {o.volume} created {created}"
+
+
+def _orders_in_flight(account_id: int, now) -> list[Order]:
+    """Orders of ours, sent and not linked to a position yet, that may have opened one."""
+    since = now - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S) - _skew()
+    return list(Order.objects.select_related("symbol").filter(
+        account_id=account_id, purpose=Order.Purpose.OPEN, position__isnull=True, created_at__gte=since,
+        status__in=[S.SUBMITTED, S.UNKNOWN, S.ACCEPTED, S.FILLED]))
+
+
+def _awaits_order(position, in_flight: list[Order], claimed: set[str]) -> bool:
+    for order in in_flight:
+        if match_open(order, BrokerRead([position], []), claimed):
+            log.info("reconcile_position_awaits_order", account_id=order.account_id, position=position.id,
+                     order_id=order.pk, status=order.status)
+            return True
+    return False
 
 
 # Accounts with open positions are checked every OPEN_POSITIONS_RECHECK_S (not every run: with
@@ -120,7 +155,17 @@ def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
         for order in in_doubt:
             signal_age = (now - order.signal.created_at).total_seconds() if order.signal else max_age + 1
             if order.status == S.SUBMITTED and signal_age <= max_age:
-                continue  # its redelivery will resolve it (and may resend)
+                # In flight, but nobody is sending it (we hold the account's lock): a position it
+                # opened is ours — record the fill now; no match → wait for its outcome (the
+                # chunk's re-drive reads back and may re-send), never call the position a stray.
+                match = match_open(order, BrokerRead(broker_open, broker_closed), _claimed(account_id, order.pk))
+                if match is not None:
+                    order.transition(S.FILLED)
+                    record_fill(order, account.pk, order.symbol_id, match, signal=order.signal)
+                    report.orders_filled.append(order.pk)
+                    AuditLog.record(actor, AuditLog.Action.RECONCILE, account=account,
+                                    repair="in_flight_order_filled", order=order.pk, position=match.id)
+                continue
             status = resolve_in_doubt(order, account, read=BrokerRead(broker_open, broker_closed),
                                       may_resend=False)
             (report.orders_filled if status == S.FILLED else report.orders_not_executed).append(order.pk)
@@ -160,16 +205,27 @@ def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
                                 close_reason=pos.close_reason, realized_pnl=str(pos.realized_pnl),
                                 found_in_closed_positions=closed is not None)
 
-        # 5. anything at the broker we cannot explain → halt, never trade it away
+        # 5. anything at the broker we cannot explain → halt, never trade it away. A position that
+        # an order of ours still in flight could have opened is ours, not a stray.
         known = _claimed(account_id)
-        strays = unexplained([p.id for p in broker_open], known)
-        strays += [f"order:{o.id}" for o in broker_orders]  # we never leave pending orders
+        stray_ids = set(unexplained([p.id for p in broker_open], known))
+        in_flight = _orders_in_flight(account_id, now)
+        strays = [describe_position(p) for p in broker_open
+                  if p.id in stray_ids and not _awaits_order(p, in_flight, known)]
+        strays += [describe_order(o) for o in broker_orders]  # we never leave pending orders
         if strays:
             report.unexplained = strays
-            reason = f"reconciliation: broker has {len(strays)} position(s)/order(s) matching no order of ours: " \
-                     + ", ".join(strays[:5])
+            reason = (f"reconciliation: {len(strays)} broker item(s) match no order of ours: "
+                      + "; ".join(strays[:3]) + (" …" if len(strays) > 3 else ""))
             report.halted = account.halt(reason, actor=actor, cause=HaltCause.RECONCILIATION)
             log.error("reconcile_unexplained_broker_state", account_id=account_id, items=strays[:20])
+        elif account.halt_cause == HaltCause.RECONCILIATION and settings.ORDERS_AUTO_RESUME_RECONCILED:
+            # everything is explained now (e.g. the fill of an order that was in flight got
+            # linked): a halt placed BY reconciliation is lifted, audited; no other cause ever is
+            report.resumed = account.resume(actor=actor, only_cause=HaltCause.RECONCILIATION,
+                                            why="a later reconciliation explained every broker position and order")
+            if report.resumed:
+                log.warning("reconcile_auto_resumed", account_id=account_id)
 
         clear_reconciliation_flag_if_resolved(account)
         Account.objects.filter(pk=account_id).update(last_reconciled_at=timezone.now())

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -267,7 +268,12 @@ def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]
         else:
             pool = broker.send_pool()
             futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
-            outcomes = [f.result() for f in futures]  # a crash (BaseException) propagates: rows stay submitted
+            # every call of the wave has ended before anything is concluded: a crash (a Redis error
+            # in one call) propagates with rows left submitted, and the chunk's retry
+            # (orders.recovery) reads them back at the broker — a call still on the wire then
+            # could execute after that read
+            wait_futures(futures)
+            outcomes = [f.result() for f in futures]
         for order, outcome in zip(sendable, outcomes, strict=True):
             if outcome is NOT_SENT:
                 late.append(order)

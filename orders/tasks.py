@@ -24,7 +24,7 @@ from prop import guard
 from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
-from . import batch, dispatch, execution, linking, positions, publish, reconciliation
+from . import batch, dispatch, execution, linking, positions, publish, reconciliation, recovery
 from .locks import AccountLockTimeout
 from .models import Position
 from .publish import TaskName
@@ -48,12 +48,9 @@ def dispatch_signal(self, signal_id: int) -> dict:
 
 @shared_task(name=TaskName.DISPATCH_PENDING_SIGNALS, expires=DISPATCH_PENDING_EVERY, **ORDER_TASK)
 def dispatch_pending_signals() -> dict:
-    """Beat: a signal whose dispatch message was lost is dispatched again while it is fresh."""
-    sweep = dispatch.sweep_pending_signals()
-    for signal_id in sweep["redispatch"]:
-        log.warning("signal_redispatched", signal_id=signal_id)
-        publish.dispatch_signal(signal_id)
-    return {"expired": sweep["expired"], "redispatched": len(sweep["redispatch"])}
+    """Beat, the one sweeper: lost dispatches, and (signal, account) pairs that stopped
+    progressing, re-driven while fresh and recorded missed after (:func:`orders.dispatch.sweep`)."""
+    return dispatch.sweep()
 
 
 # ignore_result: the outcome is the Order row; storing a result would be one more Redis write per order
@@ -61,7 +58,8 @@ def dispatch_pending_signals() -> dict:
              ignore_result=True, **ORDER_TASK)
 def place_order(self, account_id: int, signal_id: int) -> str:
     try:
-        return execution.place_signal_order(account_id, signal_id)
+        return recovery.run_chunk(signal_id, [account_id],
+                                  lambda: execution.place_signal_order(account_id, signal_id))
     except AccountLockTimeout as exc:
         # nothing was sent; another task holds the account (a long reconciliation): queue again
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
@@ -70,8 +68,10 @@ def place_order(self, account_id: int, signal_id: int) -> str:
 @shared_task(bind=True, name=TaskName.PLACE_ORDERS, soft_time_limit=120, time_limit=150, ignore_result=True,
              **ORDER_TASK)
 def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0) -> dict:
-    """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`)."""
-    return batch.place_signal_orders(signal_id, account_ids, requeues)
+    """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`);
+    Redis / PostgreSQL / connection errors are retried by the chunk itself (:mod:`orders.recovery`)."""
+    return recovery.run_chunk(signal_id, account_ids,
+                              lambda: batch.place_signal_orders(signal_id, account_ids, requeues))
 
 
 @shared_task(name=TaskName.LINK_FILLS, soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)

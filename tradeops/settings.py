@@ -306,6 +306,9 @@ ORDERS_EQUITY_MAX_AGE_S = env.int("ORDERS_EQUITY_MAX_AGE_S", default=300)
 ORDERS_MATCH_CLOCK_SKEW_S = env.float("ORDERS_MATCH_CLOCK_SKEW_S", default=2.0)
 # Wait before reading back after a lost answer, so a late execution is visible.
 ORDERS_UNKNOWN_SETTLE_S = env.float("ORDERS_UNKNOWN_SETTLE_S", default=0.3)
+# An account halted BY reconciliation (unexplained broker state) resumes by itself when a later
+# reconciliation explains everything; other halt causes never do (audited either way).
+ORDERS_AUTO_RESUME_RECONCILED = env.bool("ORDERS_AUTO_RESUME_RECONCILED", default=True)
 # Reconcile accounts when an orders worker starts (worker_ready).
 ORDERS_RECONCILE_ON_WORKER_READY = env.bool("ORDERS_RECONCILE_ON_WORKER_READY", default=True)
 # Shared Redis token bucket per broker credential: 500 req/min documented, keep a margin.

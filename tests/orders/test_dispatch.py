@@ -116,7 +116,7 @@ def test_signals_left_new_are_dispatched_again_while_fresh_and_expired_when_old(
     Signal.objects.filter(pk=lost.pk).update(created_at=now - timedelta(seconds=30))
     Signal.objects.filter(pk=too_old.pk).update(created_at=now - timedelta(seconds=600))
     Signal.objects.filter(pk=done.pk).update(created_at=now - timedelta(seconds=30), status=Signal.Status.DISPATCHED)
-    assert dispatch_pending_signals() == {"expired": 1, "redispatched": 1}
+    assert dispatch_pending_signals() == {"expired": 1, "redispatched": 1, "settled": 0, "redriven": 0, "missed": {}}
     queued = [json.loads(raw) for raw in redis_client.lrange("orders", 0, -1)]
     assert [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in queued] == [
         ("orders.dispatch_signal", [lost.pk])]

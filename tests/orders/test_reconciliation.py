@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
-from accounts.models import Account, AuditLog
+from accounts.models import Account, AuditLog, HaltCause
 from orders.broker import client_for
 from orders.execution import place_signal_order
 from orders.lifecycle import OrderStatus as S
@@ -51,9 +51,56 @@ def test_unexplained_broker_position_halts_the_account(sim):
     report = reconcile_account(acct.pk)
     acct.refresh_from_db()
     assert report.halted and len(report.unexplained) == 1
-    assert acct.halted and "matching no order" in acct.halt_reason
+    # the halt names the exact discrepancy and records its cause
+    (stray,) = client_for(acct).open_positions()
+    assert acct.halted and acct.halt_cause == HaltCause.RECONCILIATION
+    assert f"position {stray.id} EURUSD SELL 0.1 opened" in acct.halt_reason
     # nothing was traded to "correct" it
     assert len(client_for(acct).open_positions()) == 1
+
+
+def test_reconciliation_halt_resumes_itself_once_everything_is_explained_other_halts_never(sim, settings):
+    reconciled, by_operator = sim_accounts(sim, 2)
+    strays = {}
+    for acct in (reconciled, by_operator):
+        client_for(acct).open_position("EURUSD", "SELL", D("0.10"), None, None)
+        strays[acct.pk] = client_for(acct).open_positions()[0].id
+    assert reconcile_account(reconciled.pk).halted
+    Account.objects.get(pk=by_operator.pk).halt("desk review", actor="ops", cause=HaltCause.OPERATOR)
+    # still unexplained: stays halted
+    assert not reconcile_account(reconciled.pk).resumed
+    # when the stray positions are gone (closed at the broker by a person) and we reconcile again
+    for acct in (reconciled, by_operator):
+        sim.control.close_position(strays[acct.pk])
+    report = reconcile_account(reconciled.pk)
+    assert report.resumed and not Account.objects.get(pk=reconciled.pk).halted
+    resume = AuditLog.objects.filter(account=reconciled, action=AuditLog.Action.RESUME).get()
+    assert resume.actor == "reconciliation" and "explained" in resume.details["why"]
+    # the operator's halt is never lifted by reconciliation
+    assert not reconcile_account(by_operator.pk).resumed
+    assert Account.objects.get(pk=by_operator.pk).halted
+    # and the switch turns it off
+    settings.ORDERS_AUTO_RESUME_RECONCILED = False
+    client_for(reconciled).open_position("EURUSD", "SELL", D("0.10"), None, None)
+    assert reconcile_account(reconciled.pk).halted
+    sim.control.close_position(client_for(reconciled).open_positions()[0].id)
+    assert not reconcile_account(reconciled.pk).resumed
+
+
+def test_position_of_an_order_still_in_flight_is_ours_never_a_halt(sim):
+    """The worker-start / beat reconciliation runs while a fan-out's order is ``submitted`` (its
+    sender died after the broker executed it): the position is matched to it, not halted on."""
+    (acct,) = sim_accounts(sim, 1)
+    signal = eurusd_buy_signal()
+    order = Order.objects.create(account=acct, signal=signal, symbol=signal.symbol, side="BUY", volume=D("0.25"),
+                                 idempotency_key=idempotency_key_for(signal.pk, acct.pk))
+    order.transition(S.SUBMITTED, attempts=1)
+    client_for(acct).open_position("EURUSD", "BUY", D("0.25"), D("1.09800"), D("1.10400"))
+    report = reconcile_account(acct.pk)
+    order.refresh_from_db()
+    acct.refresh_from_db()
+    assert not report.halted and not acct.halted and report.unexplained == []
+    assert order.status == S.FILLED and order.position is not None and report.orders_filled == [order.pk]
 
 
 def test_unknown_order_is_resolved_and_the_account_released(sim):
