@@ -143,6 +143,7 @@ FROM (
               ELSE 'missed' END AS outcome,
          CASE WHEN o.status = 'skipped' AND o.reason = '{signal_expired}' THEN '{expired}'
               WHEN o.status = 'cancelled' THEN 'cancelled'
+              WHEN o.status = 'filled' THEN ''
               WHEN o.reason = '' THEN o.status
               ELSE o.reason END AS reason
   FROM {o} o
