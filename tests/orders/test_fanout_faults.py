@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import Account
-from orders import tasks
+from orders import dispatch
 from orders.dispatch import dispatch_signal
 from orders.lifecycle import OrderStatus
 from orders.models import Delivery, Order
@@ -69,7 +69,7 @@ def drive_until_settled(signal, procs, timeout: float = 100.0) -> dict[int, tupl
     """Run the sweep once a second (standing in for beat) until no pair is pending."""
     def settled():
         with contextlib.suppress(Exception):  # Redis may be restarting: the next pass retries
-            tasks.sweep_and_redrive()
+            dispatch.sweep()
         return not Delivery.objects.filter(signal=signal, outcome=O.PENDING).exists()
     wait_for(settled, timeout, "every pair to end in an outcome", procs=procs, interval=1.0)
     return {d.account_id: (d.outcome, d.reason) for d in Delivery.objects.filter(signal=signal)}
