@@ -81,3 +81,15 @@ def test_routine_maintenance_is_published_behind_order_work(redis_client):
     assert t.sync_accounts() == 2  # two accounts, one batch message
     assert redis_client.llen("orders") == 0
     assert redis_client.llen("orders\x06\x169") == 2
+
+
+def test_visibility_timeout_stays_above_the_chunks_hard_time_limit():
+    """A chunk still running when Redis's visibility timeout passes would be handed to a second
+    worker while the first sends: the timeout stays above every order task's hard limit. Lost
+    workers are found by the fan-out record's sweep, not by lowering this (orders/delivery.py)."""
+    from django.conf import settings
+
+    from orders.tasks import place_order, place_orders
+
+    timeout = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert timeout > max(place_orders.time_limit, place_order.time_limit)

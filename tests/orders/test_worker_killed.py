@@ -1,8 +1,10 @@
 """A worker SIGKILLed mid-batch and restarted leaves exactly one order per account.
 
-Real ``celery worker`` subprocesses against this test's Redis db and test database; the simulator
-runs in the test process and answers over a socket. A short visibility timeout makes Redis
-redeliver the killed worker's unacknowledged messages quickly.
+Real ``celery worker`` subprocesses against this test's Redis db and test database, with the
+SHIPPED settings (the 600 s visibility timeout included: nothing waits for Redis to hand the
+killed worker's messages back); the simulator runs in the test process and answers over a
+socket. The fan-out record brings the lost chunks back: the test runs the 10 s sweep
+(``orders.dispatch_pending_signals``'s body), standing in for beat.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from orders import dispatch
 from orders.dispatch import dispatch_signal
 from orders.lifecycle import OrderStatus, TERMINAL
 from orders.models import Order
@@ -36,10 +39,10 @@ def start_worker_process(sim, log_path: Path) -> subprocess.Popen:
         DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         REDIS_URL=settings.REDIS_URL, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND,
-        CELERY_VISIBILITY_TIMEOUT="5", CELERY_UNACKED_RESTORE_INTERVAL="1",
-        CELERY_UNACKED_RESTORE_THROTTLE="1", SIMULATOR_URL=sim.url, SIMULATION_MODE="true",
-        ORDERS_UNKNOWN_SETTLE_S="0", ORDERS_RECONCILE_ON_WORKER_READY="true", LOG_LEVEL="INFO",
+        SIMULATOR_URL=sim.url, SIMULATION_MODE="true", LOG_LEVEL="INFO",
     )
+    for name in [k for k in env if k.startswith(("ORDERS_", "CELERY_VISIBILITY", "CELERY_UNACKED"))]:
+        del env[name]  # shipped settings only
     log = open(log_path, "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders", "--pool", "threads",
@@ -80,10 +83,11 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
         worker = start_worker_process(sim, log_path)
 
         def all_terminal():
+            dispatch.sweep()
             orders = list(Order.objects.filter(signal=signal))
             return len(orders) == 40 and all(o.status in TERMINAL for o in orders)
 
-        wait_for(all_terminal, 60, "every order to be terminal", interval=0.2)
+        wait_for(all_terminal, 60, "every order to be terminal", interval=1.0)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signals.SIGTERM)
