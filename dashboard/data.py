@@ -17,7 +17,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Account, EquitySnapshot, TradingSwitch
-from orders.models import Order, Position
+from orders.models import Delivery, Order, Position
 from prop import board
 from signals.models import Signal
 from tradeops.logging import get_logger
@@ -194,15 +194,25 @@ def recent_signals(limit: int = 8) -> list[Signal]:
     exits = Q(orders__purpose=Order.Purpose.CLOSE)
     signals = list(
         Signal.objects.select_related("symbol")
-        .annotate(order_count=Count("orders", filter=opens),
-                  filled_count=Count("orders", filter=opens & Q(orders__status="filled")),
-                  exit_count=Count("orders", filter=exits),
-                  exit_done=Count("orders", filter=exits & Q(orders__status__in=("filled", "cancelled", "skipped"))),
-                  last_completed=Max("orders__completed_at", filter=opens))
+        .annotate(order_count=Count("orders", filter=opens, distinct=True),
+                  filled_count=Count("orders", filter=opens & Q(orders__status="filled"), distinct=True),
+                  exit_count=Count("orders", filter=exits, distinct=True),
+                  exit_done=Count("orders", filter=exits & Q(orders__status__in=("filled", "cancelled", "skipped")),
+                                  distinct=True),
+                  last_completed=Max("orders__completed_at", filter=opens),
+                  pair_count=Count("deliveries", distinct=True),
+                  delivered_count=Count("deliveries", filter=Q(deliveries__outcome="filled"), distinct=True))
         .order_by("-created_at")[:limit]
     )
+    # missed pairs by cause, for these signals in one query (orders.Delivery: one outcome per pair)
+    missed: dict[int, list[str]] = {}
+    rows = (Delivery.objects.filter(signal_id__in=[s.pk for s in signals], outcome=Delivery.Outcome.MISSED)
+            .values("signal_id", "reason").annotate(n=Count("id")).order_by("signal_id", "-n"))
+    for row in rows:
+        missed.setdefault(row["signal_id"], []).append(f"{row['reason'] or 'unknown'} {row['n']}")
     for s in signals:
         s.fanout_s = (s.last_completed - s.created_at).total_seconds() if s.last_completed else None
+        s.missed_by_cause = ", ".join(missed.get(s.pk, []))
     return signals
 
 

@@ -17,6 +17,7 @@ from django.contrib import admin
 from django.db.models import Count, Max, Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from prop.admin import StrategyOwnerInline
 
@@ -27,26 +28,34 @@ from .strategy import StrategyParams, StrategyParamsError
 
 @admin.register(Signal)
 class SignalAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "orders_summary",
-                    "fanout", "exits_summary", "entry_price", "stop_loss", "take_profit")
+    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "delivered",
+                    "orders_summary", "fanout", "exits_summary", "entry_price", "stop_loss", "take_profit")
     list_filter = ("side", "status", "symbol")
     search_fields = ("symbol__name",)
     date_hierarchy = "created_at"
     list_select_related = ("symbol",)
-    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "orders_summary", "fanout", "exits_summary"]
+    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "delivered", "delivery_outcomes",
+                                                                "orders_summary", "fanout", "exits_summary"]
 
     def get_queryset(self, request):
         """The fan-out's outcome per signal in the same query as the page (no query per row)."""
-        orders = "orders"
+        orders, pairs = "orders", "deliveries"
         opens = Q(orders__purpose="open")  # signal orders; exit orders (closes) are counted apart
         exits = Q(orders__purpose="close")
         return super().get_queryset(request).annotate(
-            n_orders=Count(orders, filter=opens),
-            n_filled=Count(orders, filter=opens & Q(orders__status="filled")),
-            n_not_sent=Count(orders, filter=opens & Q(orders__status__in=["skipped", "failed", "rejected"])),
-            n_exits=Count(orders, filter=exits),
-            n_exits_done=Count(orders, filter=exits & Q(orders__status__in=["filled", "cancelled", "skipped"])),
+            n_orders=Count(orders, filter=opens, distinct=True),
+            n_filled=Count(orders, filter=opens & Q(orders__status="filled"), distinct=True),
+            n_not_sent=Count(orders, filter=opens & Q(orders__status__in=["skipped", "failed", "rejected"]),
+                             distinct=True),
+            n_exits=Count(orders, filter=exits, distinct=True),
+            n_exits_done=Count(orders, filter=exits & Q(orders__status__in=["filled", "cancelled", "skipped"]),
+                               distinct=True),
             last_completed=Max("orders__completed_at", filter=opens),
+            # the fan-out record (orders.Delivery): every account of the mode, one outcome each
+            n_pairs=Count(pairs, distinct=True),
+            n_delivered=Count(pairs, filter=Q(deliveries__outcome="filled"), distinct=True),
+            n_missed=Count(pairs, filter=Q(deliveries__outcome="missed"), distinct=True),
+            n_pending=Count(pairs, filter=Q(deliveries__outcome="pending"), distinct=True),
         )
 
     @admin.display(description="exit orders: done / all")
@@ -56,6 +65,26 @@ class SignalAdmin(admin.ModelAdmin):
         url = (reverse("admin:orders_order_changelist")
                + f"?signal__id__exact={obj.pk}&purpose__exact=close")
         return format_html('<a href="{}">{} / {}</a>', url, obj.n_exits_done, obj.n_exits)
+    @admin.display(description="delivered")
+    def delivered(self, obj):
+        """"delivered N of M", M counting every account of the mode (excluded ones as skipped)."""
+        total = getattr(obj, "n_pairs", 0)
+        if not total:
+            return "-"
+        extra = []
+        if obj.n_missed:
+            extra.append(f"{obj.n_missed} missed")
+        if obj.n_pending:
+            extra.append(f"{obj.n_pending} pending")
+        return f"{obj.n_delivered} of {total}" + (f" ({', '.join(extra)})" if extra else "")
+
+    @admin.display(description="outcomes (missed by cause)")
+    def delivery_outcomes(self, obj):
+        rows = obj.deliveries.values("outcome", "reason").annotate(n=Count("id")).order_by("outcome", "-n")
+        if not rows:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{}: {} × {}",
+                                ((r["outcome"], r["reason"] or "–", r["n"]) for r in rows))
 
     @admin.display(description="tick→signal (ms)")
     def latency(self, obj):

@@ -122,3 +122,20 @@ def test_sweep_records_expired_pairs_missed_with_the_cause_and_waits_for_orders_
     assert new_order.status == S.FAILED and new_order.reason == Missed.WORKER_LOST
     assert delivery.summary(signal.pk)["missed"] == {Missed.WORKER_LOST: 2, Missed.QUEUE_LOST: 1,
                                                      Missed.DATABASE_UNAVAILABLE: 1}
+
+
+def test_signal_page_and_dashboard_say_delivered_n_of_m_and_missed_by_cause(redis_client, admin_client):
+    from tradeops.dashboard.data import recent_signals
+
+    signal = make_signal(symbol=eurusd())
+    filled, lost, _skipped = make_account(), make_account(), make_account(halted=True, halt_reason="x")
+    delivery.record_fanout(signal.pk, signal.symbol_id)
+    _order(signal, filled, S.FILLED)
+    delivery.settle([signal.pk])
+    Delivery.objects.filter(account=lost).update(outcome=O.MISSED, reason=Missed.WORKER_LOST)
+    (row,) = [s for s in recent_signals() if s.pk == signal.pk]
+    assert (row.delivered_count, row.pair_count, row.missed_by_cause) == (1, 3, "worker_lost 1")
+    page = admin_client.get(f"/admin/signals/signal/{signal.pk}/change/").content.decode()
+    assert "1 of 3 (1 missed)" in page and "missed: worker_lost × 1" in page
+    listing = admin_client.get("/admin/signals/signal/").content.decode()
+    assert "1 of 3 (1 missed)" in listing
