@@ -65,7 +65,10 @@ def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 
         if locked:
             for order in submit.place_locked(signal, locked):
                 counts[order.status] += 1
-            delivery.settle([signal_id], locked)  # the pairs take their orders' outcomes
+    if locked:
+        # the pairs take their orders' outcomes, after the locks are released (the fill links,
+        # already published, skip an account whose lock is still held)
+        delivery.settle([signal_id], locked)
     log.info("orders_batch_done", signal_id=signal_id, accounts=len(account_ids), **counts)
     return dict(counts)
 

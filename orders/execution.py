@@ -23,5 +23,5 @@ def place_signal_order(account_id: int, signal_id: int) -> str:
         orders = submit.place_locked(signal, [account_id])
         if not orders:
             raise Account.DoesNotExist(account_id)
-        delivery.settle([signal_id], [account_id])  # the pair takes its order's outcome
-        return orders[0].status
+    delivery.settle([signal_id], [account_id])  # the pair takes its order's outcome (lock released)
+    return orders[0].status

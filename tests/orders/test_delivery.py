@@ -20,6 +20,7 @@ from orders.models import Delivery, Order, idempotency_key_for
 from signals.models import Signal
 from tests.factories import make_account, make_signal, make_symbol
 from tests.orders.conftest import eurusd
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 O = Delivery.Outcome
@@ -94,7 +95,8 @@ def test_sweep_redrives_stuck_fresh_pairs_but_not_ones_a_live_worker_holds(redis
     assert Delivery.objects.get(account=stuck).redrives == 1
     # re-driven just now: not again until it has been still for a while; the lock holder is gone
     # (its session ended, as a killed worker's does): now that pair is re-driven
-    assert delivery.sweep()["redrive"] == {signal.pk: [held.pk]}
+    # (PostgreSQL releases the lock as it notices the session end: poll)
+    assert wait_for(lambda: delivery.sweep()["redrive"], 10, "the released pair") == {signal.pk: [held.pk]}
     assert recent.pk not in result["redrive"].get(signal.pk, [])
 
 
