@@ -127,7 +127,7 @@ def test_sweep_records_expired_pairs_missed_with_the_cause_and_waits_for_orders_
 
 
 def test_signal_page_and_dashboard_say_delivered_n_of_m_and_missed_by_cause(redis_client, admin_client):
-    from tradeops.dashboard.data import recent_signals
+    from dashboard.data import recent_signals
 
     signal = make_signal(symbol=eurusd())
     filled, lost, _skipped = make_account(), make_account(), make_account(halted=True, halt_reason="x")

@@ -15,7 +15,7 @@ from marketdata.health import read_health
 from matchtrader.simulator.testing import running_simulator
 from tests.factories import make_symbol
 from tests.waiting import wait_for
-from tradeops.health import check_feed
+from dashboard.health import check_feed
 from workers.feed import FeedConfig, FeedWorker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
