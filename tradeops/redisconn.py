@@ -3,7 +3,8 @@
 Why: a single Redis is the Celery broker, the market-data store, the token cache and the rate
 limiter. With Redis Sentinel, a failed master is replaced by a replica within seconds, but only
 clients that ask the sentinels where the master is follow it. Every Redis client of the project
-is built here (``redis_from_url``), and the Celery settings translate the same URL into kombu's
+is built through here (``redis_from_url``, called by :mod:`tradeops.redis_clients`), and the
+Celery settings translate the same URL into kombu's
 sentinel form (``celery_url_and_options``), so one ``REDIS_URL`` describes the deployment.
 
 URL forms:
