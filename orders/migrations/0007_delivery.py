@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_account_states'),
-        ('orders', '0005_one_reason_vocabulary'),
+        ('orders', '0006_close_not_needed_and_stop_out'),
         ('signals', '0002_beat_schedule'),
     ]
 
