@@ -47,6 +47,7 @@ class SymbolState:
         "recs", "roller", "bid", "ask", "quote_ts", "quote_recv", "quote_dirty", "book", "closed",
         "last_bar_ts", "bars_dirty", "candle_m1", "candle_forming",
         "ticks", "last_ts", "last_recv", "malformed", "out_of_order", "gaps", "health_dirty", "seq",
+        "prescreen", "prescreen_key",
     )
 
     def __init__(self, name: str):
@@ -73,6 +74,9 @@ class SymbolState:
         self.gaps = 0
         self.health_dirty = False
         self.seq = -1  # the source's quote sequence number (simulator extension), -1: none yet
+        # the symbol's strategy's wake-up hook (signals.strategies.Strategy.prescreen), None: off
+        self.prescreen = None
+        self.prescreen_key = None
 
 
 
@@ -114,6 +118,24 @@ class FeedState:
         # re-check is on its way (the state is "resyncing" until ``resync_done``).
         self.on_source_restart: Callable[[str], bool] | None = None
         self._resyncing: set[str] = set()
+        # Pre-screen wake-ups since the feed last took them: (symbol, venue ts ms, receive wall ms).
+        # The feed sends them once the batch holding their tick is stored (workers.feed).
+        self.wakes: list[tuple[str, int, int]] = []
+
+    def set_prescreen(self, symbol: str, key, prescreen) -> bool:
+        """Install ``prescreen`` (an object with ``on_tick(ts_ms, price, volume) -> bool``) for
+        ``symbol`` unless the one installed has the same ``key`` (strategy, params): an unchanged
+        configuration keeps its incremental baseline. ``prescreen=None`` removes it."""
+        st = self.sym(symbol)
+        if st.prescreen_key == key and (st.prescreen is None) == (prescreen is None):
+            return False
+        st.prescreen = prescreen
+        st.prescreen_key = key if prescreen is not None else None
+        return True
+
+    def take_wakes(self) -> list[tuple[str, int, int]]:
+        wakes, self.wakes = self.wakes, []
+        return wakes
 
     @property
     def pending_ticks(self) -> int:
@@ -180,6 +202,7 @@ class FeedState:
                 st.quote_dirty = True
                 closed = st.roller.update(ts, mid)
                 price = mid
+                vol = 0.0
             elif cls is TradeEvent:
                 st = syms.get(ev.symbol) or self.sym(ev.symbol)
                 ts = ev.ts_ms
@@ -187,10 +210,14 @@ class FeedState:
                 side = ev.side
                 st.recs.append(pack((ts << 2) | (2 if side > 0 else (0 if side < 0 else 1)), st.bid, st.ask, price,
                                     ev.volume))
-                closed = st.roller.update(ts, price, ev.volume, side)
+                vol = ev.volume
+                closed = st.roller.update(ts, price, vol, side)
             else:
                 self._ingest_other(ev)
                 continue
+            ps = st.prescreen
+            if ps is not None and ps.on_tick(ts, price, vol):
+                self.wakes.append((st.name, ts, ev.recv_ms))
             if closed:
                 self._closed_bars(st, closed)
             recv = ev.recv_ms

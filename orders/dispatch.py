@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts.models import Account, openable_accounts_q
 from prop import fanout
+from signals import hops
 from signals.models import Signal
 from tradeops.celery import app
 from tradeops.logging import get_logger
@@ -70,9 +71,10 @@ def dispatch_signal(signal_id: int) -> dict:
     ids = fanout.apply_copy_rules(signal_id, row["symbol_id"], pending)
     if len(ids) != len(pending):
         delivery.settle([signal_id], sorted(set(pending) - set(ids)))
+    dispatched_mono = hops.mono_ms()  # the "dispatch" hop: the chunk tasks are published from here
     chunks = publish_chunks(signal_id, ids)
     marked = Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW).update(
-        status=Signal.Status.DISPATCHED, dispatched_at=timezone.now()
+        status=Signal.Status.DISPATCHED, dispatched_at=timezone.now(), hops=hops.merged(dispatch=dispatched_mono)
     )
     log.info("signal_dispatched", signal_id=signal_id, accounts=len(ids), chunks=len(chunks), marked=bool(marked),
              elapsed_ms=round((time.perf_counter() - started) * 1000, 1))

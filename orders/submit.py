@@ -236,10 +236,13 @@ def _call(client, signal: Signal, order: Order, not_after: float):
     if time.monotonic() > not_after:
         return NOT_SENT
     metrics.observe_order_sent(signal)
+    order.hop_send = time.monotonic() * 1000.0  # the "HTTP send" and "broker answer" hops (signals.hops)
     try:
         return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
     except BrokerError as exc:
         return exc
+    finally:
+        order.hop_answer = time.monotonic() * 1000.0
 
 
 def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> None:

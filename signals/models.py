@@ -27,6 +27,8 @@ class Signal(models.Model):
     tick_at = models.DateTimeField(null=True, blank=True, help_text="Venue time of the tick that caused it.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    hops = models.JSONField(default=dict, blank=True,
+                            help_text="Hop timestamps from the venue tick to each broker answer (signals.hops).")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -26,6 +26,7 @@ from tradeops.celery import Queues, app
 from tradeops.logging import get_logger
 from tradeops.money import round_to_step, to_decimal
 
+from . import hops as hops_mod
 from .models import Signal, StrategyConfig
 from .strategies import DEFAULT_STRATEGY, Strategy, get_strategy
 from .strategy import Decision, Reason, StrategyParams, analyse_all
@@ -129,11 +130,20 @@ def pass_state(redis, names: list[str]) -> tuple[dict[str, int | None], str]:
     return last, connection or ""
 
 
-def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
-    """Read every enabled symbol's window in one round trip, analyse, store and dispatch signals."""
+def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = None,
+                 wakes: dict[str, dict] | None = None) -> AnalysisRun:
+    """Read every enabled symbol's window in one round trip, analyse, store and dispatch signals.
+
+    ``only``: analyse just these symbols (the event path: the feed's pre-screen woke them);
+    ``wakes``: their wake-up hops (venue, recv, store, wake — ``signals.hops``), stored with a signal.
+    """
     from marketdata.reader import read_windows
 
+    started_mono = hops_mod.mono_ms()
     symbols = enabled_symbols()
+    if only is not None:
+        wanted = set(only)
+        symbols = [s for s in symbols if s.name in wanted]
     names = [s.name for s in symbols]
     if not names:
         return AnalysisRun(0, [], {}, 0.0, 0.0)
@@ -166,7 +176,15 @@ def run_analysis(redis, now_ms: int | None = None) -> AnalysisRun:
         _warn_stale(redis, stale, now_ms)
     created: list[int] = []
     if firing:
-        created = [s.pk for s in record_signals(firing)]
+        signal_mono = hops_mod.mono_ms()
+        at = hops_mod.anchor()
+        hops: dict[str, dict] = {}
+        for _, decision in firing:
+            wake = (wakes or {}).get(decision.symbol) or {}
+            hops[decision.symbol] = {**wake, "path": "event" if wake else "beat",
+                                     "venue": wake.get("venue") or decision.tick_ts_ms,
+                                     "analysis": started_mono, "signal": signal_mono, "anchor": at}
+        created = [s.pk for s in record_signals(firing, hops)]
         # After the insert: the cool-down never blocks a symbol whose signal was not stored.
         redis.hset(LAST_SIGNAL_KEY, mapping={symbol.name: now_ms for symbol, _ in firing})
     t3 = time.perf_counter()
@@ -203,7 +221,7 @@ def json_safe(features: dict) -> dict:
     return out
 
 
-def build_signal(symbol: Symbol, decision: Decision) -> Signal:
+def build_signal(symbol: Symbol, decision: Decision, hops: dict | None = None) -> Signal:
     plan = decision.exit
     tick_at = datetime.fromtimestamp(decision.tick_ts_ms / 1000, tz=UTC) if decision.tick_ts_ms else None
     return Signal(
@@ -216,12 +234,13 @@ def build_signal(symbol: Symbol, decision: Decision) -> Signal:
         take_profit=_price(plan.take_profit if plan else None, symbol.tick_size),
         time_stop_seconds=plan.time_stop_s if plan else None,
         tick_at=tick_at,
+        hops=hops or {},
     )
 
 
-def record_signals(items: list[tuple[Symbol, Decision]]) -> list[Signal]:
+def record_signals(items: list[tuple[Symbol, Decision]], hops: dict[str, dict] | None = None) -> list[Signal]:
     """Store a pass's signals with ONE insert and hand each to order dispatch once committed."""
-    rows = [build_signal(symbol, decision) for symbol, decision in items]
+    rows = [build_signal(symbol, decision, (hops or {}).get(symbol.name)) for symbol, decision in items]
     with transaction.atomic():
         Signal.objects.bulk_create(rows)
         ids = [row.pk for row in rows]

@@ -20,7 +20,7 @@ what the clock is (wall time, or the simulated clock). Everything a strategy dec
   symbol now, don't wait for the next beat". It must be cheap (O(1) per tick, no numpy) and is a
   hint only: beat still analyses every symbol every period, so a missed wake-up costs latency,
   never a signal. Each strategy wakes on what matters to it: the volume-surge scalper on the
-  current second's activity against an incremental baseline, the moving-average cross on a new
+  analysis' own surge test kept incrementally (``VolumeSurgePreScreen``), the moving-average cross on a new
   1 m bar.
 
 The backtest drives ``prescreen`` exactly like the live feed will: an analysis pass at every
@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from marketdata.windows import MarketWindow
 
+from .analysis.volume import MIN_BASELINE_RATE
 from .strategy import DEFAULT_PARAMS, Decision, StrategyParams, StrategyParamsError, evaluate
 
 DEFAULT_STRATEGY = "volume_surge"
@@ -74,54 +75,108 @@ class Strategy:
 
 
 class VolumeSurgePreScreen:
-    """Wake analysis when the current second's activity is well above an incremental baseline.
+    """Wake analysis when the analysis' own volume-surge test passes on the ticks seen so far.
 
-    Activity per second is the traded volume, or the tick count when the ticks carry no volume
-    (the ``volume_source='auto'`` rule of the analysis). The baseline is an exponential moving
-    average of completed seconds' activity with a time constant of ``baseline_window_s``; quiet
-    seconds between ticks decay it. Fires at most once per second, only once the baseline covers
-    ``min_baseline_s`` seconds, and when the current second reaches ``surge_min_ratio`` × baseline
-    (the analysis' own ratio, without the no-book multiplier: the pre-screen must wake at least as
-    often as the analysis could fire).
+    The same arithmetic as ``signals.analysis.volume.analyse_volume``, kept incrementally: activity
+    per second (traded volume, or the tick count while the ticks carry no volume — the
+    ``volume_source='auto'`` rule) in a ring of ``recent_window_s + baseline_window_s`` seconds,
+    with running sums of the recent window and of the baseline window (sum and sum of squares, so
+    mean and population std are O(1)); the recent rate divides by the elapsed part of the window,
+    as the analysis does. It fires when ratio ≥ ``surge_min_ratio``, z-score ≥
+    ``surge_min_zscore`` and recent volume ≥ ``surge_min_volume`` with at least
+    ``min_baseline_s`` covered baseline seconds — the analysis' thresholds WITHOUT its no-book
+    multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
+    whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
+    At most once per second. The baseline covers only the seconds this pre-screen has seen (a
+    feed restart starts it empty): until ``min_baseline_s`` have passed it never fires and the
+    beat alone covers the symbol.
     """
 
-    __slots__ = ("ratio", "alpha", "min_seconds", "second", "activity", "baseline", "seconds", "fired_second",
-                 "use_volume")
+    __slots__ = ("ratio", "zmin", "vmin", "std_floor", "recent_s", "baseline_s", "n", "min_seconds", "use_volume",
+                 "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "fired_second",
+                 "resum_at")
 
     def __init__(self, params: StrategyParams):
         self.ratio = params.surge_min_ratio
-        self.alpha = 1.0 / max(1, params.baseline_window_s)
+        self.zmin = params.surge_min_zscore
+        self.vmin = params.surge_min_volume
+        self.std_floor = params.zscore_std_floor
+        self.recent_s = params.recent_window_s
+        self.baseline_s = params.baseline_window_s
+        self.n = self.recent_s + self.baseline_s
         self.min_seconds = params.min_baseline_s
         self.use_volume = params.volume_source == "volume"
+        self._reset()
+
+    def _reset(self) -> None:
+        self.ring = [0.0] * self.n  # activity of second s at ring[s % n]
         self.second = -1
-        self.activity = 0.0
-        self.baseline = 0.0
-        self.seconds = 0
+        self.first_second = -1
+        self.recent_sum = 0.0
+        self.base_sum = 0.0
+        self.base_sq = 0.0
         self.fired_second = -1
+        self.resum_at = 0
+
+    def _advance(self, second: int) -> None:
+        """Move the windows on to ``second`` (the seconds in between had no activity)."""
+        n, r, ring = self.n, self.recent_s, self.ring
+        if second - self.second >= n or second >= self.resum_at:
+            # long silence, or periodically: recompute the sums exactly (no float drift over days)
+            for s in range(max(self.second + 1, second - n + 1), second + 1):
+                ring[s % n] = 0.0
+            if second - self.second >= n:
+                for i in range(n):
+                    ring[i] = 0.0
+            self.second = second
+            recent = [ring[s % n] for s in range(second - r + 1, second + 1)]
+            base = [ring[s % n] for s in range(second - n + 1, second - r + 1)]
+            self.recent_sum = sum(recent)
+            self.base_sum = sum(base)
+            self.base_sq = sum(x * x for x in base)
+            self.resum_at = second + n
+            return
+        for s in range(self.second + 1, second + 1):
+            moving = ring[(s - r) % n]  # leaves the recent window, enters the baseline
+            leaving = ring[s % n]  # leaves the baseline (its slot is reused for second s)
+            self.recent_sum -= moving
+            self.base_sum += moving - leaving
+            self.base_sq += moving * moving - leaving * leaving
+            ring[s % n] = 0.0
+        self.second = second
 
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool:
         second = ts_ms // 1000
-        if second != self.second:
-            if self.second >= 0 and second > self.second:
-                # close the finished second, then decay over the silent ones
-                # running mean until the window is covered, then an EMA (no start-up bias)
-                self.baseline += max(self.alpha, 1.0 / (self.seconds + 1)) * (self.activity - self.baseline)
-                gap = second - self.second - 1
-                if gap > 0:
-                    self.baseline *= (1.0 - self.alpha) ** min(gap, 10_000)
-                self.seconds += 1 + gap
-            if second > self.second:
-                self.second = second
-                self.activity = 0.0
         if volume > 0 and not self.use_volume:
             self.use_volume = True  # traded volume seen: measure volume, like volume_source='auto'
-            self.activity = 0.0
-            self.baseline = 0.0
-            self.seconds = 0
-        self.activity += volume if self.use_volume else 1.0
-        if self.seconds < self.min_seconds or self.fired_second == second:
+            self._reset()
+        if self.first_second < 0 or second == self.first_second:
+            # the first second is only partly seen: the analysis leaves it out of the baseline too
+            self.first_second = second
+            self.second = second
+            self.resum_at = second + self.n
             return False
-        if self.activity >= self.ratio * max(self.baseline, 1e-12):
+        if second > self.second:
+            self._advance(second)
+        elif second < self.second:
+            return False  # out of order: the feed stores it, the windows here move forward only
+        x = volume if self.use_volume else 1.0
+        self.ring[second % self.n] += x
+        self.recent_sum += x
+        if self.fired_second == second:
+            return False
+        # baseline seconds covered: those after the first (partial) second, before the recent window
+        k = min(self.baseline_s, second - self.recent_s - self.first_second)
+        if k < self.min_seconds or k <= 0:
+            return False
+        mean = self.base_sum / k
+        if mean <= MIN_BASELINE_RATE:
+            return False
+        std = math.sqrt(max(self.base_sq / k - mean * mean, 0.0))
+        elapsed_s = (ts_ms - (second - self.recent_s + 1) * 1000 + 1) / 1000.0
+        rate = self.recent_sum / elapsed_s
+        if (rate >= self.ratio * mean and (rate - mean) / max(std, self.std_floor * mean) >= self.zmin
+                and self.recent_sum >= self.vmin):
             self.fired_second = second
             return True
         return False

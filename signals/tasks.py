@@ -13,6 +13,23 @@ Guards, and why each:
 - Overlap: a pass slower than the period must not run concurrently with the next one (double
   signals, double dispatch). A token-owned Redis lock, released only by its owner, expiring after
   the task's hard time limit so a killed worker never wedges the analysis.
+
+The event path (issue 16): ``signals.analyze_symbols`` — the feed's pre-screen (the strategy's
+``prescreen`` hook, ``workers.feed``) saw a symbol move and asks for an analysis of just that
+symbol now instead of at the next beat. Its guards are the beat's, shared:
+
+- Overlap: it takes the SAME run lock, waiting for it up to ``EVENT_LOCK_WAIT_S`` (a beat pass
+  holds it for tens of ms) — a beat pass and a wake-up never analyse at the same time, so the
+  cool-down read inside the lock always sees the other path's last signal: one surge → one signal.
+- Double-fire: the pre-screen fires at most once per second per symbol, a redelivered or
+  duplicated wake-up is one more read of the same window, and the strategy's cool-down
+  (``signals:last_signal_ms``, written before the lock is released) refuses a second signal.
+- ``expires`` = ``EVENT_EXPIRES_S``: a wake-up that waited longer than a beat period is worthless
+  (the beat analysed the symbol meanwhile) and is dropped.
+- It does not claim the beat's spacing slot: the beat keeps its one pass per period whatever
+  the wake-ups do.
+
+Why a Celery task and not a Redis stream the worker blocks on: see README "Tick to trade".
 """
 
 from __future__ import annotations
@@ -36,6 +53,10 @@ SOFT_TIME_LIMIT_S = 10  # a pass over 100 symbols takes ~50 ms; 10 s means somet
 TIME_LIMIT_S = 15
 RUN_LOCK_KEY = "signals:analyze:lock"
 RUN_LOCK_TIMEOUT_S = TIME_LIMIT_S + 5  # outlives the hard limit: a live run never loses its lock
+ANALYZE_SYMBOLS_TASK = "signals.analyze_symbols"
+EVENT_EXPIRES_S = ANALYZE_PERIOD_S
+EVENT_LOCK_WAIT_S = 0.5
+WAKE_COUNT_KEY = "signals:wakes"  # hash symbol -> wake-ups analysed (ops, tests, the wake-rate figure)
 SLOT_KEY = "signals:analyze:slot:{slot}"
 SPACING_KEY = "signals:analyze:spacing"
 SPACING_FRACTION = 0.8
@@ -82,3 +103,33 @@ def analyze_market(slot: int | None = None):
     if result.signals:
         log.info("analysis_signals", signals=result.signals, symbols=result.symbols)
     return summary
+
+
+@shared_task(name=ANALYZE_SYMBOLS_TASK, ignore_result=True, expires=EVENT_EXPIRES_S, acks_late=False,
+             soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S)
+def analyze_symbols(symbols: list[str], wakes: dict[str, dict] | None = None):
+    """Analyse just ``symbols`` now (the feed's pre-screen woke them); ``wakes``: their hops."""
+    from . import hops
+
+    received = hops.mono_ms()
+    r = get_redis()
+    lock = r.lock(RUN_LOCK_KEY, timeout=RUN_LOCK_TIMEOUT_S, blocking=True, blocking_timeout=EVENT_LOCK_WAIT_S,
+                  sleep=0.002)
+    if not lock.acquire():
+        log.warning("analysis_wake_skipped_busy", symbols=symbols)  # the beat's next pass covers them
+        return None
+    try:
+        result = run_analysis(r, only=list(symbols), wakes={s: {**(wakes or {}).get(s, {}), "woken": received}
+                                                            for s in symbols})
+    finally:
+        try:
+            lock.release()
+        except redis_lib.exceptions.LockError:
+            log.warning("analysis_lock_lost")
+    pipe = r.pipeline(transaction=False)
+    for s in symbols:
+        pipe.hincrby(WAKE_COUNT_KEY, s, 1)
+    pipe.execute()
+    if result.signals:
+        log.info("analysis_signals", signals=result.signals, symbols=result.symbols, path="event")
+    return {"symbols": result.symbols, "signals": result.signals, "reasons": result.reasons}

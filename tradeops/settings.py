@@ -406,6 +406,9 @@ FEED_LEASE_TTL_S = env.float("FEED_LEASE_TTL_S", default=10.0)  # one active fee
 FEED_MAX_AGE_S = env.float("FEED_MAX_AGE_S", default=15.0)  # feed_status: older = stale
 # In simulation, run_feed waits up to this long for the simulator to answer before streaming.
 FEED_WAIT_FOR_BROKER_S = env.float("FEED_WAIT_FOR_BROKER_S", default=60.0)
+# Event-driven analysis (issue 16): the feed runs each symbol's strategy pre-screen on every tick
+# and wakes the analysis for the symbols that moved (signals.analyze_symbols); beat stays on.
+ANALYSIS_EVENT_PATH = env.bool("ANALYSIS_EVENT_PATH", default=True)
 
 # --- Operate (dashboard, healthcheck, Flower, demo seeding: the dashboard app) -----------------
 # Dashboard: auto-refresh period of the panels, and how many per-account equity curves it draws

@@ -23,6 +23,16 @@ Three threads, one direction of data:
   bounded buffer and retries with capped exponential backoff. Health is written about once a
   second.
 
+Event-driven analysis (issue 16): every tick the writer ingests also goes through its symbol's
+strategy pre-screen (``Strategy.prescreen(params).on_tick``, the same hook the backtest drives);
+the symbols thread keeps one pre-screen per enabled symbol from the symbols' configured strategies
+(rebuilt only when a symbol's strategy or parameters change, so the incremental baseline
+survives). When one fires, the batch holding that tick is flushed *and acknowledged* by Redis
+(the analysis must find the tick there), then ONE ``signals.analyze_symbols`` message on the
+``analysis`` queue (``expires`` one beat period) wakes the analysis for just those symbols, with
+their hop times (venue, receive, store, wake — ``signals.hops``). ``prescreen=False``
+(``ANALYSIS_EVENT_PATH=false``) leaves the beat alone, as before.
+
 Shutdown (``stop`` set, e.g. by SIGTERM/SIGINT in the command): the transport is stopped, the
 events already queued are ingested, the last batch is flushed (retrying for up to
 ``shutdown_flush_s``), and ``run`` returns.
@@ -38,6 +48,7 @@ For an end-to-end test, run it in a thread::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import threading
@@ -86,6 +97,7 @@ class FeedConfig:
     redis_backoff_max_s: float = 2.0
     shutdown_flush_s: float = 5.0
     lease_ttl_s: float = 10.0  # one active feed per Redis db; a standby takes over within this
+    prescreen: bool = True  # run the strategies' pre-screens and wake the analysis (event path)
 
     @classmethod
     def from_settings(cls, **overrides) -> "FeedConfig":
@@ -107,6 +119,7 @@ class FeedConfig:
             symbols_poll_s=settings.FEED_SYMBOLS_POLL_S,
             warmup_minutes=settings.FEED_WARMUP_MINUTES,
             lease_ttl_s=settings.FEED_LEASE_TTL_S,
+            prescreen=settings.ANALYSIS_EVENT_PATH,
         )
         return replace(cfg, **overrides)
 
@@ -119,6 +132,29 @@ def enabled_symbols_from_db() -> set[str]:
 
     close_old_connections()  # this thread lives for days: drop a connection the DB closed
     return set(Symbol.objects.filter(enabled=True).values_list("name", flat=True))
+
+
+def prescreens_from_db(names: set[str]) -> dict[str, tuple]:
+    """symbol -> (key, factory) of each enabled symbol's configured strategy's pre-screen: the
+    analysis' own choice of strategy and parameters (``signals.service.load_strategies``)."""
+    from marketdata.models import Symbol
+    from signals.service import load_strategies
+
+    symbols = list(Symbol.objects.filter(enabled=True, name__in=names).only("id", "name"))
+    out = {}
+    for name, (strategy, params) in load_strategies(symbols).items():
+        out[name] = ((strategy.name, repr(params)), functools.partial(strategy.prescreen, params))
+    return out
+
+
+def send_wakes(wakes: dict[str, dict]) -> None:
+    """One ``signals.analyze_symbols`` message for the symbols the pre-screens woke (by name: the
+    feed does not import the analysis)."""
+    from signals.tasks import ANALYZE_SYMBOLS_TASK, EVENT_EXPIRES_S
+    from tradeops.celery import Queues, app
+
+    app.send_task(ANALYZE_SYMBOLS_TASK, args=[sorted(wakes), wakes], queue=Queues.ANALYSIS,
+                  expires=EVENT_EXPIRES_S, ignore_result=True)
 
 
 def build_client(cfg: FeedConfig):
@@ -163,6 +199,8 @@ class FeedWorker:
         client=None,
         symbol_source: Callable[[], Iterable[str]] | None = None,
         warmup: bool = True,
+        prescreen_source: Callable[[set[str]], dict[str, tuple]] | None = None,
+        wake_sink: Callable[[dict[str, dict]], None] | None = None,
     ):
         self.cfg = config
         if redis is None:
@@ -174,6 +212,11 @@ class FeedWorker:
             transport = build_transport(config, self.client)
         self.transport = transport
         self.symbol_source = symbol_source or enabled_symbols_from_db
+        # pre-screens (event path): symbol -> (key, factory); wake-ups go to ``wake_sink``
+        self.prescreen_source = (prescreen_source or prescreens_from_db) if config.prescreen else None
+        self.wake_sink = wake_sink or send_wakes
+        self.wakes_sent = 0
+        self.wake_failures = 0
         self.warmup_enabled = warmup and self.client is not None
         self.writer = MarketDataWriter(
             redis,
@@ -227,6 +270,17 @@ class FeedWorker:
         self.transport.set_symbols(sorted(wanted))
         log.info("feed_symbols", added=added, removed=removed, total=len(wanted))
         return True
+
+    def sync_prescreens(self) -> None:
+        """Hand the writer the enabled symbols' pre-screens (it keeps those whose key is unchanged)."""
+        if self.prescreen_source is None:
+            return
+        try:
+            wanted = self.prescreen_source(set(self.symbols))
+        except Exception as exc:  # noqa: BLE001 - a DB hiccup must not stop the feed; beat still runs
+            log.warning("feed_prescreen_query_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        self._control.append(("prescreens", wanted))
 
     # ---------------------------------------------------------------- warm-up (symbols thread)
     def request_warmup(self, symbols: Iterable[str], reason: str) -> None:
@@ -324,6 +378,7 @@ class FeedWorker:
         while not self.stop_event.is_set():
             if time.monotonic() >= next_poll:
                 self.sync_symbols()
+                self.sync_prescreens()
                 self.ready.set()
                 next_poll = time.monotonic() + self.cfg.symbols_poll_s
             self.run_due_warmups()
@@ -350,6 +405,17 @@ class FeedWorker:
             kind, payload = self._control.popleft()
             if kind == "subscribed":
                 self.writer.set_subscribed(payload)
+            elif kind == "prescreens":
+                state = self.writer.state
+                for name, (key, factory) in payload.items():
+                    if state.sym(name).prescreen_key != key:
+                        try:
+                            state.set_prescreen(name, key, factory())
+                        except Exception:  # noqa: BLE001 - a broken strategy hook: beat still covers it
+                            log.exception("feed_prescreen_failed", symbol=name)
+                for name, st in list(state._syms.items()):
+                    if name not in payload and st.prescreen is not None:
+                        state.set_prescreen(name, None, None)
             elif kind == "history":
                 symbol, bars = payload
                 self._history_applied(symbol, self.writer.load_history(symbol, bars, "1m") is not None)
@@ -418,9 +484,14 @@ class FeedWorker:
                     writer.write_health()
                     next_health = now + self.cfg.health_interval_s
                 if now >= next_try:
-                    if writer.flush(wait=False):
+                    # a pending wake-up waits for Redis' acknowledgement of its tick (the analysis
+                    # must read it); otherwise batch N's replies are read after batch N+1 is parsed
+                    waking = bool(writer.state.wakes)
+                    if writer.flush(wait=waking):
                         flush_failures = 0
                         next_try = 0.0
+                        if waking:
+                            self._send_wakes()
                     else:
                         flush_failures += 1
                         next_try = now + exponential(flush_failures, REDIS_BACKOFF_BASE_S,
@@ -429,6 +500,27 @@ class FeedWorker:
                     writer.encode()  # keep buffering (bounded) while Redis is away
         finally:
             self._shutdown(threads)
+
+    def _send_wakes(self) -> None:
+        """Wake the analysis for the symbols whose pre-screen fired (their ticks are stored)."""
+        from signals import hops
+
+        stored = hops.mono_ms()
+        at = hops.anchor()
+        wakes: dict[str, dict] = {}
+        for symbol, venue_ms, recv_wall_ms in self.writer.state.take_wakes():
+            if symbol not in wakes:  # the first tick that fired is the one the path is timed from
+                wakes[symbol] = {"venue": venue_ms, "recv": min(hops.wall_to_mono(recv_wall_ms, at), stored),
+                                 "store": stored}
+        sent = hops.mono_ms()
+        for w in wakes.values():
+            w["wake"] = sent
+        try:
+            self.wake_sink(wakes)
+            self.wakes_sent += len(wakes)
+        except Exception as exc:  # noqa: BLE001 - the beat's next pass covers the symbols
+            self.wake_failures += 1
+            log.warning("feed_wake_failed", symbols=sorted(wakes), error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _shutdown(self, threads) -> None:
         self._transport_stop.set()
