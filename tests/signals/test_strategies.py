@@ -35,16 +35,62 @@ def test_volume_surge_through_the_interface_is_the_same_decision_as_evaluate():
     assert direct.side is Side.BUY
 
 
-def test_prescreen_wakes_on_a_surge_second_not_on_a_steady_rate():
-    ps = VolumeSurgePreScreen(StrategyParams(baseline_window_s=60, min_baseline_s=10, surge_min_ratio=3.0))
+def test_prescreen_wakes_on_a_surge_at_most_once_a_second_and_not_on_a_steady_rate():
+    ps = VolumeSurgePreScreen(StrategyParams(baseline_window_s=60, min_baseline_s=10))
     woke = []
     t = NOW
-    for second in range(30):  # 5 ticks a second: steady
+    for second in range(70):  # 5 ticks a second: steady
         for k in range(5):
             woke.append(ps.on_tick(t + second * 1000 + k * 200, 1.1, 0.0))
     assert not any(woke)
-    surge = [ps.on_tick(t + 30_000 + k * 40, 1.1, 0.0) for k in range(25)]  # 25 ticks in one second
-    assert sum(surge) == 1, "fires once in the surging second"
+    fired = []
+    for second in range(70, 76):  # 30 ticks a second for 6 s
+        for k in range(30):
+            if ps.on_tick(t + second * 1000 + k * 33, 1.1, 0.0):
+                fired.append(second)
+    assert fired and fired[0] <= 71, "wakes within the first two seconds of the surge"
+    assert len(fired) == len(set(fired)), "at most once a second"
+
+
+def test_prescreen_is_a_necessary_condition_of_the_analysis_surge():
+    """Wherever the analysis' own volume test (thresholds without the no-book multiplier) says
+    surge at a tick, the pre-screen has fired in that second."""
+    from signals.analysis.volume import analyse_volume
+
+    params = StrategyParams(baseline_window_s=60, min_baseline_s=10)
+    ps = VolumeSurgePreScreen(params)
+    rng = np.random.default_rng(5)
+    ts_list: list[int] = []
+    fired_seconds: set[int] = set()
+    t = NOW
+    for second in range(200):
+        rate = 40 if 120 <= second < 126 or 160 <= second < 163 else int(rng.integers(3, 8))
+        for k in range(rate):
+            ts = t + second * 1000 + int(k * 1000 / rate)
+            ts_list.append(ts)
+            if ps.on_tick(ts, 1.1, 0.0):
+                fired_seconds.add(ts // 1000)
+    ts_arr = np.array(ts_list, dtype=np.int64)
+    surges = 0
+    for i in range(0, len(ts_list), 3):
+        sub = _tick_window(ts_arr[: i + 1])
+        vs = analyse_volume(sub, None, int(ts_arr[i]), recent_s=params.recent_window_s,
+                            baseline_s=params.baseline_window_s, min_baseline_s=params.min_baseline_s,
+                            min_ratio=params.surge_min_ratio, min_zscore=params.surge_min_zscore,
+                            std_floor=params.zscore_std_floor, volume_source="ticks")
+        if vs.is_surge:
+            surges += 1
+            assert int(ts_arr[i]) // 1000 in fired_seconds, f"analysis surge at tick {i} without a wake-up"
+    assert surges > 0
+    assert len(fired_seconds) <= 12, fired_seconds
+
+
+def _tick_window(ts: np.ndarray):
+    from marketdata.windows import TickWindow
+
+    n = len(ts)
+    p = np.full(n, 1.1)
+    return TickWindow("EURUSD", ts, p, p, p, np.zeros(n), np.zeros(n, dtype=np.int8))
 
 
 def _bars_1m(closes: list[float], now_ms: int) -> BarWindow:
