@@ -216,6 +216,17 @@ def recent_signals(limit: int = 8) -> list[Signal]:
     return signals
 
 
+TICK_TO_TRADE_SIGNALS = 50
+
+
+def tick_to_trade(limit: int = TICK_TO_TRADE_SIGNALS) -> dict:
+    """Where the time goes over the latest signals (``signals.hops.summarise``): one query."""
+    from signals.hops import summarise
+
+    docs = list(Signal.objects.order_by("-created_at").values_list("hops", flat=True)[:limit])
+    return summarise(docs)
+
+
 def account_summary() -> dict:
     agg = Account.objects.aggregate(
         total=Count("id"),
@@ -304,6 +315,7 @@ class Snapshot:
     feed: object | None
     prop_rows: list = field(default_factory=list)  # per-account headroom bars (prop.board)
     prop_alerts: list = field(default_factory=list)  # the breach guard's alerts of the last 24 h
+    latency: dict | None = None
     elapsed_ms: float = 0.0
 
 
@@ -327,6 +339,7 @@ def collect(window: str | None, redis_data, redis_broker, top_n: int | None = No
         feed=feed_health(redis_data),
         prop_rows=board.headroom_rows(top_n or 12),
         prop_alerts=board.alerts(),
+        latency=tick_to_trade(),
     )
     snap.elapsed_ms = (time.perf_counter() - started) * 1000
     return snap

@@ -10,6 +10,19 @@ trading on the same session. With the defaults and N symbols, ``candle_every_s``
 ``max(10, N * 60 / (300 - 60))`` — e.g. 10 symbols → 10 s (60 + 60 = 120 req/min);
 100 symbols → 25 s (60 + 240 = 300 req/min). The client's own rate limiter still guards the total.
 
+Cadence from the data session's budget (issue 16): the feed logs in with a DEDICATED data login
+(``FEED_EMAIL``, never a trading account's — ``workers.feed.check_dedicated_data_login``), so
+quote polling never competes with an account's order and position calls and the whole session
+budget belongs to market data. ``interval_s=None`` derives both periods from
+``budget_per_min`` (``FEED_DATA_BUDGET_PER_MIN``, default 450 = 90 % of the documented 500):
+``cadence(n, budget)`` gives candles at most ``CANDLE_SHARE`` (20 %) of it, every symbol at least
+every ``CANDLE_MIN_EVERY_S`` (30 s; a 1 m candle closes once a minute), and the rest to quotes,
+one call per cycle, never faster than ``MIN_INTERVAL_S`` — 10 symbols: candles every 30 s
+(20/min), quotes every 0.140 s (430/min); 100 symbols: candles every 66.7 s (90/min), quotes
+every 0.167 s (360/min). The interval is recomputed when the symbol set changes. Latency floor
+this gives a live account: a quote change is seen 0..interval after the broker stamps it
+(half an interval on average) plus one HTTP round trip to the broker's API (README "Tick to trade").
+
 Quotes are deduplicated by ``timestampMs``: an unchanged quote is not emitted twice. A failed poll
 emits ``GapEvent(reason="poll_failed")`` covering the time since the last good poll.
 """
@@ -35,6 +48,21 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+CANDLE_SHARE = 0.2
+CANDLE_MIN_EVERY_S = 30.0
+MIN_INTERVAL_S = 0.1  # 600 calls/min: above any documented session budget anyway
+
+
+def cadence(n_symbols: int, budget_per_min: float) -> tuple[float, float]:
+    """(quote interval s, candle period s) that spend a dedicated data session's budget."""
+    if budget_per_min <= 0:
+        raise ValueError("budget_per_min must be > 0")
+    n = max(1, n_symbols)
+    candle_every = max(CANDLE_MIN_EVERY_S, n * 60.0 / (CANDLE_SHARE * budget_per_min))
+    quotes_per_min = budget_per_min - n * 60.0 / candle_every
+    return max(MIN_INTERVAL_S, 60.0 / quotes_per_min), candle_every
+
+
 def candle_period(n_symbols: int, interval_s: float, budget_per_min: float, floor_s: float = 10.0) -> float:
     quotes_per_min = 60.0 / interval_s
     left = budget_per_min - quotes_per_min
@@ -44,9 +72,13 @@ def candle_period(n_symbols: int, interval_s: float, budget_per_min: float, floo
 
 
 class PollingTransport:
-    def __init__(self, client, interval_s: float = 1.0, candle_interval: str = "M1", *,
+    def __init__(self, client, interval_s: float | None = 1.0, candle_interval: str = "M1", *,
                  symbols: Iterable[str] = (), candle_every_s: float | None = None, budget_per_min: float = 300.0,
                  candles: bool = True):
+        """``interval_s=None``: quote interval and candle period from ``budget_per_min`` (``cadence``)."""
+        self.from_budget = interval_s is None
+        if self.from_budget:
+            interval_s, _ = cadence(len(set(symbols)), budget_per_min)
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         if candle_interval not in P.INTERVAL_SECONDS:
@@ -69,6 +101,8 @@ class PollingTransport:
     def candle_every_s(self) -> float:
         if self._fixed_candle_every is not None:
             return self._fixed_candle_every
+        if self.from_budget:
+            return cadence(len(self._symbols), self.budget_per_min)[1]
         return candle_period(max(1, len(self._symbols)), self.interval_s, self.budget_per_min)
 
     def requests_per_minute(self) -> float:
@@ -78,6 +112,8 @@ class PollingTransport:
     def set_symbols(self, symbols: Iterable[str]) -> None:
         with self._lock:
             self._symbols = sorted(set(symbols))
+            if self.from_budget:
+                self.interval_s = cadence(len(self._symbols), self.budget_per_min)[0]
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         last_ok = now_ms()

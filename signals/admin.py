@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 
 from prop.admin import StrategyOwnerInline
 
+from . import hops
 from .models import Signal, StrategyConfig
 from .strategies import DEFAULT_STRATEGY, get_strategy, strategy_choices
 from .strategy import StrategyParams, StrategyParamsError
@@ -28,14 +29,15 @@ from .strategy import StrategyParams, StrategyParamsError
 
 @admin.register(Signal)
 class SignalAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "delivered",
-                    "orders_summary", "fanout", "exits_summary", "entry_price", "stop_loss", "take_profit")
+    list_display = ("id", "created_at", "symbol", "side", "strength", "status", "latency", "tick_to_trade",
+                    "delivered", "orders_summary", "fanout", "exits_summary", "entry_price", "stop_loss", "take_profit")
     list_filter = ("side", "status", "symbol")
     search_fields = ("symbol__name",)
     date_hierarchy = "created_at"
     list_select_related = ("symbol",)
-    readonly_fields = [f.name for f in Signal._meta.fields] + ["latency", "delivered", "delivery_outcomes",
-                                                                "orders_summary", "fanout", "exits_summary"]
+    readonly_fields = [f.name for f in Signal._meta.fields if f.name != "hops"] + [
+        "latency", "delivered", "delivery_outcomes", "orders_summary", "fanout", "exits_summary",
+        "where_did_the_time_go"]
 
     def get_queryset(self, request):
         """The fan-out's outcome per signal in the same query as the page (no query per row)."""
@@ -104,6 +106,35 @@ class SignalAdmin(admin.ModelAdmin):
         if done is None or obj.created_at is None:
             return "-"
         return f"{(done - obj.created_at).total_seconds():.2f}"
+
+    @admin.display(description="venue tick→last broker answer (ms)")
+    def tick_to_trade(self, obj):
+        b = hops.breakdown(obj.hops or {})
+        if "to_last_answer_ms" not in b:
+            return "-"
+        return f"{b['to_last_answer_ms']:.0f} ({b['path'] or '?'})"
+
+    @admin.display(description="where did the time go")
+    def where_did_the_time_go(self, obj):
+        """One row per hop from the venue tick to the broker's answers (``signals.hops``)."""
+        h = obj.hops or {}
+        b = hops.breakdown(h)
+        if not b["steps"] and not b["orders"]:
+            return "no hop timestamps (a signal recorded before they were kept)"
+        rows = [(hops.LABELS.get(a, a), hops.LABELS.get(z, z), f"{ms:.1f}") for a, z, ms in b["steps"]]
+        if b["orders"]:
+            rows.append(("dispatch", f"first / last order task start ({b['orders']} orders)",
+                         f"{b.get('dispatch_to_first_task_ms', 0):.1f} / {b.get('dispatch_to_last_task_ms', 0):.1f}"))
+            rows.append(("HTTP send", "broker answer (slowest order)", f"{b.get('slowest_broker_ms', 0):.1f}"))
+        totals = [(label, f"{b[key]:.1f}") for key, label in (
+            ("to_signal_ms", "venue tick → signal"), ("to_first_answer_ms", "venue tick → first broker answer"),
+            ("to_last_answer_ms", "venue tick → last broker answer")) if key in b]
+        return format_html(
+            '<p>path: <b>{}</b> (event: woken by the feed\'s pre-screen; beat: found by the 1 s pass)</p>'
+            '<table><tr><th>from</th><th>to</th><th>ms</th></tr>{}</table><table>{}</table>',
+            b["path"] or "?",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{}</td></tr>", rows),
+            format_html_join("", "<tr><th>{}</th><td style='text-align:right'>{}</td></tr>", totals))
 
     def has_add_permission(self, request):
         return False

@@ -145,3 +145,43 @@ def merged_orders(rows: Mapping[int, list[float | None]]):
     doc = json.dumps({str(k): v for k, v in rows.items()})
     return RawSQL('jsonb_set(COALESCE("hops", \'{}\'::jsonb), \'{orders}\', '
                   'COALESCE("hops"->\'orders\', \'{}\'::jsonb) || %s::jsonb)', (doc,))
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summarise(docs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The dashboard's tick-to-trade panel over many signals' hop documents: per path, how many,
+    p50/p95 of venue → signal and venue → last broker answer; per step, the median (where the
+    time goes). Pure."""
+    out: dict[str, Any] = {"signals": 0, "paths": {}, "steps": []}
+    steps: dict[str, list[float]] = {}
+    for doc in docs:
+        if not doc:
+            continue
+        b = breakdown(doc)
+        out["signals"] += 1
+        path = out["paths"].setdefault(b["path"] or "?", {"n": 0, "to_signal": [], "to_last": []})
+        path["n"] += 1
+        if "to_signal_ms" in b:
+            path["to_signal"].append(b["to_signal_ms"])
+        if "to_last_answer_ms" in b:
+            path["to_last"].append(b["to_last_answer_ms"])
+        for a, z, ms in b["steps"]:
+            steps.setdefault(f"{LABELS.get(a, a)} → {LABELS.get(z, z)}", []).append(ms)
+        if "dispatch_to_last_task_ms" in b:
+            steps.setdefault("dispatch → last order task", []).append(b["dispatch_to_last_task_ms"])
+        if "slowest_broker_ms" in b:
+            steps.setdefault("HTTP send → broker answer (slowest)", []).append(b["slowest_broker_ms"])
+    for p in out["paths"].values():
+        for key in ("to_signal", "to_last"):
+            values = p.pop(key)
+            p[f"{key}_p50"] = round(_pct(values, 0.5), 1) if values else None
+            p[f"{key}_p95"] = round(_pct(values, 0.95), 1) if values else None
+    out["steps"] = [(name, round(_pct(v, 0.5), 1), len(v)) for name, v in steps.items()]
+    return out

@@ -392,7 +392,9 @@ FEED_PASSWORD = env.str("FEED_PASSWORD", default="feed-password" if SIMULATION_M
 FEED_BROKER_ID = env.str("FEED_BROKER_ID", default="0")
 # In simulation, run_feed creates its login on the simulator (/_sim/accounts, idempotent).
 FEED_SIM_AUTO_ACCOUNT = env.bool("FEED_SIM_AUTO_ACCOUNT", default=SIMULATION_MODE)
-FEED_POLL_INTERVAL_S = env.float("FEED_POLL_INTERVAL_S", default=1.0)
+# polling: 0 = the cadence that spends the dedicated data login's budget (matchtrader.polling.cadence)
+FEED_POLL_INTERVAL_S = env.float("FEED_POLL_INTERVAL_S", default=0.0)
+FEED_DATA_BUDGET_PER_MIN = env.float("FEED_DATA_BUDGET_PER_MIN", default=450.0)
 # Bounds of what Redis keeps per symbol (memory stays flat whatever the uptime).
 FEED_STREAM_MAXLEN = env.int("FEED_STREAM_MAXLEN", default=20_000)  # md:ticks:<SYM>, MAXLEN ~
 FEED_TAPE_LEN = env.int("FEED_TAPE_LEN", default=5_000)  # ticks the reader can ask for (md:tape)

@@ -80,7 +80,8 @@ class FeedConfig:
     password: str = field(default="", repr=False)
     broker_id: str = "0"
     channels: tuple[str, ...] = ("quotes", "trades", "depth")
-    poll_interval_s: float = 1.0
+    poll_interval_s: float = 0.0  # polling: 0 = from the data session's budget
+    data_budget_per_min: float = 450.0  # polling: requests/min the dedicated data login may make
     stream_maxlen: int = 20_000
     tape_len: int = 5_000
     bars_1s_len: int = 3_600
@@ -111,6 +112,7 @@ class FeedConfig:
             password=settings.FEED_PASSWORD,
             broker_id=settings.FEED_BROKER_ID,
             poll_interval_s=settings.FEED_POLL_INTERVAL_S,
+            data_budget_per_min=settings.FEED_DATA_BUDGET_PER_MIN,
             stream_maxlen=settings.FEED_STREAM_MAXLEN,
             tape_len=settings.FEED_TAPE_LEN,
             bars_1s_len=settings.FEED_BARS_1S_LEN,
@@ -157,6 +159,17 @@ def send_wakes(wakes: dict[str, dict]) -> None:
                   expires=EVENT_EXPIRES_S, ignore_result=True)
 
 
+def check_dedicated_data_login(email: str, base_url: str) -> None:
+    """The feed's login must not be a trading account's: quote polling would eat that account's
+    request budget and delay its orders and position reads. Raises ValueError naming the account."""
+    from accounts.models import Account
+
+    clash = Account.objects.filter(email__iexact=email.strip()).only("name", "platform_url").first()
+    if clash is not None and (not clash.platform_url or clash.platform_url.rstrip("/") == base_url.rstrip("/")):
+        raise ValueError(f"FEED_EMAIL {email!r} is the login of trading account {clash.name!r}: give the feed a "
+                         f"dedicated data login (quote polling must not spend a trading session's budget)")
+
+
 def build_client(cfg: FeedConfig):
     from matchtrader.client import MatchTraderClient
 
@@ -173,7 +186,8 @@ def build_transport(cfg: FeedConfig, client):
     if cfg.transport == "polling":
         from matchtrader.polling import PollingTransport
 
-        return PollingTransport(client, interval_s=cfg.poll_interval_s)
+        # 0: the cadence that spends the dedicated data session's budget (matchtrader.polling.cadence)
+        return PollingTransport(client, interval_s=cfg.poll_interval_s or None, budget_per_min=cfg.data_budget_per_min)
     raise ValueError(f"FEED_TRANSPORT must be 'websocket' or 'polling', not {cfg.transport!r}")
 
 

@@ -108,8 +108,10 @@ class ControlApi:
                 raise BadRequest("intensity and seconds must be > 0")
         except (BadRequest, ValueError, TypeError) as e:
             return err(400, str(e))
-        self.market.plant_surge(sym, 1 if side == P.SIDE_BUY else -1, intensity, seconds, now_ms())
-        return jresp({"symbol": sym, "side": side, "intensity": intensity, "seconds": seconds})
+        starts = now_ms()
+        self.market.plant_surge(sym, 1 if side == P.SIDE_BUY else -1, intensity, seconds, starts)
+        # starts_ms: venue time from which ticks surge (the tick-to-trade bench measures from it)
+        return jresp({"symbol": sym, "side": side, "intensity": intensity, "seconds": seconds, "starts_ms": starts})
 
     async def c_close_position(self, request: web.Request) -> web.Response:
         try:

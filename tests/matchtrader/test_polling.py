@@ -89,3 +89,20 @@ def test_poll_failure_emits_gap_and_recovers(sim, poll_client):
     gap = sink.of(GapEvent)[0]
     assert gap.reason == "poll_failed" and gap.symbols == ["EURUSD"] and gap.to_ms >= gap.from_ms
     assert t.stats.extra["poll_failures"] >= 1
+
+
+def test_cadence_spends_the_dedicated_data_sessions_budget():
+    from matchtrader.polling import MIN_INTERVAL_S, cadence
+
+    interval, candles = cadence(10, 450)
+    assert candles == 30.0 and interval == pytest.approx(60 / 430)  # 20 candle + 430 quote calls a minute
+    interval, candles = cadence(100, 450)
+    assert candles == pytest.approx(6000 / 90) and interval == pytest.approx(60 / 360)
+    for n in (1, 10, 100, 1000):
+        interval, candles = cadence(n, 450)
+        assert 60 / interval + n * 60 / candles <= 450 + 1e-6 or interval == MIN_INTERVAL_S
+    t = PollingTransport(object(), interval_s=None, symbols=["A"] * 1, budget_per_min=450)
+    t.set_symbols([f"S{i}" for i in range(100)])
+    assert t.interval_s == pytest.approx(60 / 360) and t.requests_per_minute() == pytest.approx(450)
+    with pytest.raises(ValueError):
+        cadence(10, 0)

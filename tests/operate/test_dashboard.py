@@ -95,8 +95,9 @@ def test_query_count_is_bounded_with_200_accounts(admin_client, django_assert_ma
     populate(200, snapshots_per_account=3)
     admin_client.get(reverse("dashboard"))  # warm-up: session, content types
     # 13 + the prop-firm panel (guarded accounts, their profiles, today's budgets, the guard's alerts)
-    # + the latest signals' missed pairs by cause (orders.Delivery), one query each
-    with django_assert_max_num_queries(18):
+    # + the latest signals' missed pairs by cause (orders.Delivery) + the tick-to-trade panel (the
+    # latest signals' hop documents), one query each
+    with django_assert_max_num_queries(19):
         response = admin_client.get(reverse("dashboard"))
     assert response.status_code == 200
 

@@ -52,3 +52,14 @@ def test_sync_creates_disabled_updates_existing_and_caches(sim, redis_client, ca
 def test_sync_enable_flag_enables_new_symbols(sim, redis_client):
     call_command("sync_symbols", "--base-url", sim.url, "--quiet", "--enable", "--no-cache")
     assert Symbol.objects.filter(enabled=True).count() == 4
+
+
+@pytest.mark.django_db
+def test_the_feed_refuses_a_trading_accounts_login_as_its_data_login():
+    from tests.factories import make_account
+    from workers.feed import check_dedicated_data_login
+
+    make_account(email="trader@broker.test", platform_url="https://broker.test")
+    with pytest.raises(ValueError, match="dedicated data login"):
+        check_dedicated_data_login("Trader@broker.test", "https://broker.test/")
+    check_dedicated_data_login("feed@broker.test", "https://broker.test")  # a dedicated one is fine

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tradeops import metrics
 from tradeops.logging import get_logger
-from workers.feed import FeedConfig, FeedWorker
+from workers.feed import check_dedicated_data_login, FeedConfig, FeedWorker
 
 log = get_logger(__name__)
 
@@ -68,6 +68,10 @@ class Command(BaseCommand):
             raise CommandError(f"FEED_TRANSPORT must be 'websocket' or 'polling', not {cfg.transport!r}")
         if not cfg.email or not cfg.password:
             raise CommandError("FEED_EMAIL and FEED_PASSWORD must be set (the feed's broker login)")
+        try:
+            check_dedicated_data_login(cfg.email, cfg.base_url)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         stop = threading.Event()
 
         def on_signal(signum, _frame):

@@ -1,0 +1,343 @@
+"""Tick to trade: from the first tick of a surge at the venue to the last broker acknowledgement.
+
+    .venv/bin/python bench/tick_to_trade.py [--surges 40] [--accounts 100] [--symbols 8] [--tick-rate 50]
+                                            [--redis-url redis://127.0.0.1:6379/6] [--db tradeops_bench_t2t]
+
+The real processes, as the Procfile runs them: the exchange simulator (this process, 127.0.0.1,
+ephemeral port, ``--tick-rate`` ticks/s per symbol), ``manage.py run_feed``, ``celery beat`` (the
+analysis entry, every 1 s), ``celery worker -Q analysis -c 1`` and the orders worker
+(``-Q orders,default``, prefork, 4 processes) — all subprocesses — on a throw-away PostgreSQL
+database and the given Redis db; ``--accounts`` simulator accounts with their database rows, logged
+in once beforehand (tokens in Redis, as after the first order).
+
+Two phases in the same run, each of ``--surges`` surges planted one at a time through the
+simulator's control API (``POST /_sim/surge``, 3 s at 6× activity, on the symbols in turn, at a
+random phase of the beat period): the feed started with the event path OFF
+(``ANALYSIS_EVENT_PATH=false``: the beat alone finds surges), then restarted with it ON (the
+strategy pre-screen wakes the analysis). For each surge, from the venue time the surge starts (the
+simulator's clock when it was planted; its first tick follows within one tick interval, so the
+figures include up to 1/tick-rate s too much):
+
+- → signal: the signal's ``signal`` hop;
+- → first / last broker acknowledgement: the earliest / latest ``answer`` hop of its orders
+  (every account's order must be acknowledged; a surge whose orders are not all filled is counted
+  and reported, not measured);
+
+p50 / p95 per phase, the ratio OFF / ON (the headline), the ON phase's per-hop medians (where the
+time goes) and how many ON signals came through the event path. Monotonic hops are put on the
+venue's time line with the signal's wall/monotonic anchor (``signals.hops``): same host.
+
+Targets (2 cores): surge → signal p95 ≤ 150 ms; surge → last of 100 acknowledgements p95 ≤ 500 ms.
+The machine's load is printed with the figures (load average before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal as os_signal
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from matchtrader.simulator.instruments import DEFAULT_SYMBOLS, spec_for  # noqa: E402
+
+# The signal_latency bench's parameters: a short baseline so the phases start quickly, a short
+# cool-down, no filters that depend on the random pre-generated history.
+PARAMS = {
+    "baseline_window_s": 300,
+    "min_baseline_s": 8,
+    "recent_window_s": 3,
+    "cooldown_ms": 4_000,
+    "use_swing_levels": False,
+    "rsi_overbought": 100.0,
+    "rsi_oversold": 0.0,
+}
+SURGE_S = 3.0
+SURGE_INTENSITY = 6.0
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--surges", type=int, default=40, help="surges per phase (>= 40 for the p95)")
+    p.add_argument("--accounts", type=int, default=100)
+    p.add_argument("--symbols", type=int, default=8, help=f"symbols streamed and surged in turn (<= {len(DEFAULT_SYMBOLS)})")
+    p.add_argument("--tick-rate", type=float, default=50.0, help="ticks per second per symbol at the venue")
+    p.add_argument("--phases", default="off,on", help="event path off/on, in this order")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/6", help="an EMPTY Redis database nobody uses")
+    p.add_argument("--db", default="tradeops_bench_t2t", help="throw-away database (created, emptied)")
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
+    a = p.parse_args()
+    if not 1 <= a.symbols <= len(DEFAULT_SYMBOLS):
+        p.error(f"--symbols must be 1..{len(DEFAULT_SYMBOLS)}")
+    if a.surges < 1 or a.accounts < 1 or a.tick_rate <= 0:
+        p.error("--surges, --accounts and --tick-rate must be positive")
+    if not set(a.phases.split(",")) <= {"on", "off"}:
+        p.error("--phases: a comma-separated list of on/off")
+    return a
+
+
+def setup_environment(args) -> None:
+    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
+    os.environ["REDIS_URL"] = args.redis_url
+    os.environ.pop("CELERY_BROKER_URL", None)
+    os.environ.pop("CELERY_RESULT_BACKEND", None)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["SIMULATION_MODE"] = "true"
+    os.environ["ORDERS_RECONCILE_ON_WORKER_READY"] = "false"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
+    import psycopg
+
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db]).fetchone():
+            conn.execute(f'CREATE DATABASE "{args.db}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def reset_state(names) -> None:
+    import importlib
+
+    from django.apps import apps
+    from django_celery_beat.models import PeriodicTask
+
+    from accounts.models import Account, AuditLog, EquitySnapshot
+    from marketdata.models import Symbol
+    from orders.models import Order, Position, Trade
+    from signals.models import Signal, StrategyConfig
+
+    Trade.objects.all().delete()
+    Order.objects.all().delete()
+    Position.objects.all().delete()
+    Signal.objects.all().delete()
+    EquitySnapshot.objects.all().delete()
+    AuditLog.objects.all().delete()
+    Account.objects.all().delete()
+    StrategyConfig.objects.all().delete()
+    Symbol.objects.update(enabled=False)
+    migration = importlib.import_module("signals.migrations.0002_beat_schedule")
+    PeriodicTask.objects.exclude(name=migration.TASK_NAME).delete()  # the analysis heartbeat only
+    migration.create_schedule(apps, None)
+    for name in names:
+        spec = spec_for(name)
+        Symbol.objects.update_or_create(name=name, defaults=dict(
+            digits=spec.price_precision, tick_size=Decimal(1).scaleb(-spec.price_precision), enabled=True,
+            contract_size=spec.contract_size, min_volume=spec.volume_min, max_volume=spec.volume_max,
+            lot_step=spec.volume_step, base_currency=spec.base, quote_currency=spec.quote))
+    StrategyConfig.objects.create(params=PARAMS)
+
+
+def create_accounts(sim, n: int) -> list:
+    """n accounts able to take every surge's order (large balance, small risk, no position cap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.utils import timezone
+
+    from accounts.models import Account
+    from orders.broker import client_for
+
+    emails = [f"t2t-{i}-{time.time_ns()}@sim.test" for i in range(n)]
+    created = sim.control.create_accounts([{"email": e, "password": "pw", "balance": "10000000", "leverage": 500}
+                                           for e in emails])
+    now = timezone.now()
+    rows = [Account(name=f"t2t-{i}", platform_url=sim.url, email=e, password="pw", system_uuid=c["systemUuid"],
+                    trading_account_id=c["tradingAccountId"], balance=Decimal("10000000"),
+                    equity=Decimal("10000000"), balance_updated_at=now, max_open_positions=10_000,
+                    risk_per_trade_pct=Decimal("0.01"), max_volume_per_symbol=Decimal("100000"),
+                    daily_loss_limit=Decimal("10000000"))
+            for i, (e, c) in enumerate(zip(emails, created, strict=True))]
+    Account.objects.bulk_create(rows, batch_size=500)
+    accounts = list(Account.objects.filter(name__startswith="t2t-"))
+    with ThreadPoolExecutor(16) as pool:  # one login per account: tokens into Redis
+        list(pool.map(lambda a: client_for(a).system_uuid, accounts))
+    return accounts
+
+
+class Procs:
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, key: str, cmd: list[str], **env) -> None:
+        log = open(self.logs / f"{key}.log", "ab")
+        self.procs[key] = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, *keys: str) -> None:
+        chosen = [self.procs.pop(k) for k in (keys or list(self.procs)) if k in self.procs]
+        for p in chosen:
+            if p.poll() is None:
+                p.send_signal(os_signal.SIGTERM)
+        for p in chosen:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def alive(self) -> list[subprocess.Popen]:
+        return list(self.procs.values())
+
+
+def wait_for(predicate, timeout: float, what: str, procs=(), interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        for p in procs:
+            if p.poll() is not None:
+                raise SystemExit(f"{p.args[1:5]} exited ({p.returncode}) while waiting for {what}")
+        time.sleep(interval)
+    return None
+
+
+def pct(values, q) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def to_wall(hops: dict, mono: float) -> float:
+    wall, at_mono = hops["anchor"]
+    return wall + (float(mono) - at_mono)
+
+
+def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
+    import redis as redis_lib
+    from django.db import close_old_connections
+
+    from signals import hops as hops_mod
+    from signals.models import Signal
+
+    r = redis_lib.Redis.from_url(args.redis_url)
+    procs.start("feed", [py, "manage.py", "run_feed"], FEED_BASE_URL=sim.url, FEED_WS_URL=sim.ws_url,
+                FEED_EMAIL="feed@t2t.test", FEED_PASSWORD="feed-pw-1", FEED_SIM_AUTO_ACCOUNT="true",
+                FEED_WARMUP_MINUTES="60", ANALYSIS_EVENT_PATH="true" if phase == "on" else "false")
+    # the pre-screens' baseline (min_baseline_s) and the analysis' need a few seconds of ticks
+    if not wait_for(lambda: r.exists("signals:analyze:last_run") and all(
+            r.xlen(f"md:ticks:{n}") > 0 for n in names), 90, "ticks of every symbol and a beat pass", procs.alive()):
+        raise SystemExit("no ticks / no analysis pass within 90 s: see the logs in " + str(procs.logs))
+    time.sleep(PARAMS["min_baseline_s"] + 4)
+    out = {"signal": [], "first": [], "last": [], "missed": 0, "partial": 0, "paths": {}, "steps": {}}
+    for i in range(args.surges):
+        close_old_connections()
+        symbol = names[i % len(names)]
+        seen = set(Signal.objects.filter(symbol__name=symbol).values_list("pk", flat=True))
+        time.sleep(random.uniform(0.0, 1.0))  # a random phase of the beat period
+        planted = sim.control.surge(symbol, side="BUY" if i % 2 == 0 else "SELL", intensity=SURGE_INTENSITY,
+                                    seconds=SURGE_S)
+        start_ms = float(planted.get("starts_ms") or time.time() * 1000)
+        sig = wait_for(lambda: Signal.objects.filter(symbol__name=symbol).exclude(pk__in=seen).order_by("pk").first(),
+                       10, f"a signal on {symbol}", procs.alive())
+        if sig is None:
+            out["missed"] += 1
+            print(f"  [{phase}] surge {i + 1} on {symbol}: no signal", flush=True)
+            continue
+
+        def acked():
+            s = Signal.objects.get(pk=sig.pk)
+            rows = (s.hops or {}).get("orders") or {}
+            return s if len(rows) >= args.accounts else None
+
+        done = wait_for(acked, 20, "every account's answer", procs.alive(), interval=0.05)
+        s = done or Signal.objects.get(pk=sig.pk)
+        h = s.hops
+        out["paths"][h.get("path", "?")] = out["paths"].get(h.get("path", "?"), 0) + 1
+        out["signal"].append(to_wall(h, h["signal"]) - start_ms)
+        answers = [row[2] for row in (h.get("orders") or {}).values() if row and row[2]]
+        if done is None or not answers:
+            out["partial"] += 1
+            print(f"  [{phase}] surge {i + 1} on {symbol}: {len(answers)}/{args.accounts} answers", flush=True)
+        else:
+            out["first"].append(to_wall(h, min(answers)) - start_ms)
+            out["last"].append(to_wall(h, max(answers)) - start_ms)
+        for a, b, ms in hops_mod.breakdown(h)["steps"]:
+            out["steps"].setdefault(f"{a}→{b}", []).append(ms)
+        if (i + 1) % 10 == 0:
+            print(f"  [{phase}] {i + 1} surges: surge→signal p50 {statistics.median(out['signal']):.0f} ms", flush=True)
+        # let this symbol's surge end before it comes round again (other symbols go meanwhile)
+    procs.stop("feed")
+    r.close()
+    return out
+
+
+def report(results: dict, args) -> None:
+    print(f"\ntick to trade: {args.surges} surges per phase, {args.accounts} accounts, {args.symbols} symbols at "
+          f"{args.tick_rate:g} ticks/s each, beat every 1 s; from the venue time the surge starts")
+    print(f"{'phase':6} {'':22} {'p50 ms':>9} {'p95 ms':>9}   n")
+    for phase, res in results.items():
+        for key, label in (("signal", "surge → signal"), ("first", "surge → first ack"),
+                           ("last", f"surge → last of {args.accounts} acks")):
+            v = res[key]
+            print(f"{phase:6} {label:22} {statistics.median(v) if v else float('nan'):9.0f} {pct(v, 95):9.0f}   {len(v)}")
+        print(f"{phase:6} paths {res['paths']}, no signal {res['missed']}, not every account answered {res['partial']}")
+    if {"on", "off"} <= set(results):
+        on, off = results["on"], results["off"]
+        for key, label in (("signal", "surge → signal"), ("last", "surge → last ack")):
+            if on[key] and off[key]:
+                print(f"headline {label}: off/on p50 ×{statistics.median(off[key]) / statistics.median(on[key]):.2f}, "
+                      f"p95 ×{pct(off[key], 95) / pct(on[key], 95):.2f}")
+    for phase, res in results.items():
+        steps = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in res["steps"].items())
+        print(f"{phase} hop medians (ms): {steps}")
+    print(f"targets: surge → signal p95 ≤ 150 ms; surge → last of 100 acks p95 ≤ 500 ms")
+
+
+def main() -> None:
+    args = parse_args()
+    names = list(DEFAULT_SYMBOLS)[:args.symbols]
+    setup_environment(args)
+    import redis as redis_lib
+
+    from matchtrader.simulator.testing import running_simulator
+
+    r = redis_lib.Redis.from_url(args.redis_url)
+    if r.dbsize():
+        raise SystemExit(f"{args.redis_url} is not empty: pass --redis-url of an unused database")
+    reset_state(names)
+    logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"tick-to-trade-{os.getpid()}"
+    logs.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    procs = Procs(logs)
+    results = {}
+    load_before = os.getloadavg()
+    try:
+        with running_simulator(seed=5, symbols=names, tick_rate=args.tick_rate, history_minutes=60,
+                               surges_per_hour=0.0) as sim:
+            create_accounts(sim, args.accounts)
+            procs.start("beat", [py, "-m", "celery", "-A", "tradeops", "beat", "-S",
+                                 "django_celery_beat.schedulers:DatabaseScheduler", "-s", str(logs / "beat-schedule"),
+                                 "--pidfile=", "-l", "WARNING"])
+            procs.start("analysis", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", "-c", "1",
+                                     "-n", f"t2t-analysis-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+                                     "--without-heartbeat", "-l", "WARNING"])
+            procs.start("orders", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders,default",
+                                   "--concurrency", "4", "-n", f"t2t-orders-{os.getpid()}@%h", "--without-gossip",
+                                   "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+                        SIMULATOR_URL=sim.url)
+            for phase in args.phases.split(","):
+                print(f"phase: event path {phase} ...", flush=True)
+                results[phase] = run_phase(phase, args, sim, names, procs, py)
+    finally:
+        procs.stop()
+        r.flushdb()
+    report(results, args)
+    load_after = os.getloadavg()
+    print(f"conditions: {os.cpu_count()} cores, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+          f"(other developers' work shares the machine); logs in {logs}")
+
+
+if __name__ == "__main__":
+    main()
