@@ -54,14 +54,14 @@ from matchtrader.simulator.instruments import DEFAULT_SYMBOLS, spec_for  # noqa:
 PARAMS = {
     "baseline_window_s": 300,
     "min_baseline_s": 8,
-    "recent_window_s": 3,
+    "recent_window_s": 2,
     "cooldown_ms": 4_000,
     "use_swing_levels": False,
     "rsi_overbought": 100.0,
     "rsi_oversold": 0.0,
 }
 SURGE_S = 3.0
-SURGE_INTENSITY = 6.0
+SURGE_INTENSITY = 6.0  # the simulator's: trades per tick and their size both scale with it
 
 
 def parse_args():
@@ -71,6 +71,9 @@ def parse_args():
     p.add_argument("--symbols", type=int, default=8, help=f"symbols streamed and surged in turn (<= {len(DEFAULT_SYMBOLS)})")
     p.add_argument("--tick-rate", type=float, default=50.0, help="ticks per second per symbol at the venue")
     p.add_argument("--phases", default="off,on", help="event path off/on, in this order")
+    p.add_argument("--max-entry-deviation", default=None,
+                   help="ORDERS_MAX_ENTRY_DEVIATION of the orders worker (default: the shipped value); a surge "
+                        "moves the price fast, and orders skipped as price_moved give no acknowledgement")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/6", help="an EMPTY Redis database nobody uses")
     p.add_argument("--db", default="tradeops_bench_t2t", help="throw-away database (created, emptied)")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
@@ -263,6 +266,8 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
         else:
             out["first"].append(to_wall(h, min(answers)) - start_ms)
             out["last"].append(to_wall(h, max(answers)) - start_ms)
+        out["orders"] = out.get("orders", 0) + args.accounts
+        out["acks"] = out.get("acks", 0) + len(answers)
         for a, b, ms in hops_mod.breakdown(h)["steps"]:
             out["steps"].setdefault(f"{a}→{b}", []).append(ms)
         if (i + 1) % 10 == 0:
@@ -282,7 +287,8 @@ def report(results: dict, args) -> None:
                            ("last", f"surge → last of {args.accounts} acks")):
             v = res[key]
             print(f"{phase:6} {label:22} {statistics.median(v) if v else float('nan'):9.0f} {pct(v, 95):9.0f}   {len(v)}")
-        print(f"{phase:6} paths {res['paths']}, no signal {res['missed']}, not every account answered {res['partial']}")
+        print(f"{phase:6} paths {res['paths']}, no signal {res['missed']}, not every account answered {res['partial']}, "
+              f"broker answers {res.get('acks', 0)} of {res.get('orders', 0)} orders (others skipped: price_moved)")
     if {"on", "off"} <= set(results):
         on, off = results["on"], results["off"]
         for key, label in (("signal", "surge → signal"), ("last", "surge → last ack")):
@@ -316,6 +322,9 @@ def main() -> None:
     try:
         with running_simulator(seed=5, symbols=names, tick_rate=args.tick_rate, history_minutes=60,
                                surges_per_hour=0.0) as sim:
+            from django.conf import settings
+
+            settings.SIMULATOR_URL = sim.url  # simulation accounts go to the simulator (tokens keyed by its URL)
             create_accounts(sim, args.accounts)
             procs.start("beat", [py, "-m", "celery", "-A", "tradeops", "beat", "-S",
                                  "django_celery_beat.schedulers:DatabaseScheduler", "-s", str(logs / "beat-schedule"),
@@ -323,10 +332,12 @@ def main() -> None:
             procs.start("analysis", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", "-c", "1",
                                      "-n", f"t2t-analysis-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
                                      "--without-heartbeat", "-l", "WARNING"])
+            print(f"orders worker: ORDERS_MAX_ENTRY_DEVIATION={args.max_entry_deviation or 'shipped'}", flush=True)
             procs.start("orders", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "orders,default",
                                    "--concurrency", "4", "-n", f"t2t-orders-{os.getpid()}@%h", "--without-gossip",
                                    "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-                        SIMULATOR_URL=sim.url)
+                        SIMULATOR_URL=sim.url, **({"ORDERS_MAX_ENTRY_DEVIATION": args.max_entry_deviation}
+                                                  if args.max_entry_deviation else {}))
             for phase in args.phases.split(","):
                 print(f"phase: event path {phase} ...", flush=True)
                 results[phase] = run_phase(phase, args, sim, names, procs, py)

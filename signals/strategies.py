@@ -87,13 +87,18 @@ class VolumeSurgePreScreen:
     ``min_baseline_s`` covered baseline seconds — the analysis' thresholds WITHOUT its no-book
     multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
     whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
-    At most once per second. The baseline covers only the seconds this pre-screen has seen (a
+    While the test holds it fires again at most every ``REFIRE_MS`` (250 ms): the first wake-up of a
+    surge may find the analysis' other conditions (flow, direction) not met yet, and waiting a full
+    beat for the next look would give the latency back; a calm market never passes the test, so
+    this costs nothing there. The baseline covers only the seconds this pre-screen has seen (a
     feed restart starts it empty): until ``min_baseline_s`` have passed it never fires and the
     beat alone covers the symbol.
     """
 
+    REFIRE_MS = 250
+
     __slots__ = ("ratio", "zmin", "vmin", "std_floor", "recent_s", "baseline_s", "n", "min_seconds", "use_volume",
-                 "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "fired_second",
+                 "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "next_fire_ms",
                  "resum_at")
 
     def __init__(self, params: StrategyParams):
@@ -115,7 +120,7 @@ class VolumeSurgePreScreen:
         self.recent_sum = 0.0
         self.base_sum = 0.0
         self.base_sq = 0.0
-        self.fired_second = -1
+        self.next_fire_ms = -1
         self.resum_at = 0
 
     def _advance(self, second: int) -> None:
@@ -163,7 +168,7 @@ class VolumeSurgePreScreen:
         x = volume if self.use_volume else 1.0
         self.ring[second % self.n] += x
         self.recent_sum += x
-        if self.fired_second == second:
+        if ts_ms < self.next_fire_ms:
             return False
         # baseline seconds covered: those after the first (partial) second, before the recent window
         k = min(self.baseline_s, second - self.recent_s - self.first_second)
@@ -177,7 +182,7 @@ class VolumeSurgePreScreen:
         rate = self.recent_sum / elapsed_s
         if (rate >= self.ratio * mean and (rate - mean) / max(std, self.std_floor * mean) >= self.zmin
                 and self.recent_sum >= self.vmin):
-            self.fired_second = second
+            self.next_fire_ms = ts_ms + self.REFIRE_MS
             return True
         return False
 
