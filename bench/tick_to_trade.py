@@ -49,10 +49,12 @@ sys.path.insert(0, str(ROOT))
 
 from matchtrader.simulator.instruments import DEFAULT_SYMBOLS, spec_for  # noqa: E402
 
-# The signal_latency bench's parameters: a short baseline so the phases start quickly, a short
-# cool-down, no filters that depend on the random pre-generated history.
+# A 30 s baseline: the symbols surge in turn, each again after ~30 s, when its last surge has left
+# the baseline (a surge inside the baseline makes the strategy rightly reluctant, which would
+# measure the strategy, not the latency); a short cool-down; no filters that depend on the random
+# pre-generated history.
 PARAMS = {
-    "baseline_window_s": 300,
+    "baseline_window_s": 30,
     "min_baseline_s": 8,
     "recent_window_s": 2,
     "cooldown_ms": 4_000,
@@ -221,6 +223,8 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
     import redis as redis_lib
     from django.db import close_old_connections
 
+    from orders.lifecycle import TERMINAL
+    from orders.models import Order
     from signals import hops as hops_mod
     from signals.models import Signal
 
@@ -250,17 +254,26 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
             continue
 
         def acked():
+            # every order terminal, and the hops of every one that reached the broker written
             s = Signal.objects.get(pk=sig.pk)
             rows = (s.hops or {}).get("orders") or {}
-            return s if len(rows) >= args.accounts else None
+            if len(rows) >= args.accounts:
+                return s
+            states = list(Order.objects.filter(signal_id=sig.pk).values_list("status", flat=True))
+            sent = sum(1 for st in states if st not in ("skipped", "new"))
+            if len(states) >= args.accounts and all(st in TERMINAL for st in states) and len(rows) >= sent:
+                return s
+            return None
 
         done = wait_for(acked, 20, "every account's answer", procs.alive(), interval=0.05)
         s = done or Signal.objects.get(pk=sig.pk)
         h = s.hops
         out["paths"][h.get("path", "?")] = out["paths"].get(h.get("path", "?"), 0) + 1
         out["signal"].append(to_wall(h, h["signal"]) - start_ms)
+        if h.get("path") == "event":  # the tick whose pre-screen woke the analysis that signalled
+            out.setdefault("woke_at", []).append(float(h["venue"]) - start_ms)
         answers = [row[2] for row in (h.get("orders") or {}).values() if row and row[2]]
-        if done is None or not answers:
+        if done is None or len(answers) < args.accounts:
             out["partial"] += 1
             print(f"  [{phase}] surge {i + 1} on {symbol}: {len(answers)}/{args.accounts} answers", flush=True)
         else:
@@ -295,6 +308,10 @@ def report(results: dict, args) -> None:
             if on[key] and off[key]:
                 print(f"headline {label}: off/on p50 ×{statistics.median(off[key]) / statistics.median(on[key]):.2f}, "
                       f"p95 ×{pct(off[key], 95) / pct(on[key], 95):.2f}")
+    for phase, res in results.items():
+        if res.get("woke_at"):
+            print(f"{phase}: the signalling wake-up's tick came {statistics.median(res['woke_at']):.0f} ms (p50) after "
+                  f"the surge start")
     for phase, res in results.items():
         steps = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in res["steps"].items())
         print(f"{phase} hop medians (ms): {steps}")
