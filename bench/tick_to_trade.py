@@ -49,12 +49,12 @@ sys.path.insert(0, str(ROOT))
 
 from matchtrader.simulator.instruments import DEFAULT_SYMBOLS, spec_for  # noqa: E402
 
-# A 30 s baseline: the symbols surge in turn, each again after ~30 s, when its last surge has left
+# A 20 s baseline: the symbols surge in turn, each again after ~30 s, when its last surge has left
 # the baseline (a surge inside the baseline makes the strategy rightly reluctant, which would
 # measure the strategy, not the latency); a short cool-down; no filters that depend on the random
 # pre-generated history.
 PARAMS = {
-    "baseline_window_s": 30,
+    "baseline_window_s": 20,
     "min_baseline_s": 8,
     "recent_window_s": 2,
     "cooldown_ms": 4_000,
