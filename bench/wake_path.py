@@ -52,10 +52,10 @@ except ImportError:  # pragma: no cover
 def consumer(redis_url: str) -> None:
     import redis
 
-    r = redis.Redis.from_url(redis_url)
+    r = redis.Redis.from_url(redis_url, socket_timeout=5)
     last = "$"
     while True:
-        got = r.xread({STREAM: last}, block=0, count=100)
+        got = r.xread({STREAM: last}, block=1000, count=100)
         now = time.monotonic()
         for _, entries in got:
             for entry_id, fields in entries:
