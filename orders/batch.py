@@ -83,8 +83,12 @@ def record_hops(signal_id: int, task_mono: float, orders) -> None:
     hop document in one UPDATE after the chunk is done (off the critical path; ``signals.hops``)."""
     rows = {o.pk: [task_mono, round(o.hop_send, 3), round(o.hop_answer, 3)]
             for o in orders if getattr(o, "hop_send", None) is not None and getattr(o, "hop_answer", None) is not None}
-    if rows:
+    if not rows:
+        return
+    try:
         Signal.objects.filter(pk=signal_id).update(hops=hops.merged_orders(rows))
+    except Exception as exc:  # noqa: BLE001 - timing data must never fail a chunk whose orders are placed
+        log.warning("order_hops_not_recorded", signal_id=signal_id, orders=len(rows), error=type(exc).__name__)
 
 
 def hand_over(signal_id: int, account_ids: list[int], requeues: int = 0) -> None:
