@@ -26,6 +26,25 @@ class AuthenticationError(BrokerError):
     pass
 
 
+class TokenRevoked(AuthenticationError):
+    """Trader API 401: the account's bearer token was revoked or expired. Never retried: the
+    account halts with cause ``token`` until an operator enters a new token."""
+
+
+class ConfigurationError(BrokerError):
+    """The broker refuses us for good in a way only a person can fix (a persistent 403: a
+    Cloudflare or User-Agent block). Not a transient outage."""
+
+
+class ScopeForbidden(BrokerError):
+    """Trader API 403: the token lacks the scope. On a write (``write``), the token is read-only:
+    the account is monitor-only and never receives an order."""
+
+    def __init__(self, message: str, write: bool = True):
+        super().__init__(message)
+        self.write = write
+
+
 class RateLimited(BrokerError):
     def __init__(self, retry_after: float, message: str = "rate limited"):
         super().__init__(f"{message} (retry after {retry_after:.1f}s)")
@@ -70,8 +89,17 @@ class InvalidRequest(BrokerError):
         self.message = message
 
 
+class IdempotencyKeyInvalid(InvalidRequest):
+    """Trader API 400 ``idempotency-key-invalid``: a defect on our side (keys are always UUIDs,
+    one per intent): logged loudly, the order fails, never retried with another key."""
+
+
 __all__ = [
     "BrokerError",
+    "TokenRevoked",
+    "ConfigurationError",
+    "ScopeForbidden",
+    "IdempotencyKeyInvalid",
     "AuthenticationError",
     "RateLimited",
     "BrokerUnavailable",

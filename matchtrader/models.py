@@ -218,6 +218,7 @@ class OpenPosition:
     swap: Decimal
     commission: Decimal
     open_time: datetime | None
+    comment: str = ""  # Trader API only (the order tag, when the broker echoes it [INF])
 
     @classmethod
     def from_json(cls, d: dict) -> OpenPosition:
@@ -281,6 +282,7 @@ class ClosedPosition:
     close_reason: str = ""
     closing_order_id: str = ""
     uid: str = ""
+    comment: str = ""  # Trader API only [INF]
 
     @classmethod
     def from_json(cls, d: dict) -> ClosedPosition:
@@ -307,6 +309,8 @@ class OperationResult:
     native_code: str | None
     error_message: str
     order_id: str | None
+    position_id: str | None = None  # known at once on the Trader API (201 {positionId}) [DOC T6]
+    error_code: str | None = None  # Platform API: errorCode sent beside status OK (outcome to confirm)
 
     @property
     def ok(self) -> bool:

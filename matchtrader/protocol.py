@@ -256,3 +256,145 @@ AUTH_FAILURES_WINDOW_S = 300.0
 
 def trading_path(uuid: str, path: str) -> str:
     return TRADING_PREFIX.format(uuid=uuid) + path
+
+
+# =================================================================================================
+# Match-Trader TRADER API (per-account REST, bearer token) -- /work/shared/docs/match-trader-trader-api.md
+# Tags as above, with [DOC Tn] the official Trader API page n of that document. EVERY method + path
+# below is [INF]: the official pages show them only in their request panel, which was not read
+# (doc "coverage limit"). Quotes and the open-positions list are documented only as MCP tools
+# (doc §5.4, §5.6), so their REST paths are guesses too. A correction is a one-line change here;
+# client and simulator both read this table.
+# =================================================================================================
+TA_BASE_URL = "https://trader-api.match-trader.com"  # [DOC T1] one host for every broker
+TA_VERSION = "/v1"  # [INF] "every path carries the version" [DOC T1]; segment unknown
+
+TA_ACCOUNT = "account"
+TA_SUMMARY = "summary"
+TA_SYMBOLS = "symbols"
+TA_QUOTES = "quotes"
+TA_CANDLES = "candles"
+TA_POSITIONS = "positions"
+TA_OPEN = "open"
+TA_CLOSE = "close"
+TA_EDIT = "edit"
+TA_PENDING = "pending"
+TA_PENDING_CREATE = "pending_create"
+TA_PENDING_UPDATE = "pending_update"
+TA_PENDING_CANCEL = "pending_cancel"
+TA_CLOSED = "closed"
+TA_LEDGERS = "ledgers"
+
+# op -> (method, path template). ``{id}`` is the position / pending order id (a string [DOC T7]).
+TA_ROUTES: dict[str, tuple[str, str]] = {
+    TA_ACCOUNT: ("GET", TA_VERSION + "/account"),  # [INF] MCP get_account only [DOC T2]
+    TA_SUMMARY: ("GET", TA_VERSION + "/account/summary"),  # [INF] page T3
+    TA_SYMBOLS: ("GET", TA_VERSION + "/symbols"),  # [INF] page T4
+    TA_QUOTES: ("GET", TA_VERSION + "/quotes"),  # [INF] MCP get_quotes only [DOC T2]: verified vs simulator only
+    TA_CANDLES: ("GET", TA_VERSION + "/candles"),  # [INF] page T5
+    TA_POSITIONS: ("GET", TA_VERSION + "/positions"),  # [INF] MCP get_portfolio_state only: simulator only
+    TA_OPEN: ("POST", TA_VERSION + "/positions"),  # [INF] page T6
+    TA_CLOSE: ("POST", TA_VERSION + "/positions/{id}/close"),  # [INF] page T7 (a DELETE is possible)
+    TA_EDIT: ("PATCH", TA_VERSION + "/positions/{id}"),  # [INF] no page found (doc §5.9)
+    TA_PENDING: ("GET", TA_VERSION + "/pending-orders"),  # [INF] MCP only
+    TA_PENDING_CREATE: ("POST", TA_VERSION + "/pending-orders"),  # [INF] page T8
+    TA_PENDING_UPDATE: ("PATCH", TA_VERSION + "/pending-orders/{id}"),  # [INF] page T9
+    TA_PENDING_CANCEL: ("DELETE", TA_VERSION + "/pending-orders/{id}"),  # [INF] page T10
+    TA_CLOSED: ("GET", TA_VERSION + "/closed-positions"),  # [INF] page T11
+    TA_LEDGERS: ("GET", TA_VERSION + "/ledgers"),  # [INF] page T12
+}
+# The writes that accept an Idempotency-Key [DOC T6, T7, T8]; update/cancel pending list none [DOC T9, T10].
+TA_KEYED_WRITES = frozenset({TA_OPEN, TA_CLOSE, TA_PENDING_CREATE})
+TA_WRITES = frozenset({TA_OPEN, TA_CLOSE, TA_EDIT, TA_PENDING_CREATE, TA_PENDING_UPDATE, TA_PENDING_CANCEL})
+
+# headers
+TA_HDR_AUTH = "Authorization"  # "Bearer <token>" [DOC T3-T12]
+TA_BEARER = "Bearer "
+TA_HDR_IDEMPOTENCY_KEY = "Idempotency-Key"  # optional UUID [DOC T6, T7, T8]
+TA_PROBLEM_CONTENT_TYPE = "application/problem+json"  # [INF] not stated; the client accepts any JSON
+
+# problem details fields [DOC T6-T12]
+TA_F_PATH = "path"
+TA_F_STATUS = "status"
+TA_F_TYPE = "type"
+TA_F_TITLE = "title"
+TA_F_DETAIL = "detail"
+TA_F_ADDITIONAL_INFO = "additionalInfo"
+TA_F_REASON = "reason"  # key inside additionalInfo [INF] (simulator's reason codes below)
+TA_F_FIELD = "field"  # key inside additionalInfo [INF]
+
+# problem types: branch on these, never on title/detail [DOC]
+TA_TYPE_PREFIX = "error://trader-api/"
+TA_ERR_VALIDATION = TA_TYPE_PREFIX + "trading-validation-failed"  # 400 [DOC T5-T9]
+TA_ERR_IDEMPOTENCY_KEY = TA_TYPE_PREFIX + "idempotency-key-invalid"  # 400 [DOC T6-T8]
+TA_ERR_CANDLE_INTERVAL = TA_TYPE_PREFIX + "candle-interval-invalid"  # 400 [DOC T5]
+TA_ERR_SYMBOL_TYPE = TA_TYPE_PREFIX + "symbol-type-invalid"  # 400 [DOC T4]
+TA_ERR_LEDGER_TYPE = TA_TYPE_PREFIX + "ledger-type-invalid"  # 400 [DOC T12]
+TA_ERR_UNAUTHORIZED = TA_TYPE_PREFIX + "unauthorized"  # 401 [DOC T3, T7, T9-T11]
+TA_ERR_FORBIDDEN = TA_TYPE_PREFIX + "forbidden"  # 403 [DOC T10, T11]; a read-only token on a write [INF]
+TA_ERR_NOT_FOUND = TA_TYPE_PREFIX + "not-found"  # 404 INVENTED by the simulator [INF]: never relied on
+TA_ERR_TOO_MANY = TA_TYPE_PREFIX + "too-many-requests"  # 429 INVENTED [INF]: the client goes by status
+TA_ERR_UNAVAILABLE = TA_TYPE_PREFIX + "service-unavailable"  # 5xx INVENTED [INF]: the client goes by status
+# additionalInfo.reason for a key reused with another body: INVENTED [INF doc §9]
+TA_REASON_KEY_REUSED = "KEY_REUSED_WITH_DIFFERENT_REQUEST"
+
+# request / response fields [DOC T3-T12]
+TA_F_SYMBOL = "symbol"
+TA_F_SIDE = "side"
+TA_F_VOLUME = "volume"
+TA_F_TP_PRICE = "tpPrice"  # null = none [DOC T6]
+TA_F_SL_PRICE = "slPrice"
+TA_F_COMMENT = "comment"  # free text stored with the position [DOC T6]; echoed in lists [INF]
+TA_F_POSITION_ID = "positionId"  # 201 body of open [DOC T6]
+TA_F_PENDING_ORDER_ID = "pendingOrderId"  # 201 body of create pending [DOC T8]
+TA_F_ACTIVATION_PRICE = "activationPrice"
+TA_F_LIMIT = "limit"
+TA_F_FROM = "from"  # integer; unit unstated: the client sends epoch ms [INF], the simulator takes both
+TA_F_TO = "to"
+TA_F_INTERVAL = "interval"
+TA_F_SYMBOLS = "symbols"  # list key of Get Symbols [DOC T4]
+TA_F_QUOTES = "quotes"  # [INF]
+TA_F_CANDLES = "candles"  # [DOC T5]
+TA_F_POSITIONS = "positions"  # [INF]
+TA_F_PENDING_ORDERS = "pendingOrders"  # [INF]
+TA_F_CLOSED_POSITIONS = "closedPositions"  # [DOC T11]
+# account summary [DOC T3]
+TA_F_BALANCE = "balance"
+TA_F_CREDIT = "credit"
+TA_F_EQUITY = "equity"
+TA_F_MARGIN = "margin"
+TA_F_FREE_FUNDS = "freeFunds"
+TA_F_MARGIN_LEVEL = "marginLevel"
+TA_F_PROFIT = "profit"
+TA_F_CURRENCY = "currency"  # in the profile (GET account) [INF]
+# item fields of lists: NOT documented (doc §5.3-5.6, "child attributes" unread) -- all [INF],
+# modelled on the Platform API's names
+TA_F_ID = "id"
+TA_F_OPEN_PRICE = "openPrice"
+TA_F_CLOSE_PRICE = "closePrice"
+TA_F_OPEN_TIME = "openTime"  # epoch ms [INF]
+TA_F_CLOSE_TIME = "closeTime"  # epoch ms [INF]
+TA_F_TIME = "time"  # candle / quote time, epoch ms [INF]
+TA_F_SWAP = "swap"
+TA_F_COMMISSION = "commission"
+TA_F_DIGITS = "digits"
+TA_F_CONTRACT_SIZE = "contractSize"
+
+TA_LIMIT_CLOSED_MAX = 500  # [DOC T11]
+TA_LIMIT_CANDLES_MAX = 750  # [DOC T5]
+# No Trader API rate limit is published: budget per token at the Platform API's 500/min [INF].
+TA_RATE_LIMIT_PER_MINUTE = RATE_LIMIT_PER_MINUTE
+# The short order tag tradeops writes in ``comment`` and matches positions read back on [INF: the
+# echo of comment in the open-positions list is unknown, so the tag is a confirmation, never required].
+TA_COMMENT_TAG_PREFIX = "to:"
+TA_COMMENT_TAG_LEN = 12  # hex chars of the intent key
+
+
+def ta_route(op: str, **ids: str) -> tuple[str, str]:
+    method, template = TA_ROUTES[op]
+    return method, template.format(**ids) if ids else template
+
+
+def ta_comment_tag(intent_key: str) -> str:
+    """The short tag of an order intent carried in ``comment`` (a prefix of its key's hex)."""
+    return TA_COMMENT_TAG_PREFIX + str(intent_key).replace("-", "").lower()[:TA_COMMENT_TAG_LEN]

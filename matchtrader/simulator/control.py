@@ -35,6 +35,8 @@ class ControlApi:
         r.add_post("/_sim/market", self.c_market)
         r.add_post("/_sim/ws/drop", self.c_ws_drop)
         r.add_post("/_sim/sessions/expire", self.c_expire_sessions)
+        r.add_post("/_sim/trader-tokens", self.c_issue_trader_token)
+        r.add_post("/_sim/trader-tokens/revoke", self.c_revoke_trader_token)
         r.add_get("/_sim/stats", self.c_stats)
         r.add_get("/_sim/health", self.c_health)
 
@@ -151,6 +153,32 @@ class ControlApi:
 
     async def c_expire_sessions(self, request: web.Request) -> web.Response:
         return jresp({"expired": self.sessions.expire_all()})
+
+    async def c_issue_trader_token(self, request: web.Request) -> web.Response:
+        """``{"systemUuid": ..., "scopes": ["read", "trade"]}`` → ``{"token": ...}``: what the trader
+        does in Match-Trader's API Access view (doc §2)."""
+        try:
+            b = await json_body(request)
+            if not isinstance(b, dict) or b.get("systemUuid") not in self.exchange.accounts:
+                raise BadRequest("systemUuid must name an existing account")
+            scopes = b.get("scopes", ["read", "trade"])
+            if not isinstance(scopes, list):
+                raise BadRequest("scopes must be a list")
+            t = self.sim.trader.tokens.issue(b["systemUuid"], scopes)
+        except (BadRequest, ValueError) as e:
+            return err(400, str(e))
+        return jresp({"token": t.token, "systemUuid": t.uuid, "scopes": sorted(t.scopes)}, status=201)
+
+    async def c_revoke_trader_token(self, request: web.Request) -> web.Response:
+        try:
+            b = await json_body(request)
+            if not isinstance(b, dict) or not isinstance(b.get("token"), str):
+                raise BadRequest("Body must be {'token': ...}")
+        except BadRequest as e:
+            return err(400, str(e))
+        if not self.sim.trader.tokens.revoke(b["token"]):
+            return err(404, "Unknown token")
+        return jresp({"revoked": True})
 
     async def c_stats(self, request: web.Request) -> web.Response:
         return jresp(dict(self.stats, accounts=len(self.exchange.accounts), open_positions=len(self.exchange.positions),

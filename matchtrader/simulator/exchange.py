@@ -58,6 +58,7 @@ class Position:
     tp: Decimal | None = None
     commission: Decimal = ZERO
     order_id: str = ""
+    comment: str = ""  # Trader API ``comment`` [DOC T6]; the Platform API has none
 
 
 @dataclass(slots=True)
@@ -265,7 +266,7 @@ class Exchange:
 
     # -- trading -----------------------------------------------------------------------------------
     def open_position(self, uuid: str, symbol, side: str, volume: Decimal, sl: Decimal | None,
-                      tp: Decimal | None, now_ms: int) -> tuple[str, str]:
+                      tp: Decimal | None, now_ms: int, comment: str = "") -> tuple[str, str]:
         """Market order. Returns (order_id, position_id)."""
         with self.lock:
             acc = self._account(uuid)
@@ -274,9 +275,10 @@ class Exchange:
             bid, ask = self.prices[symbol]
             self._check_stops(spec, side, bid if side == P.SIDE_BUY else ask, sl, tp)
             price = self._fill_price(spec, side)
-            return self._open(acc, spec, side, volume, price, sl, tp, now_ms, reason="market")
+            return self._open(acc, spec, side, volume, price, sl, tp, now_ms, reason="market", comment=comment)
 
-    def _open(self, acc, spec, side, volume, price, sl, tp, now_ms, reason, order_id=None) -> tuple[str, str]:
+    def _open(self, acc, spec, side, volume, price, sl, tp, now_ms, reason, order_id=None,
+              comment: str = "") -> tuple[str, str]:
         try:
             need = self._margin(spec.symbol, volume, price, acc.leverage, acc.currency)
         except NoRate as exc:  # no conversion price yet: refuse rather than book at a guessed rate
@@ -286,7 +288,8 @@ class Exchange:
         order_id = order_id or self._next_id()
         pos = Position(id=self._next_id(), account=acc.uuid, symbol=spec.symbol, side=side, volume=volume,
                        open_price=price, open_ms=now_ms, sl=sl, tp=tp,
-                       commission=fills.open_commission(volume, self.commission_per_lot), order_id=order_id)
+                       commission=fills.open_commission(volume, self.commission_per_lot), order_id=order_id,
+                       comment=comment)
         acc.positions[pos.id] = pos
         self.positions[pos.id] = pos
         self.by_symbol_pos.setdefault(spec.symbol, set()).add(pos.id)
@@ -343,7 +346,7 @@ class Exchange:
                 "id": pos.id, "uid": acc.uuid, "closingOrderID": oid, "symbol": pos.symbol, "side": pos.side,
                 "volume": volume, "openTime": pos.open_ms, "time": now_ms, "openPrice": pos.open_price,
                 "closePrice": price, "profit": profit, "netProfit": profit + commission,
-                "closeReason": P.CLOSE_REASON_PARTIAL if part else reason,
+                "closeReason": P.CLOSE_REASON_PARTIAL if part else reason, "comment": pos.comment,
             })
             self.close_events.append((acc.uuid, acc.closed[-1]))
             if part:

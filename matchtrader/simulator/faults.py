@@ -39,6 +39,12 @@ class FaultConfig:
     refresh_limit_per_hour: int = 4  # per session (0 = off)
     strict_auth: bool = True  # require the co-auth cookie as well as Auth-trading-api
     closed_symbols: list[str] = field(default_factory=list)  # symbols whose market is closed
+    # Trader API: how long an Idempotency-Key's first outcome is kept (doc §6: retention unknown)
+    idempotency_retention_s: float = 86400.0
+    # Platform API faults seen on real brokers by a third-party SDK (issue 13):
+    p_ok_with_error_code: float = 0.0  # share of writes EXECUTED and answered status OK + errorCode UNKNOWN_ERROR
+    persistent_403: bool = False  # every broker request answered 403 (a Cloudflare / User-Agent block)
+    closed_history_limit: int = 0  # closed positions cut to this many with status FULL (0 = off)
 
     def validate(self) -> None:
         for f in fields(self):
@@ -47,7 +53,7 @@ class FaultConfig:
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
                     raise ValueError(f"{f.name} must be a probability in [0, 1]")
         for name in ("latency_ms", "latency_jitter_ms", "retry_after_s", "lost_sleep_s", "ws_drop_every_s",
-                     "token_ttl_s"):
+                     "token_ttl_s", "idempotency_retention_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative number")
@@ -77,11 +83,12 @@ class FaultInjector:
         if unknown:
             raise ValueError(f"unknown fault knobs: {sorted(unknown)}")
         cand = FaultConfig(**{**self.config.to_dict(), **changes})
-        for name in ("rate_limit_per_min", "refresh_limit_per_hour"):
+        for name in ("rate_limit_per_min", "refresh_limit_per_hour", "closed_history_limit"):
             if not isinstance(getattr(cand, name), int) or getattr(cand, name) < 0:
                 raise ValueError(f"{name} must be a non-negative integer")
-        if not isinstance(cand.strict_auth, bool):
-            raise ValueError("strict_auth must be a boolean")
+        for name in ("strict_auth", "persistent_403"):
+            if not isinstance(getattr(cand, name), bool):
+                raise ValueError(f"{name} must be a boolean")
         cand.validate()
         self.config = cand
         return cand

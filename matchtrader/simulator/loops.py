@@ -46,6 +46,7 @@ async def housekeeping_loop(sim) -> None:
         hb = mono - last_hb >= sim.config.heartbeat_s
         if hb:
             last_hb = mono
+            sim.trader.tokens.expire(sim.faults.config.idempotency_retention_s, wall)
         for c in list(hub.conns):
             if c.session.expires_at <= wall:
                 hub.close_later(c, P.WS_CLOSE_AUTH_EXPIRED, b"token expired")

@@ -3,7 +3,7 @@ plus the ``/_sim/`` control API, and the background loops.
 
 Thin I/O around pure parts: :class:`Market` (prices), :class:`Exchange` (books), :class:`Sessions`
 (auth) and :class:`FaultInjector`. The faces live in their own modules and share this object's
-state: :mod:`.rest` (``/manager`` and ``/mtr-api``), :mod:`.websocket` (subscriptions and pushes),
+state: :mod:`.rest` (``/manager`` and ``/mtr-api``), :mod:`.trader_api` (the Trader API, ``/v1``), :mod:`.websocket` (subscriptions and pushes),
 :mod:`.control` (``/_sim``), :mod:`.loops` (market clock, housekeeping); :mod:`.wire` holds the
 response and body helpers they share. The market loop steps prices at ``tick_rate``, feeds quotes
 to the exchange (pending orders, SL/TP) and pushes frames to WebSocket subscribers.
@@ -27,6 +27,7 @@ from .guard import CONTROL_MAX_BODY_BYTES, GuardedAppRunner, make_guard
 from .loops import housekeeping_loop, market_loop
 from .market import Market, Tick
 from .rest import RestApi
+from .trader_api import TraderApi
 from .websocket import WsConn, WsHub
 from .wire import now_ms
 
@@ -52,6 +53,7 @@ class Simulator:
         self.stats = {"requests": 0, "ws_frames": 0, "ws_connections": 0, "ticks": 0, "slow_consumers_dropped": 0}
         self.last_tick_ms: dict[str, int] = {}
         self.rest = RestApi(self)
+        self.trader = TraderApi(self)
         self.ws = WsHub(self)
         self.control = ControlApi(self)
         self._tasks: list[asyncio.Task] = []
@@ -75,6 +77,7 @@ class Simulator:
         # The guard (guard.py) refuses hostile input before any handler runs.
         app = web.Application(client_max_size=CONTROL_MAX_BODY_BYTES, middlewares=[make_guard(self)])
         self.rest.add_routes(app.router)
+        self.trader.add_routes(app.router)
         self.ws.add_routes(app.router)
         self.control.add_routes(app.router)
         app.on_shutdown.append(self._on_shutdown)

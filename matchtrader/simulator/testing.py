@@ -72,6 +72,13 @@ class Control:
     def drop_websockets(self) -> int:
         return self._call("POST", "/_sim/ws/drop")["dropped"]
 
+    def issue_trader_token(self, system_uuid: str, scopes=("read", "trade")) -> str:
+        """A Trader API bearer token for the account (as the trader makes one in API Access)."""
+        return self._call("POST", "/_sim/trader-tokens", {"systemUuid": system_uuid, "scopes": list(scopes)})["token"]
+
+    def revoke_trader_token(self, token: str) -> None:
+        self._call("POST", "/_sim/trader-tokens/revoke", {"token": token})
+
     def expire_sessions(self) -> int:
         return self._call("POST", "/_sim/sessions/expire")["expired"]
 
