@@ -17,8 +17,8 @@ BROKER_FIELDS = ("name", "mode", "platform_url", "broker_id", "email", "trading_
 
 
 class AccountForm(forms.ModelForm):
-    """Credentials are write-only: the form never renders the stored password, and leaving the
-    field empty keeps it."""
+    """Credentials are write-only: the form never renders the stored password or Trader API token,
+    and leaving the field empty keeps it. Which credentials are needed follows the account's API."""
 
     platform_url = forms.URLField(assume_scheme="https", help_text="Broker platform origin.")
     new_password = forms.CharField(
@@ -26,12 +26,20 @@ class AccountForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted. Leave empty to keep the current password.",
+        help_text="Platform API only. Stored encrypted. Leave empty to keep the current password.",
+    )
+    new_trader_api_token = forms.CharField(
+        label="Trader API token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Trader API only: the token generated in Match-Trader (API Access). A read-only token makes "
+                  "the account monitor-only. Stored encrypted, never displayed. Leave empty to keep it.",
     )
 
     class Meta:
         model = Account
-        exclude = ("password", "session_token", "trading_api_token", "token_expires_at")
+        exclude = ("password", "session_token", "trading_api_token", "trader_api_token", "token_expires_at")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,6 +47,8 @@ class AccountForm(forms.ModelForm):
             self.fields["restriction"].required = False  # empty → trade normally
         if "program_phase" in self.fields:
             self.fields["program_phase"].required = False  # empty → not a prop-firm account
+        if "api" in self.fields:
+            self.fields["api"].required = False  # empty → the Platform API, as before the choice existed
 
     def clean(self):
         cleaned = super().clean()
@@ -46,8 +56,16 @@ class AccountForm(forms.ModelForm):
             cleaned["restriction"] = Account._meta.get_field("restriction").default
         if "program_phase" in self.fields and not cleaned.get("program_phase"):
             cleaned["program_phase"] = Account._meta.get_field("program_phase").default
-        if not self.instance.pk and not cleaned.get("new_password"):
-            self.add_error("new_password", "A new account needs its broker password.")
+        if "api" in self.fields and not cleaned.get("api"):
+            cleaned["api"] = Account.Api.PLATFORM
+        if cleaned.get("api") == Account.Api.TRADER:
+            if not cleaned.get("new_trader_api_token") and not self.instance.trader_api_token:
+                self.add_error("new_trader_api_token", "A Trader API account needs its token.")
+        else:
+            if not cleaned.get("email"):
+                self.add_error("email", "A Platform API account needs the login email.")
+            if not cleaned.get("new_password") and not self.instance.password:
+                self.add_error("new_password", "A new account needs its broker password.")
         if cleaned.get("halted") and not cleaned.get("halt_reason"):
             self.add_error("halt_reason", "Say why the account is halted.")
         profile = cleaned.get("rule_profile")
@@ -64,6 +82,8 @@ class AccountForm(forms.ModelForm):
             # A new password invalidates the cached broker session.
             account.session_token = account.trading_api_token = ""
             account.token_expires_at = None
+        if self.cleaned_data.get("new_trader_api_token"):
+            account.trader_api_token = self.cleaned_data["new_trader_api_token"]
         if commit:
             account.save()
             self.save_m2m()
@@ -75,10 +95,10 @@ class AccountAdmin(admin.ModelAdmin):
     form = AccountForm
     # Fits a 1440 px screen: the e-mail and broker ids are on the change page and searchable.
     list_display = (
-        "name", "mode", "enabled", "state", "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
+        "name", "api", "mode", "enabled", "state", "equity", "risk_per_trade_pct", "max_open_positions", "daily_loss_limit",
         "owner", "rule_profile",
     )
-    list_filter = ("mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation", "rule_profile",
+    list_filter = ("api", "mode", "enabled", "restriction", "halted", "halt_cause", "needs_reconciliation", "rule_profile",
                    "program_phase")
     search_fields = ("name", "email", "system_uuid", "trading_account_id")
     readonly_fields = (
@@ -89,7 +109,8 @@ class AccountAdmin(admin.ModelAdmin):
     actions = ("enable_accounts", "disable_accounts", "halt_accounts", "resume_accounts", "halt_and_close_all")
     fieldsets = (
         (None, {"fields": ("name", "mode", "enabled", "restriction")}),
-        ("Broker", {"fields": ("platform_url", "broker_id", "email", "new_password", "credentials_status",
+        ("Broker", {"fields": ("api", "platform_url", "broker_id", "email", "new_password", "new_trader_api_token",
+                               "credentials_status",
                                "trading_account_id", "system_uuid", "currency")}),
         ("Risk", {"fields": ("risk_per_trade_pct", "max_open_positions", "max_volume_per_symbol",
                              "daily_loss_limit", "allowed_symbols")}),
@@ -139,6 +160,8 @@ class AccountAdmin(admin.ModelAdmin):
     def credentials_status(self, obj):
         if not obj.pk:
             return "-"
+        if obj.api == Account.Api.TRADER:
+            return "Trader API token set" if obj.trader_api_token else "no Trader API token"
         parts = ["password set" if obj.password else "no password"]
         parts.append("session cached" if obj.trading_api_token else "no session")
         return ", ".join(parts)
@@ -156,7 +179,7 @@ class AccountAdmin(admin.ModelAdmin):
             if before["enabled"] != obj.enabled:
                 action = AuditLog.Action.ENABLE if obj.enabled else AuditLog.Action.DISABLE
                 AuditLog.record(request.user, action, account=obj)
-        if "new_password" in form.changed_data:
+        if "new_password" in form.changed_data or "new_trader_api_token" in form.changed_data:
             AuditLog.record(request.user, AuditLog.Action.CREDENTIALS, account=obj)
 
     @admin.action(description="Enable selected accounts", permissions=["halt_resume"])

@@ -34,16 +34,28 @@ class Account(models.Model):
         NONE = "none", "Not a prop-firm account"
         EVALUATION = "evaluation", "Evaluation (challenge / verification)"
         FUNDED = "funded", "Funded"
+    class Api(models.TextChoices):
+        """Which Match-Trader API the account is reached through (README "Platform API or Trader API")."""
+
+        PLATFORM = "platform", "Platform API (email, password, broker id)"
+        TRADER = "trader", "Trader API (per-account token)"
 
     name = models.CharField(max_length=64, unique=True)
-    platform_url = models.URLField(help_text="Broker platform origin, e.g. https://mtr-demo-prod.match-trader.com")
-    broker_id = models.CharField(max_length=32, default="0")
-    email = models.EmailField()
+    api = models.CharField(max_length=16, choices=Api.choices, default=Api.PLATFORM,
+                           help_text="Platform API: login with email/password. Trader API: a token the trader "
+                                     "generates in Match-Trader (API Access), read or read+trade.")
+    platform_url = models.URLField(help_text="Platform API: the broker platform origin, e.g. "
+                                             "https://mtr-demo-prod.match-trader.com. Trader API: "
+                                             "https://trader-api.match-trader.com")
+    broker_id = models.CharField(max_length=32, default="0", blank=True)
+    email = models.EmailField(blank=True)
     password = EncryptedTextField(blank=True, help_text="Encrypted at rest; never displayed.")
     trading_account_id = models.CharField(max_length=64, blank=True)
     system_uuid = models.CharField(max_length=64, blank=True, db_index=True, help_text="From the login answer.")
     session_token = EncryptedTextField(blank=True, default="")
     trading_api_token = EncryptedTextField(blank=True, default="")
+    trader_api_token = EncryptedTextField(
+        blank=True, default="", help_text="Trader API bearer token. Encrypted at rest; never displayed or logged.")
     token_expires_at = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=8, default="USD")
 
@@ -159,6 +171,17 @@ class Account(models.Model):
             AuditLog.record(actor, AuditLog.Action.HALT, account=self, reason=reason, cause=cause.value)
         return bool(changed)
 
+    def restrict(self, restriction: Restriction, reason: str, actor: str = "system") -> bool:
+        """Set a standing restriction (compare-and-set: recorded once). Returns True if it changed."""
+        restriction = Restriction(restriction)
+        changed = Account.objects.filter(pk=self.pk).exclude(restriction=restriction.value).update(
+            restriction=restriction.value)
+        self.restriction = restriction.value
+        if changed:
+            AuditLog.record(actor, AuditLog.Action.RESTRICT, account=self, restriction=restriction.value,
+                            reason=reason[:500])
+        return bool(changed)
+
     def resume(self, actor: str = "system", *, only_cause: HaltCause | None = None, **details) -> bool:
         """Lift the halt. ``only_cause``: only if the halt has that cause (compare-and-set, so an
         automatic resume never lifts an operator's halt placed meanwhile); ``details`` go to the
@@ -216,6 +239,7 @@ class AuditLog(models.Model):
         LOGIN = "login", "Login"
         LOGIN_FAILED = "login_failed", "Failed login"
         LOCKOUT = "lockout", "Login lockout"
+        RESTRICT = "restrict", "Restriction set"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="User name, or 'system' / the process name.")

@@ -240,6 +240,11 @@ def account_summary() -> dict:
     agg["kill_switch"] = bool(switch.get("kill_switch"))
     agg["kill_reason"] = switch.get("reason", "")
     agg.update(state_lag(agg["enabled"]))
+    # why each account stops trading (a revoked Trader API token says "token revoked or expired"),
+    # at most 20 rows: a fleet-wide halt is the kill switch's line, not a list
+    agg["stopped"] = list(
+        Account.objects.filter(Q(halted=True) | Q(restriction="monitor_only"))
+        .order_by("name").values("name", "halt_cause", "halt_reason", "restriction")[:20])
     return agg
 
 

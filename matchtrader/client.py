@@ -451,9 +451,11 @@ class MatchTraderClient:
 
     # -- writes --------------------------------------------------------------------------------------
     def open_position(self, symbol: str, side: str, volume: Decimal, sl: Decimal | None = None,
-                      tp: Decimal | None = None) -> OperationResult:
+                      tp: Decimal | None = None, *, intent: str | None = None) -> OperationResult:
         """Market order. The returned ``order_id`` is an ORDER id; read the position id back from
-        :meth:`open_positions` ([doc §3.6](../docs/match-trader-api.md))."""
+        :meth:`open_positions` ([doc §3.6](../docs/match-trader-api.md)). ``intent`` (the order's
+        idempotency key) is accepted for the interface shared with the Trader API client; the
+        Platform API has no client order id, so exactly-once rests on the read-back here."""
         body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_OPEN, body)
@@ -464,7 +466,8 @@ class MatchTraderClient:
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_EDIT, body, priority="high")
 
-    def close_position(self, position_id: str, symbol: str, side: str, volume: Decimal) -> OperationResult:
+    def close_position(self, position_id: str, symbol: str, side: str, volume: Decimal, *,
+                       intent: str | None = None) -> OperationResult:
         """``side`` is the POSITION's side ([doc §3.6](../docs/match-trader-api.md))."""
         body = {P.F_POSITION_ID: position_id, P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side),
                 P.F_VOLUME: _num(volume)}
@@ -484,13 +487,15 @@ class MatchTraderClient:
             raise ValueError("no positions to close")
         return self._write(P.P_POSITIONS_CLOSE, body, priority="high")
 
-    def close_partially(self, position_id: str, symbol: str, side: str, volume: Decimal) -> OperationResult:
+    def close_partially(self, position_id: str, symbol: str, side: str, volume: Decimal, *,
+                        intent: str | None = None) -> OperationResult:
         body = {P.F_POSITION_ID: position_id, P.F_VOLUME: _num(volume), P.F_INSTRUMENT: symbol,
                 P.F_ORDER_SIDE: _side(side), P.F_IS_MOBILE: False}
         return self._write(P.P_POSITION_CLOSE_PARTIALLY, body, priority="high")
 
     def create_pending(self, symbol: str, side: str, type: str, volume: Decimal, price: Decimal,
-                       sl: Decimal | None = None, tp: Decimal | None = None) -> OperationResult:
+                       sl: Decimal | None = None, tp: Decimal | None = None, *, intent: str | None = None
+                       ) -> OperationResult:
         body = {P.F_INSTRUMENT: symbol, P.F_ORDER_SIDE: _side(side), P.F_VOLUME: _num(volume),
                 P.F_SL_PRICE: _opt_price(sl), P.F_TP_PRICE: _opt_price(tp), P.F_IS_MOBILE: False,
                 P.F_PRICE: _num(price), P.F_TYPE: _otype(type)}

@@ -7,7 +7,11 @@
   process of every host: the first task to log in for an account saves the tokens, the others
   reuse them. A token older than ``ORDERS_TOKEN_REFRESH_AFTER_S`` is refreshed before it expires,
   by one process at a time (a short Redis lock), and the others pick the new one up.
-* Rate limiting: one token bucket per broker credential in Redis (:class:`RedisTokenBucket`, a Lua
+* Which API: ``account.api`` picks the Platform API client (email/password login, session tokens
+  above) or the Trader API client (:class:`matchtrader.trader_client.TraderApiClient`, one bearer
+  token per account, no login, no refresh). Both have the same methods and errors, so nothing
+  above this module knows which API an account uses.
+* Rate limiting: one token bucket per broker credential (a Platform login, or a Trader API token) in Redis (:class:`RedisTokenBucket`, a Lua
   script, so the budget is shared by every process). Normal requests stop at a reserve that only
   ``priority="high"`` (closes, cancels) may use, so an exit is never starved by new entries.
 """
@@ -25,6 +29,7 @@ import redis as redis_lib
 from django.conf import settings
 
 from matchtrader.client import MatchTraderClient, make_session
+from matchtrader.trader_client import TraderApiClient
 from matchtrader.errors import BrokerUnavailable, MalformedResponse, RateLimited
 from tradeops import redis_clients
 from tradeops.fields import decrypt, encrypt
@@ -53,6 +58,11 @@ def credential_id(base_url: str, email: str, broker_id: str, system_uuid: str = 
     """A stable, non-secret id of one broker login (hash: emails do not belong in key names)."""
     raw = f"{base_url.rstrip('/')}|{email.lower()}|{broker_id}|{system_uuid}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def token_credential_id(base_url: str, token: str) -> str:
+    """The non-secret id of one Trader API token: its rate budget is per token [INF doc §4]."""
+    return "ta" + hashlib.sha256(f"{base_url.rstrip('/')}|{token}".encode()).hexdigest()[:22]
 
 
 # --- tokens -----------------------------------------------------------------------------------------
@@ -194,20 +204,24 @@ def _shared_session():
 
 
 def base_url_for(account) -> str:
-    """Simulation accounts (and everything while SIMULATION_MODE is on) talk to the simulator."""
+    """Simulation accounts (and everything while SIMULATION_MODE is on) talk to the simulator,
+    which serves both APIs on one port."""
     if settings.SIMULATION_MODE or account.mode == "simulation":
         return settings.SIMULATOR_URL
     return account.platform_url
 
 
-def client_for(account) -> MatchTraderClient:
-    """The process-wide client of ``account`` with tokens synced from Redis."""
+BrokerClient = MatchTraderClient | TraderApiClient
+
+
+def client_for(account) -> BrokerClient:
+    """The process-wide client of ``account`` (Platform sessions synced from Redis)."""
     client = _cached_client(account)
     _sync_tokens(client)
     return client
 
 
-def prepare_calls(accounts) -> dict[int, MatchTraderClient]:
+def prepare_calls(accounts) -> dict[int, BrokerClient]:
     """:func:`client_for` for a chunk of accounts about to make one broker call each (an order, a
     read), in ONE pipelined Redis round trip: every account's tokens are read and one unit of its
     rate budget is taken (an account whose bucket is empty gets no credit and waits in its own
@@ -215,26 +229,36 @@ def prepare_calls(accounts) -> dict[int, MatchTraderClient]:
     clients = {a.pk: _cached_client(a) for a in accounts}
     if not clients:
         return clients
+    sessions = [c for c in clients.values() if isinstance(c, MatchTraderClient)]  # Trader API: no session
     pipe = get_redis().pipeline(transaction=False)
-    for client in clients.values():
+    for client in sessions:
         pipe.get(client.token_store._key(client._store_key))
     for client in clients.values():
         client.rate_limiter.queue_prepay(pipe)
     replies = pipe.execute(raise_on_error=False)
-    n = len(clients)
-    for i, client in enumerate(clients.values()):
-        raw, wait = replies[i], replies[n + i]
+    n = len(sessions)
+    for i, client in enumerate(sessions):
+        raw = replies[i]
         if not isinstance(raw, Exception):
             _sync_tokens(client, record=RedisTokenStore.decode(raw))
         else:
             _sync_tokens(client)
+    for i, client in enumerate(clients.values()):
+        wait = replies[n + i]
         if not isinstance(wait, Exception) and int(wait) <= 0:
             client.rate_limiter.credit()
     return clients
 
 
-def _cached_client(account) -> MatchTraderClient:
+def _bucket(r, credential: str) -> RedisTokenBucket:
+    return RedisTokenBucket(r, credential, rate_per_minute=settings.ORDERS_RATE_LIMIT_PER_MIN,
+                            burst=settings.ORDERS_RATE_BURST, high_reserve_share=settings.ORDERS_RATE_HIGH_RESERVE)
+
+
+def _cached_client(account) -> BrokerClient:
     base = base_url_for(account)
+    if getattr(account, "api", "platform") == "trader":
+        return _cached_trader_client(account, base)
     key = (account.pk, base, account.email, account.broker_id, account.system_uuid,
            hashlib.sha256((account.password or "").encode()).hexdigest()[:16])
     client = _clients.get(key)
@@ -249,14 +273,27 @@ def _cached_client(account) -> MatchTraderClient:
                     trading_account_id=account.trading_account_id or None,
                     session=_shared_session(), timeout=tuple(settings.ORDERS_BROKER_TIMEOUT),
                     user_agent=settings.ORDERS_USER_AGENT,
-                    rate_limiter=RedisTokenBucket(
-                        r, credential_id(base, account.email, account.broker_id, account.system_uuid),
-                        rate_per_minute=settings.ORDERS_RATE_LIMIT_PER_MIN,
-                        burst=settings.ORDERS_RATE_BURST,
-                        high_reserve_share=settings.ORDERS_RATE_HIGH_RESERVE,
-                    ),
+                    rate_limiter=_bucket(r, credential_id(base, account.email, account.broker_id,
+                                                          account.system_uuid)),
                     token_store=RedisTokenStore(r, ttl_s=settings.ORDERS_TOKEN_TTL_S),
                 )
+                _clients[key] = client
+    return client
+
+
+def _cached_trader_client(account, base: str) -> TraderApiClient:
+    token = account.trader_api_token or ""
+    key = ("trader", account.pk, base, hashlib.sha256(token.encode()).hexdigest()[:16])
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = TraderApiClient(base, token, session=_shared_session(),
+                                         timeout=tuple(settings.ORDERS_BROKER_TIMEOUT),
+                                         user_agent=settings.ORDERS_USER_AGENT,
+                                         rate_limiter=_bucket(get_redis(), token_credential_id(base, token)),
+                                         label=account.name)
                 _clients[key] = client
     return client
 
@@ -264,9 +301,12 @@ def _cached_client(account) -> MatchTraderClient:
 _UNREAD = object()
 
 
-def _sync_tokens(client: MatchTraderClient, record=_UNREAD) -> None:
+def _sync_tokens(client: BrokerClient, record=_UNREAD) -> None:
     """Adopt tokens another process stored; refresh ahead of expiry (one process at a time).
-    ``record``: the stored record when the caller already read it (:func:`prepare_calls`)."""
+    ``record``: the stored record when the caller already read it (:func:`prepare_calls`).
+    A Trader API client has no session: nothing to sync."""
+    if not isinstance(client, MatchTraderClient):
+        return
     store: RedisTokenStore = client.token_store
     rec = store.get_record(client._store_key) if record is _UNREAD else record
     if rec is None:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from matchtrader.errors import BrokerError
+from matchtrader.trader_client import order_tag
 from tradeops.logging import get_logger
 
 from . import broker, reads
@@ -83,7 +84,7 @@ def link_locked(orders: list[Order]) -> int:
         for order in sorted(group, key=lambda o: (o.submitted_at or o.created_at, o.pk)):
             match = find_match(positions, symbol=order.symbol.name, side=order.side, volume=order.volume,
                                sent_at=order.submitted_at or order.created_at, claimed=claimed[account_id],
-                               clock_skew=skew)
+                               clock_skew=skew, tag=order_tag(order.idempotency_key))
             if match is not None:
                 claimed[account_id].add(match.id)
                 matches.append((order, match))

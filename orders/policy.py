@@ -35,6 +35,8 @@ from accounts.states import AccountState, HaltCause, Restriction, why_not_open
 from matchtrader.errors import (
     AuthenticationError,
     BrokerError,
+    ScopeForbidden,
+    TokenRevoked,
     BrokerUnavailable,
     InvalidRequest,
     MalformedResponse,
@@ -272,7 +274,9 @@ def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, c
     BrokerUnavailable           retry after backoff; fail ``broker_unavailable`` when
                                 attempts or the deadline are used up
     OrderRejected(code)         reject with the broker's code, never retried
-    AuthenticationError         fail ``auth_failed``
+    AuthenticationError         fail ``auth_failed`` (TokenRevoked: + halt, see
+                                :func:`account_consequence`)
+    ScopeForbidden              fail ``monitor_only`` (+ restriction)
     InvalidRequest              fail ``invalid_request``
     OutcomeUnknown, Malformed   in doubt: read back before anything is sent again
     any other BrokerError       fail ``broker_unavailable``
@@ -291,11 +295,38 @@ def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, c
         return Reject((error.code or "REJECTED"), error.message or "")
     if isinstance(error, AuthenticationError):
         return Fail(Reason.AUTH_FAILED, str(error))
+    if isinstance(error, ScopeForbidden):
+        return Fail(Reason.MONITOR_ONLY, str(error))
     if isinstance(error, InvalidRequest):
         return Fail(Reason.INVALID_REQUEST, str(error))
     if isinstance(error, (OutcomeUnknown, MalformedResponse)):
         return IN_DOUBT
     return Fail(Reason.BROKER_UNAVAILABLE, str(error))
+
+
+# --- what a broker error means for the whole account ----------------------------------------------------
+TOKEN_REVOKED_REASON = "token revoked or expired"
+READ_ONLY_TOKEN_REASON = "read-only Trader API token: a trading call was refused (403)"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConsequence:
+    """An intent on the account, performed by the caller: halt it, or restrict it."""
+
+    halt: HaltCause | None = None
+    restrict: Restriction | None = None
+    reason: str = ""
+
+
+def account_consequence(error: BrokerError) -> AccountConsequence | None:
+    """Errors that are about the account, not the order: a revoked Trader API token halts the
+    account (cause ``token``; only a new token lifts it), a 403 on a trading call makes it
+    monitor-only (a read-only token never receives an order). Any other error: None."""
+    if isinstance(error, TokenRevoked):
+        return AccountConsequence(halt=HaltCause.TOKEN, reason=TOKEN_REVOKED_REASON)
+    if isinstance(error, ScopeForbidden) and error.write:
+        return AccountConsequence(restrict=Restriction.MONITOR_ONLY, reason=READ_ONLY_TOKEN_REASON)
+    return None
 
 
 def may_resend_not_executed(*, attempts: int, signal_age_s: float | None, config: EngineConfig) -> bool:

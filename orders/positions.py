@@ -45,7 +45,7 @@ from .policy import IN_DOUBT, Fail, Reject, Retry, classify
 from .reasons import Reason
 from .recording import record_close
 from .state_sync import touched
-from .submit import RESEND, resolve_in_doubt
+from .submit import RESEND, apply_account_consequence, resolve_in_doubt
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -109,7 +109,7 @@ def _send_close(order: Order, position: Position, account: Account, client) -> b
     while True:
         try:
             result = client.close_position(position.broker_position_id, position.symbol.name, position.side,
-                                           position.volume)
+                                           position.volume, intent=order.idempotency_key)
         except BrokerError as exc:
             error = exc
         else:
@@ -133,6 +133,7 @@ def _send_close(order: Order, position: Position, account: Account, client) -> b
             return False
         if isinstance(outcome, Fail):
             order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
+            apply_account_consequence(account, error)
             log.warning("close_failed", position=position.pk, reason=outcome.reason)
             return False
         assert outcome is IN_DOUBT
@@ -212,7 +213,11 @@ def sync_account_balance(account_id: int) -> dict:
     """Read /balance, store it on the Account and as an EquitySnapshot."""
     account = Account.objects.get(pk=account_id)
     client = broker.client_for(account)
-    bal = client.balance()
+    try:
+        bal = client.balance()
+    except BrokerError as exc:
+        apply_account_consequence(account, exc)  # a revoked token halts the account here too
+        raise
     now = timezone.now()
     n_open = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).count()
     Account.objects.filter(pk=account_id).update(balance=bal.balance, equity=bal.equity, balance_updated_at=now)

@@ -45,7 +45,8 @@ from .locks import account_lock
 from .matching import unexplained
 from .models import Order, Position
 from .recording import record_close, record_fill
-from .submit import BrokerRead, clear_reconciliation_flag_if_resolved, match_open, resolve_in_doubt
+from .submit import BrokerRead, apply_account_consequence, clear_reconciliation_flag_if_resolved, match_open, \
+    resolve_in_doubt
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -148,6 +149,7 @@ def reconcile_account(account_id: int, actor: str = ACTOR) -> ReconcileReport:
         except BrokerError as exc:
             report.ok, report.error = False, f"{type(exc).__name__}: {exc}"[:300]
             log.warning("reconcile_broker_unreadable", account_id=account_id, error=type(exc).__name__)
+            apply_account_consequence(account, exc)  # a revoked token halts the account
             return report
 
         # 1. in-doubt orders

@@ -46,6 +46,7 @@ from django.utils import timezone
 from accounts.models import Account
 from accounts.states import AccountState
 from matchtrader.errors import BrokerError
+from matchtrader.trader_client import order_tag
 from prop import pretrade
 from signals.models import Signal
 from tradeops import metrics
@@ -57,8 +58,8 @@ from .config import engine_config
 from .lifecycle import OrderStatus
 from .matching import find_match
 from .models import Order, idempotency_key_for
-from .policy import IN_DOUBT, Fail, Reject, Retry, assemble_size, classify, decide_send, eligibility, \
-    may_resend_not_executed, needs_cross_rate
+from .policy import IN_DOUBT, Fail, Reject, Retry, account_consequence, assemble_size, classify, decide_send, \
+    eligibility, may_resend_not_executed, needs_cross_rate
 from .pricing import Anchored, live_price_for, reanchor_stops
 from .reasons import Reason
 from .recording import record_fill
@@ -238,7 +239,8 @@ def _call(client, signal: Signal, order: Order, not_after: float):
     metrics.observe_order_sent(signal)
     order.hop_send = time.monotonic() * 1000.0  # the "HTTP send" and "broker answer" hops (signals.hops)
     try:
-        return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit)
+        return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit,
+                                    intent=order.idempotency_key)
     except BrokerError as exc:
         return exc
     finally:
@@ -337,7 +339,7 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
             metrics.observe_order_sent(order=order)
             try:
                 result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss,
-                                              order.take_profit)
+                                              order.take_profit, intent=order.idempotency_key)
             except BrokerError as exc:
                 error = exc
             else:
@@ -359,6 +361,7 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
             return order.status
         if isinstance(outcome, Fail):
             order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
+            apply_account_consequence(account, error)
             return order.status
         assert outcome is IN_DOUBT
         log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200])
@@ -366,6 +369,21 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
         if resolve_in_doubt(order, account) is RESEND:
             continue
         return order.status
+
+
+def apply_account_consequence(account: Account, error: BrokerError) -> None:
+    """Perform :func:`orders.policy.account_consequence` of a broker error (halt / restrict)."""
+    consequence = account_consequence(error)
+    if consequence is None:
+        return
+    if consequence.halt is not None and account.halt(consequence.reason, actor="orders.broker",
+                                                     cause=consequence.halt):
+        log.error("account_halted_by_broker", account_id=account.pk, cause=consequence.halt.value,
+                  reason=consequence.reason)
+    if consequence.restrict is not None and account.restrict(consequence.restrict, consequence.reason,
+                                                             actor="orders.broker"):
+        log.error("account_restricted_by_broker", account_id=account.pk, restriction=consequence.restrict.value,
+                  reason=consequence.reason)
 
 
 # --- the one in-doubt resolver ---------------------------------------------------------------------------
@@ -398,7 +416,8 @@ def _skew() -> timedelta:
 def match_open(order: Order, read: BrokerRead, claimed: set[str]):
     """The broker position an open order opened (open first, then closed since), or None."""
     kw = dict(symbol=order.symbol.name, side=order.side, volume=order.volume,
-              sent_at=order.submitted_at or order.created_at, claimed=claimed, clock_skew=_skew())
+              sent_at=order.submitted_at or order.created_at, claimed=claimed, clock_skew=_skew(),
+              tag=order_tag(order.idempotency_key))
     return find_match(read.open_, **kw) or find_match(read.closed, **kw)
 
 

@@ -17,10 +17,16 @@ _SECRET_KEY_RE = re.compile(r"(pass(word)?|secret|token|authorization|cookie|api
 REDACTED = "[redacted]"
 
 
+_BEARER_RE = re.compile(r"(Bearer\s+)[^\s'\",}]+", re.I)
+
+
 def redact_secrets(_logger, _method, event_dict: dict) -> dict:
     for key in list(event_dict):
         if key != "event" and _SECRET_KEY_RE.search(key):
             event_dict[key] = REDACTED
+        elif isinstance(event_dict[key], str) and "earer" in event_dict[key]:
+            # a bearer token quoted inside a message or an error text (Trader API)
+            event_dict[key] = _BEARER_RE.sub(r"\1" + REDACTED, event_dict[key])
     return event_dict
 
 

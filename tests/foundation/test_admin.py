@@ -93,3 +93,27 @@ def test_risk_limit_change_is_audited(admin_client):
     entry = AuditLog.objects.get(action=AuditLog.Action.LIMIT_CHANGE, account=account)
     assert entry.details["changes"]["risk_per_trade_pct"][1] == "1.250"
     assert Account.objects.get(pk=account.pk).password == "s3cret-pass"  # empty field kept the password
+
+
+def test_a_trader_api_account_is_added_with_a_write_only_token(admin_client):
+    token = "mtt_very-secret-token-value-123"
+    base = {"name": "ta-1", "api": "trader", "mode": "simulation", "enabled": "on",
+            "platform_url": "https://trader-api.match-trader.com", "broker_id": "", "email": "", "currency": "USD",
+            "risk_per_trade_pct": "0.5", "max_open_positions": "5", "max_volume_per_symbol": "10",
+            "daily_loss_limit": "500"}
+    response = admin_client.post(reverse("admin:accounts_account_add"), base)
+    assert response.status_code == 200 and "needs its token" in response.content.decode()
+    response = admin_client.post(reverse("admin:accounts_account_add"), dict(base, new_trader_api_token=token))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account = Account.objects.get(name="ta-1")
+    assert account.api == "trader" and account.trader_api_token == token and not account.password
+    page = admin_client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
+    assert token not in page and "Trader API token set" in page
+    listing = admin_client.get(reverse("admin:accounts_account_changelist")).content.decode()
+    assert token not in listing
+    # saving without re-entering the token keeps it
+    response = admin_client.post(reverse("admin:accounts_account_change", args=[account.pk]),
+                                 dict(base, risk_per_trade_pct="1.0", halt_reason=""))
+    assert response.status_code == 302
+    assert Account.objects.get(pk=account.pk).trader_api_token == token
+    assert AuditLog.objects.filter(action=AuditLog.Action.CREDENTIALS, account=account).exists()

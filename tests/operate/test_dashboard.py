@@ -96,8 +96,8 @@ def test_query_count_is_bounded_with_200_accounts(admin_client, django_assert_ma
     admin_client.get(reverse("dashboard"))  # warm-up: session, content types
     # 13 + the prop-firm panel (guarded accounts, their profiles, today's budgets, the guard's alerts)
     # + the latest signals' missed pairs by cause (orders.Delivery) + the tick-to-trade panel (the
-    # latest signals' hop documents), one query each
-    with django_assert_max_num_queries(19):
+    # latest signals' hop documents) + the accounts not trading (at most 20 rows), one query each
+    with django_assert_max_num_queries(20):
         response = admin_client.get(reverse("dashboard"))
     assert response.status_code == 200
 
@@ -162,3 +162,17 @@ def test_queue_depth_counts_every_priority_list(redis_client):
     app.send_task("orders.place_orders", args=[1, [1]], queue="orders")
     assert redis_client.llen("orders") == 1  # the follow-up waits in its own priority list
     assert queue_depths(redis_client)["orders"] == 2
+
+
+def test_an_account_halted_for_its_token_says_so_on_the_dashboard(admin_client):
+    from accounts.states import HaltCause, Restriction
+    from tests.factories import make_account
+
+    revoked = make_account(name="ta-revoked", api="trader", email="", password="", trader_api_token="tok-secret-1")
+    revoked.halt("token revoked or expired", cause=HaltCause.TOKEN)
+    ro = make_account(name="ta-readonly", api="trader", email="", password="", trader_api_token="tok-secret-2")
+    ro.restrict(Restriction.MONITOR_ONLY, "read-only token")
+    html = admin_client.get(reverse("dashboard")).content.decode()
+    assert "ta-revoked" in html and "token revoked or expired" in html
+    assert "ta-readonly" in html and "monitor only" in html
+    assert "tok-secret" not in html

@@ -58,8 +58,9 @@ def usdjpy():
                        base_currency="USD", quote_currency="JPY")
 
 
-def sim_accounts(sim, n: int, *, balance="10000", **account_kw) -> list:
-    """n simulator accounts and their DB rows (equity known, so sizes can be computed by hand)."""
+def sim_accounts(sim, n: int, *, balance="10000", api="platform", scopes=("read", "trade"), **account_kw) -> list:
+    """n simulator accounts and their DB rows (equity known, so sizes can be computed by hand).
+    ``api="trader"``: reached through the Trader API with a token of ``scopes``."""
     run = next(_seq)
     emails = [f"t{run}-{i}-{timezone.now().timestamp():.0f}@sim.test" for i in range(n)]
     created = sim.control.create_accounts([{"email": e, "password": "pw-123", "balance": balance} for e in emails])
@@ -69,6 +70,9 @@ def sim_accounts(sim, n: int, *, balance="10000", **account_kw) -> list:
         kw = dict(platform_url=sim.url, email=e, password="pw-123", system_uuid=c["systemUuid"],
                   trading_account_id=c["tradingAccountId"], balance=Decimal(balance), equity=Decimal(balance),
                   balance_updated_at=now)
+        if api == "trader":
+            kw.update(api="trader", email="", password="",
+                      trader_api_token=sim.control.issue_trader_token(c["systemUuid"], scopes))
         kw.update(account_kw)
         out.append(make_account(**kw))
     return out
@@ -85,6 +89,6 @@ def eurusd_buy_signal(symbol=None, **kw):
 def ledger_counts(sim, account) -> tuple[int, int]:
     """(order requests received, positions opened) for one account, from the simulator's ledger."""
     led = sim.control.ledger(account.system_uuid)
-    reqs = [r for r in led["requests"] if str(r.get("path", "")).endswith("/position/open")]
+    reqs = [r for r in led["requests"] if str(r.get("path", "")).endswith("/position/open") or r.get("op") == "open"]
     opens = [e for e in led["executions"] if e.get("action") == "open"]
     return len(reqs), len(opens)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from accounts.models import Account, AuditLog
 
-SECRET_FIELDS = ("password", "session_token", "trading_api_token")
+SECRET_FIELDS = ("password", "session_token", "trading_api_token", "trader_api_token")
 
 
 class Command(BaseCommand):
