@@ -6,12 +6,26 @@ light enough to hold 1,000 instances (pass one shared ``requests.Session`` to po
 Error mapping (see ``matchtrader.errors``):
 - connect timeout / connection refused (nothing sent)        → BrokerUnavailable
 - read timeout, reset after send, 5xx: READ → BrokerUnavailable; WRITE → OutcomeUnknown
-- 401 → refresh (or re-login), then the request is sent ONCE more. This is safe for writes too: a
-  401 is the authentication layer refusing the request, so it was not executed.
-- 429 → RateLimited(retry_after); 403 (Cloudflare challenge) → BrokerUnavailable
+- 401 → refresh (or re-login); a READ is then sent once more. A WRITE is NOT: nothing documents
+  that a 401 means "not executed", so it is OutcomeUnknown and the engine reads back (as for any
+  lost answer) before anything is sent again.
+- 429 → RateLimited(retry_after)
+- 403 → BrokerUnavailable (a Cloudflare challenge passes); ``PERSISTENT_403_AFTER`` 403s in a row
+  with no other answer between → ConfigurationError (a Cloudflare or User-Agent block that only a
+  person can lift; it must not look like a broker outage forever)
 - 400/404/405 → InvalidRequest; HTTP 200 with status != OK → OrderRejected(code, message)
+- HTTP 200 with status OK AND an ``errorCode`` (a live cancel answered ``UNKNOWN_ERROR`` so) →
+  logged, then OutcomeUnknown: the outcome is confirmed by reading back, never assumed
 - 200 with an unparseable body: READ → MalformedResponse; WRITE → OutcomeUnknown (we cannot
   tell whether it executed).
+- closed positions answered ``status: FULL`` (the history was cut) → the range is split in halves
+  and read again, until no part is full; a part that cannot be split is an error, never a silent
+  short history.
+
+Account choice: with ``system_uuid`` or ``trading_account_id`` given, the login must contain that
+account (else AuthenticationError). Without either, a login holding exactly ONE account pins it
+(every later re-login must find the same one); a login holding several is refused as ambiguous:
+the client never picks "the first" account.
 
 Cookies are sent explicitly per request (never from a shared cookie jar), so many clients can share
 one pooled session without mixing accounts' ``co-auth`` cookies.
@@ -28,7 +42,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -43,6 +57,7 @@ from . import protocol as P
 from .errors import (
     AuthenticationError,
     BrokerUnavailable,
+    ConfigurationError,
     InvalidRequest,
     MalformedResponse,
     OrderRejected,
@@ -70,6 +85,8 @@ log = get_logger(__name__)
 # status, or the exception's class name). The broker boundary imports no metrics library: the
 # application installs its recorder here (``tradeops.metrics`` does on import).
 CALL_OBSERVERS: list = []
+
+PERSISTENT_403_AFTER = 3  # 403 answers in a row (no other answer between) that make a block persistent
 
 
 # --- exact JSON numbers from Decimal --------------------------------------------------------------
@@ -185,6 +202,14 @@ def _num(value) -> Decimal:
     return to_decimal(value)
 
 
+def _as_dt(v: datetime | str) -> datetime:
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    if v.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware (UTC)")
+    return v
+
+
 def _opt_price(p: Decimal | None) -> Decimal:
     return Decimal(0) if p is None else _num(p)  # 0 = none [OBS]
 
@@ -208,6 +233,8 @@ class MatchTraderClient:
         self._tokens: _Tokens | None = None
         self._auth_lock = threading.Lock()
         self.login_result: LoginResult | None = None
+        self._forbidden_in_a_row = 0
+        self._pinned_uuid: str | None = None
 
     def __repr__(self) -> str:  # never show secrets
         return f"MatchTraderClient({self.base_url!r}, {self.email!r}, broker={self.broker_id!r})"
@@ -277,6 +304,13 @@ class MatchTraderClient:
                 return a
         if self.want_uuid or self.want_account_id:
             raise AuthenticationError("the requested trading account is not in the login response")
+        if len(accounts) > 1:
+            raise AuthenticationError(f"the login holds {len(accounts)} trading accounts: configure which one "
+                                      "(system uuid or trading account id); the client never picks one")
+        if self._pinned_uuid and accounts[0].system_uuid != self._pinned_uuid:
+            raise AuthenticationError("the login now holds another trading account than the one this client "
+                                      "traded: refused (configure the system uuid)")
+        self._pinned_uuid = accounts[0].system_uuid  # a later re-login must find the same account
         return accounts[0]
 
     def refresh_session(self, stale: _Tokens | None = None) -> None:
@@ -358,6 +392,8 @@ class MatchTraderClient:
 
     def _raise_for_transport_status(self, resp: requests.Response, *, write: bool, path: str) -> None:
         code = resp.status_code
+        if code != 403:
+            self._forbidden_in_a_row = 0
         if code < 400:
             return
         if code == 429:
@@ -367,6 +403,12 @@ class MatchTraderClient:
                 raise OutcomeUnknown(f"HTTP {code} after sending {path}", path=path, status=code)
             raise BrokerUnavailable(f"HTTP {code} on {path}", status=code)
         if code == 403:
+            self._forbidden_in_a_row += 1
+            if self._forbidden_in_a_row >= PERSISTENT_403_AFTER:
+                log.error("mt_forbidden_persistent", email=self.email, path=path, in_a_row=self._forbidden_in_a_row,
+                          cf_mitigated=resp.headers.get("cf-mitigated", ""))
+                raise ConfigurationError(f"HTTP 403 on {path}, {self._forbidden_in_a_row} times in a row: the broker "
+                                         "blocks this client (Cloudflare / User-Agent / IP); fix the configuration")
             raise BrokerUnavailable(f"HTTP 403 on {path} (challenge: {resp.headers.get('cf-mitigated', '')})",
                                     status=403)
         if code == 401:
@@ -381,8 +423,11 @@ class MatchTraderClient:
             resp = self._send(method, full, body, write=write, auth=True, params=params, tokens=tokens,
                               priority=priority)
             if resp.status_code == 401 and attempt == 0:
-                # not executed (authentication refused) → safe to resend once, reads and writes alike
                 self.refresh_session(stale=tokens)
+                if write:
+                    # nothing documents that a 401 on a write means "not executed": read back first
+                    raise OutcomeUnknown(f"HTTP 401 on {path}; session renewed, outcome to confirm", path=path,
+                                         status=401)
                 continue
             self._raise_for_transport_status(resp, write=write, path=path)
             return _json(resp, write=write, path=path)
@@ -396,6 +441,11 @@ class MatchTraderClient:
             raise OutcomeUnknown(f"unreadable answer to {path}: {e}", path=path) from e
         if not result.ok:
             raise OrderRejected(result.native_code, result.error_message, result.status)
+        if result.error_code:
+            log.warning("mt_ok_with_error_code", path=path, error_code=result.error_code, status=result.status,
+                        order_id=result.order_id)
+            raise OutcomeUnknown(f"{path}: status {result.status} with errorCode {result.error_code}; "
+                                 "outcome to confirm by reading back", path=path)
         return result
 
     # -- public API: account-level -------------------------------------------------------------------
@@ -443,11 +493,26 @@ class MatchTraderClient:
 
     def closed_positions(self, from_: datetime | str, to: datetime | str, symbols: list[str] | None = None
                          ) -> list[ClosedPosition]:
-        body: dict = {P.F_FROM: _iso(from_), P.F_TO: _iso(to)}
-        if symbols:
-            body[P.F_SYMBOLS] = list(symbols)
-        data = self._call("POST", P.P_CLOSED_POSITIONS, body)  # a POST, but a read: safe to retry
-        return [ClosedPosition.from_json(d) for d in items(data, P.F_OPERATIONS)]
+        lo, hi = _as_dt(from_), _as_dt(to)
+        out: dict[tuple, ClosedPosition] = {}
+        stack = [(lo, hi)]
+        while stack:
+            a, b = stack.pop()
+            body: dict = {P.F_FROM: _iso(a), P.F_TO: _iso(b)}
+            if symbols:
+                body[P.F_SYMBOLS] = list(symbols)
+            data = self._call("POST", P.P_CLOSED_POSITIONS, body)  # a POST, but a read: safe to retry
+            if isinstance(data, dict) and str(data.get(P.F_CLOSED_STATUS) or "").upper() == P.STATUS_FULL:
+                if b - a <= timedelta(seconds=1):
+                    raise MalformedResponse(f"closed positions {_iso(a)}..{_iso(b)} still truncated (status FULL)")
+                log.info("mt_closed_history_truncated_paging", start=_iso(a), end=_iso(b))
+                mid = a + (b - a) / 2
+                stack += [(a, mid), (mid, b)]
+                continue
+            for row in items(data, P.F_OPERATIONS):
+                c = ClosedPosition.from_json(row)
+                out[(c.id, c.close_time, c.volume)] = c
+        return sorted(out.values(), key=lambda c: (c.close_time or datetime.min.replace(tzinfo=UTC), c.id))
 
     # -- writes --------------------------------------------------------------------------------------
     def open_position(self, symbol: str, side: str, volume: Decimal, sl: Decimal | None = None,

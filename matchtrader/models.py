@@ -328,8 +328,9 @@ class OperationResult:
             raise MalformedResponse("operation result without status")
         native = d.get(P.F_NATIVE_CODE)
         oid = d.get(P.F_ORDER_ID)
+        code = d.get(P.F_ERROR_CODE)
         return cls(status, None if native in (None, "") else str(native), str(d.get(P.F_ERROR_MESSAGE) or ""),
-                   None if oid in (None, "") else str(oid))
+                   None if oid in (None, "") else str(oid), error_code=None if code in (None, "") else str(code))
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,10 @@ F_STATUS = "status"
 F_NATIVE_CODE = "nativeCode"
 F_ORDER_ID = "orderId"
 
+F_ERROR_CODE = "errorCode"  # [CODE, third-party SDK notes] sent beside status OK by a live cancel
+F_CLOSED_STATUS = "status"  # closed-positions answer: "FULL" = the history was cut [CODE SDK notes]
+STATUS_FULL = "FULL"
+
 STATUS_OK = "OK"
 STATUS_REJECTED = "REJECTED"
 STATUS_PARTIAL_SUCCESS = "PARTIAL_SUCCESS"  # [DOC S11] sibling Broker API enum

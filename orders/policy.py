@@ -38,6 +38,7 @@ from matchtrader.errors import (
     ScopeForbidden,
     TokenRevoked,
     BrokerUnavailable,
+    ConfigurationError,
     InvalidRequest,
     MalformedResponse,
     OrderRejected,
@@ -277,6 +278,7 @@ def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, c
     AuthenticationError         fail ``auth_failed`` (TokenRevoked: + halt, see
                                 :func:`account_consequence`)
     ScopeForbidden              fail ``monitor_only`` (+ restriction)
+    ConfigurationError          fail ``broker_unavailable`` (+ halt: persistent 403)
     InvalidRequest              fail ``invalid_request``
     OutcomeUnknown, Malformed   in doubt: read back before anything is sent again
     any other BrokerError       fail ``broker_unavailable``
@@ -297,6 +299,8 @@ def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, c
         return Fail(Reason.AUTH_FAILED, str(error))
     if isinstance(error, ScopeForbidden):
         return Fail(Reason.MONITOR_ONLY, str(error))
+    if isinstance(error, ConfigurationError):
+        return Fail(Reason.BROKER_UNAVAILABLE, f"configuration error: {error}")
     if isinstance(error, InvalidRequest):
         return Fail(Reason.INVALID_REQUEST, str(error))
     if isinstance(error, (OutcomeUnknown, MalformedResponse)):
@@ -307,6 +311,7 @@ def classify(error: BrokerError, attempt: int, deadline: float, *, now: float, c
 # --- what a broker error means for the whole account ----------------------------------------------------
 TOKEN_REVOKED_REASON = "token revoked or expired"
 READ_ONLY_TOKEN_REASON = "read-only Trader API token: a trading call was refused (403)"
+BLOCKED_REASON = "broker configuration: persistent HTTP 403 (Cloudflare / User-Agent / IP block)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,9 @@ def account_consequence(error: BrokerError) -> AccountConsequence | None:
         return AccountConsequence(halt=HaltCause.TOKEN, reason=TOKEN_REVOKED_REASON)
     if isinstance(error, ScopeForbidden) and error.write:
         return AccountConsequence(restrict=Restriction.MONITOR_ONLY, reason=READ_ONLY_TOKEN_REASON)
+    if isinstance(error, ConfigurationError):
+        # only a person can lift a block: the operator's halt, with the reason on the dashboard
+        return AccountConsequence(halt=HaltCause.OPERATOR, reason=BLOCKED_REASON)
     return None
 
 

@@ -164,6 +164,10 @@ class RestApi:
         if retry is not None:
             return err(429, "Too many requests", {P.HDR_RETRY_AFTER: str(math.ceil(retry))})
         f = self.faults
+        if fc.persistent_403:  # a block, not a challenge: every request, whatever the scope
+            f.counts["persistent_403"] = f.counts.get("persistent_403", 0) + 1
+            return web.Response(status=403, text="<html><title>Access denied</title></html>",
+                                content_type="text/html", headers={"cf-mitigated": "block"})
         if f.in_scope(is_write):
             lat = f.latency_s()
             if lat:
@@ -194,6 +198,9 @@ class RestApi:
             return err(400, str(e))
         except Reject as e:
             result = op_rejected(e.code, e.message)
+        if is_write and result.get(P.F_STATUS) == P.STATUS_OK and f.roll("p_ok_with_error_code"):
+            # executed, answered OK together with errorCode (seen live on a cancel, issue 13)
+            result = dict(result, **{P.F_ERROR_CODE: "UNKNOWN_ERROR"})
         if is_write:
             if result.get(P.F_STATUS) == P.STATUS_OK and f.roll("p_lost"):
                 log.info("sim_fault_lost_response", path=tail, mode=fc.lost_mode)
@@ -275,7 +282,11 @@ class RestApi:
         symbols = body.get(P.F_SYMBOLS) or None
         if symbols is not None and not isinstance(symbols, list):
             raise BadRequest("Field 'symbols' must be a list")
-        return {"operations": self.exchange.closed_json(uuid, frm, to, symbols)}
+        rows = self.exchange.closed_json(uuid, frm, to, symbols)
+        limit = self.faults.config.closed_history_limit
+        if limit and len(rows) > limit:  # a cut history says so with status FULL [CODE SDK notes]
+            return {"operations": rows[:limit], P.F_CLOSED_STATUS: P.STATUS_FULL}
+        return {"operations": rows}
 
     def r_last_finance(self, uuid, request, body, ts):
         if not isinstance(body, dict):

@@ -50,11 +50,17 @@ def test_login_and_reads(sim, client, account):
 
 
 def test_choose_account_by_uuid_and_unknown_account(sim, account):
-    sim.control.create_accounts([{"email": account["email"], "password": "pw", "balance": 500}])
-    second = [a for a in MatchTraderClient(sim.url, account["email"], "pw", "0", rate_limiter=NoLimit())
-              .login().accounts if a.system_uuid != account["systemUuid"]][0]
-    c = MatchTraderClient(sim.url, account["email"], "pw", "0", system_uuid=second.system_uuid, rate_limiter=NoLimit())
+    [second] = sim.control.create_accounts([{"email": account["email"], "password": "pw", "balance": 500}])
+    # two accounts behind one login and none configured: refused, never "the first one"
+    with pytest.raises(AuthenticationError, match="configure which one"):
+        MatchTraderClient(sim.url, account["email"], "pw", "0", rate_limiter=NoLimit()).balance()
+    c = MatchTraderClient(sim.url, account["email"], "pw", "0", system_uuid=second["systemUuid"], rate_limiter=NoLimit())
     assert c.balance().balance == D("500.00")
+    by_id = MatchTraderClient(sim.url, account["email"], "pw", "0", trading_account_id=second["tradingAccountId"],
+                              rate_limiter=NoLimit())
+    assert by_id.system_uuid == second["systemUuid"]
+    by_id.login()  # a later re-login finds the same account
+    assert by_id.system_uuid == second["systemUuid"]
     c2 = MatchTraderClient(sim.url, account["email"], "pw", "0", system_uuid="nope", rate_limiter=NoLimit())
     with pytest.raises(AuthenticationError):
         c2.balance()
@@ -171,9 +177,13 @@ def test_refresh_limit_falls_back_to_relogin(sim, client, account):
     sim.control.expire_sessions()
     client.balance()  # refresh refused with 429 → full login → new trading token
     assert client._tokens.trading_api_token != token_after_refresh
-    # a write after a 401 is resent once (401 = not executed) and executes exactly once
+    # a write answered 401 is NOT resent blindly (nothing documents "401 = not executed"): the
+    # session is renewed and the outcome is left to the read-back
     sim.control.expire_sessions()
-    client.open_position("EURUSD", "BUY", D("0.01"))
+    with pytest.raises(OutcomeUnknown, match="401"):
+        client.open_position("EURUSD", "BUY", D("0.01"))
+    assert client.open_positions() == [] and _executions(sim, account["systemUuid"]) == []
+    client.open_position("EURUSD", "BUY", D("0.01"))  # the renewed session sends it
     assert len(_executions(sim, account["systemUuid"])) == 1
 
 
@@ -278,3 +288,56 @@ def test_invalid_request(sim, client):
     assert e.value.status == 400
     with pytest.raises(ValueError):
         client.candles("EURUSD", "M7", datetime.now(UTC))
+
+
+def test_ok_with_error_code_is_kept_logged_and_left_to_the_read_back(sim, client, account, caplog):
+    import logging
+
+    sim.control.set_faults(p_ok_with_error_code=1.0)
+    with caplog.at_level(logging.WARNING), pytest.raises(OutcomeUnknown, match="UNKNOWN_ERROR"):
+        client.open_position("EURUSD", "BUY", D("0.01"))
+    assert "mt_ok_with_error_code" in caplog.text
+    assert len(client.open_positions()) == 1  # it did execute: the read-back tells
+
+
+def test_a_persistent_403_is_a_configuration_error(sim, client):
+    from matchtrader.client import PERSISTENT_403_AFTER
+    from matchtrader.errors import ConfigurationError
+
+    client.balance()
+    sim.control.set_faults(persistent_403=True)
+    for _ in range(PERSISTENT_403_AFTER - 1):
+        with pytest.raises(BrokerUnavailable):
+            client.balance()
+    with pytest.raises(ConfigurationError, match="fix the configuration"):
+        client.balance()
+    sim.control.set_faults(persistent_403=False)
+    assert client.balance().balance == D("10000.00")
+    sim.control.set_faults(p_403=1.0)  # one challenge after a good answer is still an outage
+    with pytest.raises(BrokerUnavailable):
+        client.balance()
+
+
+def test_a_truncated_history_is_paged_or_flagged(sim, client, account):
+    ids = []
+    for _ in range(5):
+        client.open_position("EURUSD", "BUY", D("0.01"))
+    # two closes per wall-clock second (the Platform API's from/to have whole seconds)
+    for i, p in enumerate(client.open_positions()):
+        if i and i % 2 == 0:
+            second = int(datetime.now(UTC).timestamp())
+            wait_for(lambda s=second: int(datetime.now(UTC).timestamp()) > s, 3, "the next second", interval=0.01)
+        ids.append(p.id)
+        client.close_position(p.id, p.symbol, p.side, p.volume)
+    sim.control.set_faults(closed_history_limit=2)
+    now = datetime.now(UTC)
+    closed = client.closed_positions(now - timedelta(minutes=10), now + timedelta(minutes=1))
+    assert sorted(c.id for c in closed) == sorted(ids)
+    sim.control.set_faults(closed_history_limit=1)  # two closes inside one second: cannot be paged
+    with pytest.raises(MalformedResponse, match="truncated"):
+        client.closed_positions(now - timedelta(minutes=10), now + timedelta(minutes=1))
+    raw = requests.post(sim.url + P.trading_path(client.system_uuid, P.P_CLOSED_POSITIONS),
+                        json={"from": (now - timedelta(minutes=10)).isoformat(), "to": now.isoformat()},
+                        headers={P.HDR_TRADING_TOKEN: client._tokens.trading_api_token},
+                        cookies={"co-auth": client._tokens.co_auth}, timeout=5).json()
+    assert raw["status"] == "FULL" and len(raw["operations"]) == 1
