@@ -100,3 +100,48 @@ def test_sigkill_mid_batch_then_restart_leaves_one_order_per_account(sim, redis_
     executions = [ledger_counts(sim, a)[1] for a in accounts]
     assert executions == [1] * 40, executions
     assert set(Order.objects.filter(signal=signal).values_list("status", flat=True)) == {OrderStatus.FILLED}
+
+
+def test_sigkill_mid_chunk_with_lost_answers_leaves_one_position_per_account_on_each_api(sim, redis_client,
+                                                                                         tmp_path):
+    """Issue 13: the same kill, with 30 % of the executed writes' answers lost, on a mixed fleet
+    (half Platform API, half Trader API), with the shipped settings. Counted at the simulator."""
+    platform = sim_accounts(sim, 15)
+    trader = sim_accounts(sim, 15, api="trader")
+    accounts = platform + trader
+    signal = eurusd_buy_signal()
+    sim.control.set_faults(latency_ms=250.0, scope="write", p_lost=0.3, lost_mode="5xx")
+    log_path = tmp_path / "worker.log"
+    worker = start_worker_process(sim, log_path)
+    try:
+        wait_for(lambda: b"ready" in log_path.read_bytes(), 30, "the first worker to be ready")
+        executed_before = sim.control.stats().get("executions", 0)
+        dispatch_signal(signal.pk)
+
+        def some_executed_some_in_doubt():
+            executed = sim.control.stats().get("executions", 0) - executed_before
+            in_doubt = Order.objects.filter(signal=signal, status=OrderStatus.SUBMITTED).count()
+            return executed >= 5 and in_doubt >= 1
+
+        wait_for(some_executed_some_in_doubt, 30, "some executions and some orders in doubt", interval=0.01)
+        os.killpg(worker.pid, signals.SIGKILL)
+        worker.wait(10)
+        worker = start_worker_process(sim, log_path)
+
+        def all_terminal():
+            orders = list(Order.objects.filter(signal=signal))
+            return len(orders) == 30 and all(o.status in TERMINAL for o in orders)
+
+        wait_for(all_terminal, 90, "every order to be terminal", interval=0.2)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signals.SIGTERM)
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signals.SIGKILL)
+        sim.control.set_faults(latency_ms=0.0, scope="all", p_lost=0.0)
+    assert sim.control.stats()["faults_hit"].get("p_lost", 0) >= 1  # answers were lost, on both APIs' writes
+    executions = [ledger_counts(sim, a)[1] for a in accounts]
+    assert executions == [1] * 30, executions
+    assert set(Order.objects.filter(signal=signal).values_list("status", flat=True)) == {OrderStatus.FILLED}
