@@ -390,6 +390,9 @@ FEED_EMAIL = env.str("FEED_EMAIL", default="feed@tradeops.local")
 # The default password is only for the simulator account; a real broker login comes from the env.
 FEED_PASSWORD = env.str("FEED_PASSWORD", default="feed-password" if SIMULATION_MODE else "")
 FEED_BROKER_ID = env.str("FEED_BROKER_ID", default="0")
+# Trader API instead: a (read-scope) token of one trading account; the feed then polls REST
+# (FEED_TRANSPORT=polling: the Trader API has no stream). Never logged.
+FEED_TRADER_API_TOKEN = env.str("FEED_TRADER_API_TOKEN", default="")
 # In simulation, run_feed creates its login on the simulator (/_sim/accounts, idempotent).
 FEED_SIM_AUTO_ACCOUNT = env.bool("FEED_SIM_AUTO_ACCOUNT", default=SIMULATION_MODE)
 # polling: 0 = the cadence that spends the dedicated data login's budget (matchtrader.polling.cadence)

@@ -79,6 +79,7 @@ class FeedConfig:
     email: str = ""
     password: str = field(default="", repr=False)
     broker_id: str = "0"
+    trader_api_token: str = field(default="", repr=False)  # set: read through the Trader API (polling)
     channels: tuple[str, ...] = ("quotes", "trades", "depth")
     poll_interval_s: float = 0.0  # polling: 0 = from the data session's budget
     data_budget_per_min: float = 450.0  # polling: requests/min the dedicated data login may make
@@ -111,6 +112,7 @@ class FeedConfig:
             email=settings.FEED_EMAIL,
             password=settings.FEED_PASSWORD,
             broker_id=settings.FEED_BROKER_ID,
+            trader_api_token=settings.FEED_TRADER_API_TOKEN,
             poll_interval_s=settings.FEED_POLL_INTERVAL_S,
             data_budget_per_min=settings.FEED_DATA_BUDGET_PER_MIN,
             stream_maxlen=settings.FEED_STREAM_MAXLEN,
@@ -171,12 +173,18 @@ def check_dedicated_data_login(email: str, base_url: str) -> None:
 
 
 def build_client(cfg: FeedConfig):
+    if cfg.trader_api_token:
+        from matchtrader.trader_client import TraderApiClient
+
+        return TraderApiClient(cfg.base_url, cfg.trader_api_token, user_agent="tradeops-feed/1.0", label="feed")
     from matchtrader.client import MatchTraderClient
 
     return MatchTraderClient(cfg.base_url, cfg.email, cfg.password, cfg.broker_id, user_agent="tradeops-feed/1.0")
 
 
 def build_transport(cfg: FeedConfig, client):
+    if cfg.transport == "websocket" and cfg.trader_api_token:
+        raise ValueError("the Trader API has no stream: set FEED_TRANSPORT=polling with FEED_TRADER_API_TOKEN")
     if cfg.transport == "websocket":
         from matchtrader.stream import WebSocketTransport
 

@@ -106,3 +106,27 @@ def test_cadence_spends_the_dedicated_data_sessions_budget():
     assert t.interval_s == pytest.approx(60 / 360) and t.requests_per_minute() == pytest.approx(450)
     with pytest.raises(ValueError):
         cadence(10, 0)
+
+
+def test_the_polling_transport_reads_through_the_trader_api(sim, account):
+    """The same transport over the Trader API client (quotes + candles), nothing else changed."""
+    from matchtrader.trader_client import TraderApiClient
+    from workers.feed import FeedConfig, build_client, build_transport
+
+    token = sim.control.issue_trader_token(account["systemUuid"], ["read"])
+    cfg = FeedConfig(transport="polling", base_url=sim.url, trader_api_token=token, poll_interval_s=0.25)
+    client = build_client(cfg)
+    assert isinstance(client, TraderApiClient) and token not in repr(cfg) and token not in repr(client)
+    t = build_transport(cfg, client)
+    t.set_symbols(["EURUSD", "XAUUSD"])
+    sink, stop = Sink(), threading.Event()
+    th = threading.Thread(target=t.run, args=(sink.append, stop), daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: {q.symbol for q in sink.of(QuoteEvent)} >= {"EURUSD", "XAUUSD"}
+                 and {c.symbol for c in sink.of(CandleEvent)} >= {"EURUSD", "XAUUSD"})
+    finally:
+        stop.set()
+        th.join(5)
+    with pytest.raises(ValueError, match="no stream"):
+        build_transport(FeedConfig(transport="websocket", trader_api_token=token), client)
