@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/fanout.py [--accounts 100,1000] [--pool prefork] [--concurrency 4]
                                      [--redis-url redis://127.0.0.1:6379/6] [--db tradeops_bench_orders]
+                                     [--api platform|trader|mixed]
+
+``--api``: which Match-Trader API the accounts are reached through -- the Platform API (default),
+the Trader API (a bearer token per account, an Idempotency-Key per order), or a mixed fleet (every
+other account on the Trader API) in the same fan-out.
 
 The default worker is the Procfile's: prefork, 4 processes, prefetch 1.
 
@@ -46,6 +51,8 @@ def parse_args():
     p.add_argument("--db", default="tradeops_bench_orders", help="throw-away database (created, emptied)")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
     p.add_argument("--keep-worker-log", action="store_true")
+    p.add_argument("--api", default="platform", choices=["platform", "trader", "mixed"],
+                   help="the accounts' broker API (mixed: every other account on the Trader API)")
     p.add_argument("--latency-ms", type=float, default=50.0,
                    help="last run: the simulator answers every order this much later (0: skip the run)")
     p.add_argument("--no-concurrent-signals", dest="concurrent_signals", action="store_false",
@@ -127,7 +134,7 @@ def wait_worker_ready(app, timeout=60.0) -> None:
     raise SystemExit("worker did not start")
 
 
-def create_accounts(sim, n: int, symbol) -> list:
+def create_accounts(sim, n: int, symbol, api: str = "platform") -> list:
     from django.utils import timezone
 
     from accounts.models import Account
@@ -141,13 +148,18 @@ def create_accounts(sim, n: int, symbol) -> list:
                     balance_updated_at=now, max_open_positions=50, max_volume_per_symbol=Decimal("100"),
                     daily_loss_limit=Decimal("100000"))
             for e, c in zip(emails, created, strict=True)]
+    for i, (row, c) in enumerate(zip(rows, created, strict=True)):
+        if api == "trader" or (api == "mixed" and i % 2):
+            row.api, row.email, row.password = "trader", "", ""
+            row.trader_api_token = sim.control.issue_trader_token(c["systemUuid"])
     accounts = Account.objects.bulk_create(rows, batch_size=500)
     accounts = list(Account.objects.filter(name__in=[r.name for r in rows]))
-    # one login per account, tokens into Redis (what the first order would do)
+    # one login per Platform API account, tokens into Redis (what the first order would do); a
+    # Trader API account has no login
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda a: client_for(a).system_uuid, accounts))
+        list(pool.map(lambda a: client_for(a).system_uuid, [a for a in accounts if a.api == "platform"]))
     return accounts
 
 
@@ -315,7 +327,8 @@ def main():
                              quote_currency="JPY")
         print(f"setting up {max(counts)} accounts ...", flush=True)
         t = time.perf_counter()
-        pool = create_accounts(sim, max(counts), symbol)
+        pool = create_accounts(sim, max(counts), symbol, api=args.api)
+        print(f"  accounts on the {args.api} API", flush=True)
         print(f"  accounts created and logged in in {time.perf_counter() - t:.1f}s", flush=True)
         worker = start_worker(args, sim.url, log_path)
 
