@@ -23,9 +23,11 @@ Error mapping (see ``matchtrader.errors``):
   short history.
 
 Account choice: with ``system_uuid`` or ``trading_account_id`` given, the login must contain that
-account (else AuthenticationError). Without either, a login holding exactly ONE account pins it
-(every later re-login must find the same one); a login holding several is refused as ambiguous:
-the client never picks "the first" account.
+account (else AuthenticationError). Without either, a login holding exactly ONE account uses it
+(a re-login that finds another single account logs ``mt_login_account_changed``); a login holding
+several is refused as ambiguous: the client never picks "the first" account, so a fallback login
+during a refresh cannot switch accounts either. The order engine always passes the account's
+``system_uuid``.
 
 Cookies are sent explicitly per request (never from a shared cookie jar), so many clients can share
 one pooled session without mixing accounts' ``co-auth`` cookies.
@@ -308,9 +310,11 @@ class MatchTraderClient:
             raise AuthenticationError(f"the login holds {len(accounts)} trading accounts: configure which one "
                                       "(system uuid or trading account id); the client never picks one")
         if self._pinned_uuid and accounts[0].system_uuid != self._pinned_uuid:
-            raise AuthenticationError("the login now holds another trading account than the one this client "
-                                      "traded: refused (configure the system uuid)")
-        self._pinned_uuid = accounts[0].system_uuid  # a later re-login must find the same account
+            # the login's only account was replaced (a broker migration, a restarted simulator):
+            # still unambiguous, but never silent
+            log.warning("mt_login_account_changed", email=self.email, was=self._pinned_uuid,
+                        now=accounts[0].system_uuid)
+        self._pinned_uuid = accounts[0].system_uuid
         return accounts[0]
 
     def refresh_session(self, stale: _Tokens | None = None) -> None:
@@ -511,7 +515,8 @@ class MatchTraderClient:
                 continue
             for row in items(data, P.F_OPERATIONS):
                 c = ClosedPosition.from_json(row)
-                out[(c.id, c.close_time, c.volume)] = c
+                # halves share their boundary second: a row read twice has the same closing order
+                out[(c.id, c.closing_order_id, c.close_time, c.volume)] = c
         return sorted(out.values(), key=lambda c: (c.close_time or datetime.min.replace(tzinfo=UTC), c.id))
 
     # -- writes --------------------------------------------------------------------------------------

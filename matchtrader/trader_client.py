@@ -275,8 +275,8 @@ class TraderApiClient:
         [DOC T11]: a full page is split in halves by time until every part is below the cap (a
         history that cannot be split any further is reported as truncated, never silently cut)."""
         lo, hi = _ms(from_), _ms(to)
-        out: dict[str, ClosedPosition] = {}
-        stack = [(lo, hi)]
+        out: list[ClosedPosition] = []
+        stack = [(lo, hi)]  # the halves never overlap (integer ms): no row is read twice
         while stack:
             a, b = stack.pop()
             params: list = [(P.TA_F_FROM, a), (P.TA_F_TO, b), (P.TA_F_LIMIT, P.TA_LIMIT_CLOSED_MAX)]
@@ -297,8 +297,8 @@ class TraderApiClient:
                     profit=dec(d.get(P.TA_F_PROFIT), Decimal(0)), net_profit=dec(d.get("netProfit", d.get(P.TA_F_PROFIT)), Decimal(0)),
                     open_time=_time(d.get(P.TA_F_OPEN_TIME)), close_time=_time(d.get(P.TA_F_CLOSE_TIME)),
                     comment=str(d.get(P.TA_F_COMMENT) or ""))
-                out[f"{c.id}|{c.close_time}|{c.volume}"] = c
-        return sorted(out.values(), key=lambda c: (c.close_time or datetime.min.replace(tzinfo=UTC), c.id))
+                out.append(c)
+        return sorted(out, key=lambda c: (c.close_time or datetime.min.replace(tzinfo=UTC), c.id))
 
     # -- writes --------------------------------------------------------------------------------------
     def open_position(self, symbol: str, side: str, volume: Decimal, sl: Decimal | None = None,

@@ -67,3 +67,16 @@ def test_rotate_credentials_moves_every_secret_to_the_new_key(settings):
     settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
     fresh = Account.objects.get(pk=account.pk)
     assert (fresh.password, fresh.trading_api_token) == ("rotate-all", "tok-1")
+
+
+def test_a_trader_api_token_is_encrypted_at_rest_rotated_and_redacted_when_quoted():
+    from tradeops.logging import REDACTED, redact_secrets
+
+    account = make_account(api="trader", email="", password="", trader_api_token="mtt_secret-token-xyz")
+    raw = _raw("trader_api_token", account.pk)
+    assert "secret-token" not in raw and raw.startswith("gAAAA")
+    assert Account.objects.get(pk=account.pk).trader_api_token == "mtt_secret-token-xyz"
+    event = redact_secrets(None, "info", {"event": "x", "trader_api_token": "a",
+                                          "error": "header was Authorization: Bearer mtt_secret-token-xyz, refused"})
+    assert event["trader_api_token"] == REDACTED
+    assert "secret-token" not in event["error"] and f"Bearer {REDACTED}" in event["error"]

@@ -59,7 +59,7 @@ def test_choose_account_by_uuid_and_unknown_account(sim, account):
     by_id = MatchTraderClient(sim.url, account["email"], "pw", "0", trading_account_id=second["tradingAccountId"],
                               rate_limiter=NoLimit())
     assert by_id.system_uuid == second["systemUuid"]
-    by_id.login()  # a later re-login finds the same account
+    by_id.login()  # a later re-login (e.g. the fallback of a refused refresh) finds the same account
     assert by_id.system_uuid == second["systemUuid"]
     c2 = MatchTraderClient(sim.url, account["email"], "pw", "0", system_uuid="nope", rate_limiter=NoLimit())
     with pytest.raises(AuthenticationError):

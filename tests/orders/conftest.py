@@ -58,12 +58,14 @@ def usdjpy():
                        base_currency="USD", quote_currency="JPY")
 
 
-def sim_accounts(sim, n: int, *, balance="10000", api="platform", scopes=("read", "trade"), **account_kw) -> list:
+def sim_accounts(sim, n: int, *, balance="10000", api="platform", scopes=("read", "trade"), sim_balance=None,
+                 **account_kw) -> list:
     """n simulator accounts and their DB rows (equity known, so sizes can be computed by hand).
     ``api="trader"``: reached through the Trader API with a token of ``scopes``."""
     run = next(_seq)
     emails = [f"t{run}-{i}-{timezone.now().timestamp():.0f}@sim.test" for i in range(n)]
-    created = sim.control.create_accounts([{"email": e, "password": "pw-123", "balance": balance} for e in emails])
+    created = sim.control.create_accounts([{"email": e, "password": "pw-123", "balance": sim_balance or balance}
+                                           for e in emails])
     now = timezone.now()
     out = []
     for e, c in zip(emails, created, strict=True):

@@ -120,3 +120,16 @@ def test_accounts_are_on_one_api_each(sim):
     with connection.cursor() as cur:
         cur.execute("SELECT trader_api_token FROM accounts_account WHERE id = %s", [t.pk])
         assert t.trader_api_token not in cur.fetchone()[0]
+
+
+def test_a_validation_failure_is_a_recorded_reject_with_the_brokers_detail(sim):
+    # the database believes 10,000; the broker account holds 10: the margin check refuses
+    [poor] = sim_accounts(sim, 1, api="trader", sim_balance="10")
+    signal = eurusd_buy_signal()
+    batch.place_signal_orders(signal.pk, [poor.pk])
+    order = Order.objects.get(signal=signal)
+    assert order.status == S.REJECTED and order.reason == "NOT_ENOUGH_MONEY"
+    assert "margin" in order.last_error.lower()  # the broker's detail, verbatim
+    assert order.attempts == 1 and ledger_counts(sim, poor) == (1, 0)
+    poor.refresh_from_db()
+    assert not poor.halted and poor.restriction == Restriction.NONE
