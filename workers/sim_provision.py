@@ -5,7 +5,9 @@ account is created with the ``systemUuid`` the database already holds (``seed_de
 accounts a deterministic one; an account without one gets a fresh uuid saved here first), so:
 
 - creating an account twice is a no-op on the simulator's side (idempotent), and
-- cached broker sessions and stored ``system_uuid``s stay valid across simulator restarts.
+- cached broker sessions and stored ``system_uuid``s stay valid across simulator restarts, and
+- a Trader API account's token (entered in the admin) is registered with the simulator, so the
+  account trades through the Trader API beside the Platform API ones.
 
 ``provision_simulator(base_url)`` is called by ``manage.py run_simulator --provision-from-db``
 (in a background thread once the server listens, then again every few seconds to pick up
@@ -61,7 +63,7 @@ def _simulation_accounts(exclude_uuids=()):
 
 
 def _payload(account) -> dict:
-    return {
+    item = {
         "email": account.email,
         "password": account.password,
         "broker_id": account.broker_id or "0",
@@ -70,6 +72,15 @@ def _payload(account) -> dict:
         "currency": account.currency or "USD",
         "systemUuid": account.system_uuid,
     }
+    if getattr(account, "api", "platform") == "trader":
+        # A Trader API account has no login: the simulator gets a placeholder one (never used) and
+        # accepts the token entered in the admin, with both scopes (a read-only token is tried by
+        # issuing one through /_sim/trader-tokens instead).
+        item["email"] = account.email or f"{account.system_uuid}@trader-api.sim"
+        item["password"] = account.password or uuid.uuid4().hex
+        if account.trader_api_token:
+            item["traderApiToken"] = account.trader_api_token
+    return item
 
 
 def _feed_payload() -> dict | None:

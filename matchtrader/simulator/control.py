@@ -65,6 +65,14 @@ class ControlApi:
                         a.get("email"), a.get("password"), str(a.get("broker_id", a.get("brokerId", "0"))),
                         Decimal(str(a.get("balance", "10000"))), int(a.get("leverage", 100)),
                         a.get("currency", "USD"), uuid=None if wanted is None else str(wanted), now_ms=now_ms())
+                # Optional "traderApiToken" (+ "traderApiScopes"): the account is also reachable
+                # through the Trader API with that token (workers.sim_provision sends the token an
+                # operator entered in the admin for a simulation account)
+                if a.get("traderApiToken"):
+                    scopes = a.get("traderApiScopes") or ["read", "trade"]
+                    if not isinstance(scopes, list):
+                        raise ValueError("traderApiScopes must be a list")
+                    self.sim.trader.tokens.register(a["traderApiToken"], acc.uuid, scopes)
                 out.append({"email": acc.email, "brokerId": acc.broker_id, "systemUuid": acc.uuid,
                             "tradingAccountId": acc.trading_account_id})
         except (ValueError, TypeError, InvalidOperation) as e:
@@ -156,7 +164,8 @@ class ControlApi:
 
     async def c_issue_trader_token(self, request: web.Request) -> web.Response:
         """``{"systemUuid": ..., "scopes": ["read", "trade"]}`` → ``{"token": ...}``: what the trader
-        does in Match-Trader's API Access view (doc §2)."""
+        does in Match-Trader's API Access view (doc §2). The token is in the answer (the trader
+        copies it from the API Access view the same way); the simulator never logs it."""
         try:
             b = await json_body(request)
             if not isinstance(b, dict) or b.get("systemUuid") not in self.exchange.accounts:

@@ -80,6 +80,23 @@ class TraderTokens:
         self.by_token[t.token] = t
         return t
 
+    def register(self, token: str, uuid: str, scopes) -> TraderToken:
+        """Accept a token chosen elsewhere (an account's token entered in the admin, provisioned
+        by ``workers.sim_provision``). Idempotent for the same account; never un-revokes."""
+        scopes = frozenset(scopes)
+        if not token or not isinstance(token, str) or len(token) > 512:
+            raise ValueError("token must be a non-empty string of at most 512 characters")
+        if not scopes or not scopes <= set(SCOPES):
+            raise ValueError(f"scopes must be a non-empty subset of {SCOPES}")
+        t = self.by_token.get(token)
+        if t is not None:
+            if t.uuid != uuid:
+                raise ValueError("this token belongs to another account")
+            return t
+        t = TraderToken(token=token, uuid=uuid, scopes=scopes)
+        self.by_token[token] = t
+        return t
+
     def revoke(self, token: str) -> bool:
         t = self.by_token.get(token)
         if t is None:

@@ -97,3 +97,21 @@ def test_command_provisions_and_reports(sim):
     assert "2 simulation account(s) and the feed login present" in out.getvalue()
     for name in ("demo-001", "demo-002"):
         assert sim.control.ledger(system_uuid_for(name))["systemUuid"] == system_uuid_for(name)
+
+
+def test_a_trader_api_account_from_the_admin_trades_through_its_token(sim):
+    """Added in the admin with a token of the user's choosing, provisioned on the simulator, it
+    answers on the Trader API with exactly that token."""
+    from accounts.models import Account
+    from matchtrader.ratelimit import NoLimit
+    from matchtrader.trader_client import TraderApiClient
+
+    account = Account.objects.create(name="ta-admin", api="trader", platform_url=sim.url,
+                                     trader_api_token="my-sim-token-1", mode=Account.Mode.SIMULATION)
+    provision_simulator(sim.url, include_feed=False)
+    provision_simulator(sim.url, include_feed=False)  # idempotent, token included
+    account.refresh_from_db()
+    client = TraderApiClient(sim.url, "my-sim-token-1", rate_limiter=NoLimit())
+    assert client.balance().balance > 0
+    assert client.open_position("EURUSD", "BUY", Decimal("0.01"), intent="x").position_id
+    assert len(sim.control.ledger(account.system_uuid)["executions"]) == 1
