@@ -46,6 +46,8 @@ The token is held in memory only, never in ``repr``, logs or exceptions.
 
 from __future__ import annotations
 
+import sys
+import time
 import uuid as uuid_mod
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -57,7 +59,7 @@ import requests
 from tradeops.logging import get_logger
 
 from . import protocol as P
-from .client import _json, _not_sent, _otype, _retry_after, _side, dumps_exact, make_session
+from .client import CALL_OBSERVERS, _json, _not_sent, _otype, _retry_after, _side, dumps_exact, make_session
 from .errors import (
     BrokerUnavailable,
     IdempotencyKeyInvalid,
@@ -147,9 +149,11 @@ class TraderApiClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = dumps_exact(body).encode()
+        started, outcome = time.perf_counter(), None
         try:
             resp = self.session.request(method, self.base_url + path, data=data, params=params, headers=headers,
                                         timeout=self.timeout, allow_redirects=False)
+            outcome = str(resp.status_code)
         except requests.ConnectTimeout as e:
             raise BrokerUnavailable(f"connect timeout: {path}") from e
         except requests.ReadTimeout as e:
@@ -164,6 +168,12 @@ class TraderApiClient:
             if write:
                 raise OutcomeUnknown(f"{type(e).__name__} on {path}", path=path) from e
             raise BrokerUnavailable(f"{type(e).__name__} on {path}") from e
+        finally:
+            # the same observers as the Platform API client (metrics), labelled by the path
+            # template so ids never become label values
+            for observe in CALL_OBSERVERS:
+                observe(P.TA_ROUTES[op][1], outcome or type(sys.exc_info()[1]).__name__,
+                        time.perf_counter() - started)
         if resp.status_code >= 400:
             self._raise(resp, op=op, path=path, write=write)
         return resp

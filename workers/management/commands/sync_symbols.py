@@ -122,10 +122,15 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from matchtrader.client import MatchTraderClient
         from matchtrader.errors import BrokerError
+        from matchtrader.trader_client import TraderApiClient
 
         base_url = opts["base_url"] or settings.FEED_BASE_URL
-        client = MatchTraderClient(base_url, settings.FEED_EMAIL, settings.FEED_PASSWORD, settings.FEED_BROKER_ID,
-                                   user_agent="tradeops-sync/1.0")
+        if settings.FEED_TRADER_API_TOKEN:  # the feed reads through the Trader API: so does this
+            client = TraderApiClient(base_url, settings.FEED_TRADER_API_TOKEN, user_agent="tradeops-sync/1.0",
+                                     label="sync_symbols")
+        else:
+            client = MatchTraderClient(base_url, settings.FEED_EMAIL, settings.FEED_PASSWORD, settings.FEED_BROKER_ID,
+                                       user_agent="tradeops-sync/1.0")
         redis = redis_clients.shared("default")
         try:
             rows, cached = fetch_rows(client, redis, use_cache=not opts["no_cache"])
