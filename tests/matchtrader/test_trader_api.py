@@ -189,3 +189,16 @@ def test_unknown_endpoint_and_key_derivation(sim, token):
     with pytest.raises(InvalidRequest):
         TraderApiClient(sim.url, token, rate_limiter=NoLimit()).candles("NOPE", "M1",
                                                                         datetime.now(UTC) - timedelta(minutes=1))
+
+
+def test_the_simulator_rate_limits_each_token_on_its_own(sim, account):
+    a = TraderApiClient(sim.url, sim.control.issue_trader_token(account["systemUuid"]), rate_limiter=NoLimit())
+    b = TraderApiClient(sim.url, sim.control.issue_trader_token(account["systemUuid"], ["read"]),
+                        rate_limiter=NoLimit())
+    sim.control.set_faults(rate_limit_per_min=2)
+    a.balance()
+    a.balance()
+    with pytest.raises(RateLimited) as e:
+        a.balance()
+    assert e.value.retry_after > 0
+    assert b.balance()  # another token of the same account has its own budget
