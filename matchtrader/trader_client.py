@@ -59,7 +59,18 @@ import requests
 from tradeops.logging import get_logger
 
 from . import protocol as P
-from .client import CALL_OBSERVERS, _json, _not_sent, _otype, _retry_after, _side, dumps_exact, make_session
+from .client import (
+    CALL_OBSERVERS,
+    OnMalformed,
+    _json,
+    _not_sent,
+    _otype,
+    _parse_each,
+    _retry_after,
+    _side,
+    dumps_exact,
+    make_session,
+)
 from .errors import (
     BrokerUnavailable,
     IdempotencyKeyInvalid,
@@ -227,14 +238,13 @@ class TraderApiClient:
                 description=str(d.get("description") or ""), type=str(d.get("type") or "")))
         return out
 
-    def quotations(self, symbols: Iterable[str]) -> list[Quote]:
+    def quotations(self, symbols: Iterable[str], on_malformed: OnMalformed | None = None) -> list[Quote]:
+        """As the Platform client: with ``on_malformed`` a bad entry is reported and skipped."""
         data = self._get(P.TA_QUOTES, params=[(P.TA_F_SYMBOL, s) for s in symbols])
-        return [Quote(symbol=str(_req(d, P.TA_F_SYMBOL)), bid=dec(_req(d, "bid"), name="bid"),
-                      ask=dec(_req(d, "ask"), name="ask"), timestamp_ms=int(dec(d.get(P.TA_F_TIME), Decimal(0))))
-                for d in _list(data, P.TA_F_QUOTES)]
+        return _parse_each(_quote, _list(data, P.TA_F_QUOTES), on_malformed)
 
-    def candles(self, symbol: str, interval: str, from_: datetime | str, to: datetime | str | None = None
-                ) -> list[Candle]:
+    def candles(self, symbol: str, interval: str, from_: datetime | str, to: datetime | str | None = None,
+                on_malformed: OnMalformed | None = None) -> list[Candle]:
         if interval not in P.INTERVAL_SECONDS:
             raise ValueError(f"interval must be one of {P.INTERVALS}")
         params = {P.TA_F_SYMBOL: symbol, P.TA_F_INTERVAL: interval, P.TA_F_FROM: _ms(from_),
@@ -242,10 +252,7 @@ class TraderApiClient:
         if to is not None:
             params[P.TA_F_TO] = _ms(to)
         data = self._get(P.TA_CANDLES, params=params)
-        return [Candle(time_ms=int(dec(_req(d, P.TA_F_TIME), name="time")), open=dec(d.get("open"), name="open"),
-                       high=dec(d.get("high"), name="high"), low=dec(d.get("low"), name="low"),
-                       close=dec(d.get("close"), name="close"), volume=dec(d.get("volume"), Decimal(0)))
-                for d in _list(data, P.TA_F_CANDLES)]
+        return _parse_each(_candle, _list(data, P.TA_F_CANDLES), on_malformed)
 
     def balance(self) -> Balance:
         d = self._get(P.TA_SUMMARY)
@@ -386,6 +393,21 @@ class TraderApiClient:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+def _quote(d: dict) -> Quote:
+    """A Trader API quote row, renamed to the Platform shape and parsed by the same model (one set
+    of checks: finite, positive prices)."""
+    if not isinstance(d, dict):
+        raise MalformedResponse("quote is not an object")
+    return Quote.from_json({P.F_SYMBOL: d.get(P.TA_F_SYMBOL), P.F_BID: d.get("bid"), P.F_ASK: d.get("ask"),
+                            P.F_TIMESTAMP_MS: d.get(P.TA_F_TIME)})
+
+
+def _candle(d: dict) -> Candle:
+    if not isinstance(d, dict):
+        raise MalformedResponse("candle is not an object")
+    return Candle.from_json(d)  # same field names as the Platform API's candles [INF]
+
+
 def _problem(resp: requests.Response) -> dict:
     try:
         data = resp.json()
