@@ -12,8 +12,9 @@ from .models import RISK_FIELDS, Account, AuditLog, TradingSwitch
 CLOSE_ALL_POSITIONS_TASK = "orders.close_all_positions"
 
 
-BROKER_FIELDS = ("name", "mode", "platform_url", "broker_id", "email", "trading_account_id", "system_uuid",
+BROKER_FIELDS = ("name", "mode", "api", "platform_url", "broker_id", "email", "trading_account_id", "system_uuid",
                  "currency")
+WRITE_ONLY_SECRETS = ("new_password", "new_trader_api_token")
 
 
 class AccountForm(forms.ModelForm):
@@ -147,7 +148,7 @@ class AccountAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or request.user.has_perm("accounts.add_account"):
             return fieldsets
-        return [(name, {**opts, "fields": tuple(f for f in opts["fields"] if f != "new_password")})
+        return [(name, {**opts, "fields": tuple(f for f in opts["fields"] if f not in WRITE_ONLY_SECRETS)})
                 for name, opts in fieldsets]
 
     def has_halt_resume_permission(self, request):

@@ -216,7 +216,7 @@ class TraderApi:
         needed = SCOPE_TRADE if is_write else SCOPE_READ
         if needed not in tok.scopes:
             return problem(403, P.TA_ERR_FORBIDDEN, "Forbidden", f"The token has no {needed!r} scope", path)
-        raw = await request.read() if request.can_read_body else b""
+        raw = await request.read()  # cached by aiohttp: the guard may already have read it
         ts = now_ms()
         uuid = tok.uuid
         if is_write:

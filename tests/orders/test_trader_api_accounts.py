@@ -29,7 +29,8 @@ def test_a_mixed_fleet_trades_in_one_fan_out(sim):
     trader = sim_accounts(sim, 3, api="trader")
     accounts = platform + trader
     signal = eurusd_buy_signal()
-    assert batch.place_signal_orders(signal.pk, [a.pk for a in accounts]) == {S.FILLED: 6}
+    counts = batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    assert counts == {S.FILLED: 6}, list(Order.objects.filter(signal=signal).values_list("reason", "last_error"))
     assert [ledger_counts(sim, a) for a in accounts] == [(1, 1)] * 6
     assert Position.objects.filter(account__in=accounts).count() == 6
     # the Trader API position carries the order's tag, and the fill is linked by it
