@@ -58,6 +58,7 @@ from tradeops.money import to_decimal
 from . import protocol as P
 from .errors import (
     AuthenticationError,
+    BrokerError,
     BrokerUnavailable,
     ConfigurationError,
     InvalidRequest,
@@ -376,20 +377,8 @@ class MatchTraderClient:
                                         timeout=self.timeout, allow_redirects=False)
             outcome = str(resp.status_code)
             return resp
-        except requests.ConnectTimeout as e:
-            raise BrokerUnavailable(f"connect timeout: {path}") from e
-        except requests.ReadTimeout as e:
-            if write:
-                raise OutcomeUnknown(f"read timeout after sending {path}", path=path) from e
-            raise BrokerUnavailable(f"read timeout: {path}") from e
-        except requests.ConnectionError as e:
-            if _not_sent(e) or not write:
-                raise BrokerUnavailable(f"connection failed: {path}: {type(e).__name__}") from e
-            raise OutcomeUnknown(f"connection dropped after sending {path}", path=path) from e
         except requests.RequestException as e:
-            if write:
-                raise OutcomeUnknown(f"{type(e).__name__} on {path}", path=path) from e
-            raise BrokerUnavailable(f"{type(e).__name__} on {path}") from e
+            raise transport_error(e, path, write=write) from e
         finally:
             for observe in CALL_OBSERVERS:
                 observe(path, outcome or type(sys.exc_info()[1]).__name__, time.perf_counter() - started)
@@ -597,6 +586,26 @@ def _otype(t: str) -> str:
     if s not in P.PENDING_TYPES:
         raise ValueError("type must be LIMIT or STOP")
     return s
+
+
+def transport_error(exc: requests.RequestException, path: str, *, write: bool) -> BrokerError:
+    """What a failed HTTP exchange means, for both APIs' clients: a request that surely never left
+    (connect timeout, refused) is ``BrokerUnavailable``; a write that may have reached the broker
+    (read timeout, a connection dropped after sending) is ``OutcomeUnknown`` -- read back before
+    anything is sent again; a read is always safe to repeat."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return BrokerUnavailable(f"connect timeout: {path}")
+    if isinstance(exc, requests.ReadTimeout):
+        if write:
+            return OutcomeUnknown(f"read timeout after sending {path}", path=path)
+        return BrokerUnavailable(f"read timeout: {path}")
+    if isinstance(exc, requests.ConnectionError):
+        if _not_sent(exc) or not write:
+            return BrokerUnavailable(f"connection failed: {path}: {type(exc).__name__}")
+        return OutcomeUnknown(f"connection dropped after sending {path}", path=path)
+    if write:
+        return OutcomeUnknown(f"{type(exc).__name__} on {path}", path=path)
+    return BrokerUnavailable(f"{type(exc).__name__} on {path}")
 
 
 def _not_sent(exc: requests.ConnectionError) -> bool:

@@ -63,13 +63,13 @@ from .client import (
     CALL_OBSERVERS,
     OnMalformed,
     _json,
-    _not_sent,
     _otype,
     _parse_each,
     _retry_after,
     _side,
     dumps_exact,
     make_session,
+    transport_error,
 )
 from .errors import (
     BrokerUnavailable,
@@ -165,20 +165,8 @@ class TraderApiClient:
             resp = self.session.request(method, self.base_url + path, data=data, params=params, headers=headers,
                                         timeout=self.timeout, allow_redirects=False)
             outcome = str(resp.status_code)
-        except requests.ConnectTimeout as e:
-            raise BrokerUnavailable(f"connect timeout: {path}") from e
-        except requests.ReadTimeout as e:
-            if write:
-                raise OutcomeUnknown(f"read timeout after sending {path}", path=path) from e
-            raise BrokerUnavailable(f"read timeout: {path}") from e
-        except requests.ConnectionError as e:
-            if _not_sent(e) or not write:
-                raise BrokerUnavailable(f"connection failed: {path}: {type(e).__name__}") from e
-            raise OutcomeUnknown(f"connection dropped after sending {path}", path=path) from e
         except requests.RequestException as e:
-            if write:
-                raise OutcomeUnknown(f"{type(e).__name__} on {path}", path=path) from e
-            raise BrokerUnavailable(f"{type(e).__name__} on {path}") from e
+            raise transport_error(e, path, write=write) from e
         finally:
             # the same observers as the Platform API client (metrics), labelled by the path
             # template so ids never become label values
