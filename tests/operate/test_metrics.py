@@ -14,6 +14,7 @@ import re
 import signal as signals
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -162,10 +163,23 @@ def test_metrics_move_after_a_fan_out_and_every_process_logs_json(web, sim, redi
         accounts = sim_accounts(sim, 12)
         wait_for(lambda: b"ready" in worker.log_path.read_bytes(), 60, "the orders worker", procs=[worker.p])
         before = requests.get(web.url + "/metrics", timeout=10).text
-        # many requests, served by both gunicorn workers: one aggregated counter
-        n_requests = 40
-        for _ in range(n_requests):
-            assert requests.get(web.url + "/healthz?checks=database", timeout=10).status_code == 200
+        # requests served by both gunicorn workers (a sync worker serves one at a time, so bursts of
+        # concurrent requests reach the second one): one aggregated counter
+        n_requests = 0
+
+        def web_pids() -> set[str]:
+            return {f.name.rsplit("_", 1)[-1] for f in (tmp_path / "metrics" / "web").glob("counter_*.db")}
+
+        def a_burst_reached_both_workers() -> bool:
+            nonlocal n_requests
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                codes = list(pool.map(
+                    lambda _: requests.get(web.url + "/healthz?checks=database", timeout=10).status_code, range(16)))
+            assert codes == [200] * 16, codes
+            n_requests += len(codes)
+            return len(web_pids()) == 2
+
+        wait_for(a_burst_reached_both_workers, 30, "both gunicorn workers to serve requests", interval=0.1)
         # the fan-out
         signal = eurusd_buy_signal()
         dispatch_signal(signal.pk)
@@ -180,7 +194,7 @@ def test_metrics_move_after_a_fan_out_and_every_process_logs_json(web, sim, redi
         # events: the web counter adds up over both workers' files
         web_counted = sample(after, "tradeops_http_requests_total", method="GET", status="2xx")
         assert web_counted >= n_requests
-        pids = {f.name.rsplit("_", 1)[-1] for f in (tmp_path / "metrics" / "web").glob("counter_*.db")}
+        pids = web_pids()
         assert len(pids) == 2, f"expected both gunicorn workers to have recorded requests, got {pids}"
         # the worker's port: its prefork children's histograms, aggregated
         status, worker_metrics = get_from(worker_port, "/metrics", "127.0.0.1")
