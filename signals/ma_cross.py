@@ -29,6 +29,7 @@ from .strategy import (
     _entry_reference,
     _p,
     _tick_decimals,
+    freshness_gate,
 )
 
 MINUTE_MS = 60_000
@@ -70,13 +71,9 @@ def evaluate_cross(window, params: MACrossParams, now_ms: int, last_signal_ms: i
     def no(reason: Reason) -> Decision:
         return Decision(symbol, reason, features, tick_ts_ms=tick_ts)
 
-    if tick_ts is None or len(window.ticks) == 0:
-        return no(Reason.STALE_DATA)
-    features["staleness_ms"] = int(now_ms - tick_ts)
-    if now_ms - tick_ts > params.max_staleness_ms:
-        return no(Reason.STALE_DATA)
-    if last_signal_ms is not None and now_ms - last_signal_ms < params.cooldown_ms:
-        return no(Reason.COOLDOWN)
+    gated = freshness_gate(window, params.max_staleness_ms, params.cooldown_ms, now_ms, last_signal_ms, features)
+    if gated:
+        return no(gated)
     bars = window.bars_1m
     closed = bars.ts_ms + MINUTE_MS <= max(now_ms, tick_ts)
     close = bars.close[closed]

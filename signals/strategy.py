@@ -265,6 +265,21 @@ def _entry_reference(ticks, side: Side) -> float:
     return quote if math.isfinite(quote) and quote > 0 else float(ticks.price[-1])
 
 
+def freshness_gate(window, max_staleness_ms: float, cooldown_ms: float, now_ms: int, last_signal_ms: int | None,
+                   features: dict) -> Reason | None:
+    """The checks every strategy makes first (the volume scalper and ``ma_cross`` alike): ticks
+    present and fresh, the symbol's cool-down over. Records ``staleness_ms`` in ``features``."""
+    tick_ts = window.last_tick_ms
+    if tick_ts is None or len(window.ticks) == 0:
+        return Reason.STALE_DATA
+    features["staleness_ms"] = int(now_ms - tick_ts)
+    if now_ms - tick_ts > max_staleness_ms:
+        return Reason.STALE_DATA
+    if last_signal_ms is not None and now_ms - last_signal_ms < cooldown_ms:
+        return Reason.COOLDOWN
+    return None
+
+
 def evaluate(
     window: MarketWindow,
     params: StrategyParams,
@@ -282,13 +297,9 @@ def evaluate(
     def no(reason: Reason) -> Decision:
         return Decision(symbol, reason, features, tick_ts_ms=tick_ts)
 
-    if tick_ts is None or len(window.ticks) == 0:
-        return no(Reason.STALE_DATA)
-    features["staleness_ms"] = int(now_ms - tick_ts)
-    if now_ms - tick_ts > params.max_staleness_ms:
-        return no(Reason.STALE_DATA)
-    if last_signal_ms is not None and now_ms - last_signal_ms < params.cooldown_ms:
-        return no(Reason.COOLDOWN)
+    gated = freshness_gate(window, params.max_staleness_ms, params.cooldown_ms, now_ms, last_signal_ms, features)
+    if gated:
+        return no(gated)
 
     # totality: a tick the feed should have refused (NaN/inf/negative) costs that tick only
     ticks, dropped = clean_ticks(window.ticks)
