@@ -240,6 +240,7 @@ class AuditLog(models.Model):
         LOGIN_FAILED = "login_failed", "Failed login"
         LOCKOUT = "lockout", "Login lockout"
         RESTRICT = "restrict", "Restriction set"
+        MODIFY = "modify", "Position modified (SL/TP edit, partial close)"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, help_text="User name, or 'system' / the process name.")

@@ -36,6 +36,10 @@ class Order(models.Model):
     class Purpose(models.TextChoices):
         OPEN = "open", "Open a position"
         CLOSE = "close", "Close a position"
+        # an operator's modification of an open position (orders/modify.py); each one counts
+        # against the firm day's modification cap (prop.state.try_modify)
+        EDIT = "edit", "Edit a position's SL/TP"
+        PARTIAL = "partial", "Close part of a position"
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="orders")
     signal = models.ForeignKey("signals.Signal", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
@@ -127,6 +131,7 @@ class Position(models.Model):
         MANUAL = "manual", "Manual / kill switch"
         STOP_OUT = "stop_out", "Stop-out (margin call at the broker)"
         BROKER = "broker", "Closed at the broker (found by reconciliation)"
+        FIRM_RULE = "firm_rule", "Prop-firm rule (flattened by the breach guard)"
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="positions")
     symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="positions")

@@ -172,7 +172,13 @@ def _close_from_history(position: Position, client, reason: str, order: Order | 
         closed = max(mine, key=lambda c: c.close_time or timezone.now()) if mine else None
     except BrokerError as exc:
         log.info("close_history_unavailable", position=position.pk, error=type(exc).__name__)
-    record_close(position, closed, reason=reason, order=order)
+    if not record_close(position, closed, reason=reason, order=order) and order is not None \
+            and order.status == S.FILLED:
+        # our close order closed it, but the account stream applied the broker's close first
+        # (reason "broker"): the reason is ours (a firm rule's flatten must say so)
+        if Position.objects.filter(pk=position.pk, close_reason=Position.CloseReason.BROKER).update(
+                close_reason=reason):
+            position.close_reason = reason
     log.info("position_closed", position=position.pk, reason=position.close_reason,
              realized=str(position.realized_pnl))
 

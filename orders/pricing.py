@@ -21,7 +21,7 @@ is refused by the broker (``INVALID_STOPS``). Just before sending we therefore:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from tradeops.money import round_to_step, to_decimal
 
@@ -69,3 +69,18 @@ def reanchor_stops(*, side: str, entry, stop_loss, take_profit, live, tick, max_
     new_sl = None if sl_dist is None else live - sign * sl_dist
     new_tp = None if tp_dist is None else live + sign * tp_dist
     return Anchored(live, new_sl, new_tp, "", True)
+
+
+def edited_stops(*, side: str, stop_loss, take_profit, tick) -> tuple[Decimal | None, Decimal | None]:
+    """An operator's SL/TP, in Decimal on the symbol's tick. The stop is rounded towards the
+    position's side of the market (a BUY's stop up, a SELL's down: the loss at the stop can only get
+    smaller than asked); the target to the nearest tick. None (no level) stays None."""
+    sl = tp = None
+    if stop_loss is not None:
+        sl = round_to_step(stop_loss, tick, ROUND_CEILING if side == "BUY" else ROUND_FLOOR)
+    if take_profit is not None:
+        tp = round_to_step(take_profit, tick)
+    for name, v in (("stop loss", sl), ("take profit", tp)):
+        if v is not None and v <= 0:
+            raise ValueError(f"{name} must be a positive price")
+    return sl, tp

@@ -27,6 +27,7 @@ class TaskName:
     LINK_FILL = "orders.link_fill"
     CLOSE_POSITION = "orders.close_position"
     CLOSE_ALL_POSITIONS = "orders.close_all_positions"
+    MODIFY_POSITION = "orders.modify_position"
     MANAGE_POSITIONS = "orders.manage_positions"
     SYNC_ACCOUNTS = "orders.sync_accounts"
     SYNC_ACCOUNT_BATCH = "orders.sync_account_batch"
@@ -85,6 +86,12 @@ def reconcile_accounts(*, expires: float) -> None:
 
 def close_position(position_id: int, reason: str, *, expires: float | None = None) -> None:
     app.send_task(TaskName.CLOSE_POSITION, args=(position_id, reason), queue=Queues.ORDERS, expires=expires)
+
+
+def modify_position(order_id: int) -> None:
+    """An operator's SL/TP edit or partial close (its Order row exists, ``new``): served like a
+    close, no expiry (an operator's request is never silently dropped)."""
+    app.send_task(TaskName.MODIFY_POSITION, args=(order_id,), queue=Queues.ORDERS, priority=Priority.NORMAL)
 
 
 def close_all_positions(account_id: int | None, reason: str) -> None:

@@ -137,3 +137,22 @@ def quote_to_account_rate(
     if inverse:
         return Decimal("1") / to_decimal(inverse) * headroom
     return None
+
+
+def partial_close_volume(requested, *, position_volume, lot_step, min_volume) -> tuple[Decimal, str]:
+    """The volume a partial close sends: ``requested`` floored to the lot step (Decimal, never up:
+    we never close more than asked). Returns (volume, "") or (ZERO, why not): nothing left after
+    rounding, the whole position or more (that is a close, not a partial one), or a remainder
+    below the symbol's minimum volume (the broker refuses it; close the position instead)."""
+    requested, position_volume = to_decimal(requested), to_decimal(position_volume)
+    if requested <= 0:
+        return ZERO, "the volume to close must be positive"
+    volume = floor_to_step(requested, lot_step)
+    if volume <= 0:
+        return ZERO, f"{requested} is below one lot step ({lot_step})"
+    if volume >= position_volume:
+        return ZERO, f"{volume} is the whole position ({position_volume}): close it instead"
+    if min_volume and position_volume - volume < to_decimal(min_volume):
+        return ZERO, (f"closing {volume} of {position_volume} would leave {position_volume - volume}, "
+                      f"below the minimum volume {min_volume}: close the position instead")
+    return volume, ""

@@ -46,6 +46,7 @@ from django.utils import timezone
 from accounts.models import Account
 from accounts.states import AccountState
 from matchtrader.errors import BrokerError
+from matchtrader.protocol import CLOSE_REASON_PARTIAL
 from matchtrader.trader_client import order_tag
 from prop import pretrade
 from signals.models import Signal
@@ -57,7 +58,7 @@ from .bulk import bulk_transition, chunked
 from .config import engine_config
 from .lifecycle import OrderStatus
 from .matching import find_match
-from .models import Order, idempotency_key_for
+from .models import Order, Trade, idempotency_key_for
 from .policy import IN_DOUBT, Fail, Reject, Retry, account_consequence, assemble_size, classify, decide_send, \
     eligibility, may_resend_not_executed, needs_cross_rate
 from .pricing import Anchored, live_price_for, reanchor_stops
@@ -371,6 +372,53 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
         return order.status
 
 
+def send_until_definite(order: Order, account: Account, call, *, on_reject=None) -> str:
+    """The retry loop of an order that changes an existing position (an SL/TP edit, a partial
+    close): ``call()`` until a definite outcome, each error decided by
+    :func:`orders.policy.classify` exactly as for opens; a lost answer is read back by the one
+    in-doubt resolver (:func:`resolve_in_doubt`) before anything is sent again.
+
+    The order is SUBMITTED and the caller holds the account lock. ``on_reject(order, reject)`` may
+    take a broker reject over (return True when it did). Returns the order's status."""
+    config = engine_config()
+    deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
+    failures = 0
+    while True:
+        if failures:  # the first call was counted when the order was marked submitted
+            order.attempts += 1
+            Order.objects.filter(pk=order.pk).update(attempts=order.attempts)
+        try:
+            result = call()
+        except BrokerError as exc:
+            error = exc
+        else:
+            order.transition(S.FILLED, broker_order_id=(getattr(result, "order_id", "") or "")[:64])
+            return order.status
+        failures += 1
+        outcome = classify(error, failures, deadline, now=time.monotonic(), config=config)
+        if isinstance(outcome, Retry):
+            log.info("order_retry", order_id=order.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
+            time.sleep(outcome.after_s)
+            continue
+        if isinstance(outcome, Reject):
+            if on_reject is None or not on_reject(order, outcome):
+                order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
+                log.info("order_rejected", order_id=order.pk, code=outcome.code, purpose=order.purpose)
+            return order.status
+        if isinstance(outcome, Fail):
+            order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
+            apply_account_consequence(account, error)
+            return order.status
+        assert outcome is IN_DOUBT
+        log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200], purpose=order.purpose)
+        Order.objects.filter(pk=order.pk).update(last_error=str(error)[:500])
+        if resolve_in_doubt(order, account) != RESEND:
+            return order.status
+        if failures >= config.max_attempts:
+            order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
+            return order.status
+
+
 def apply_account_consequence(account: Account, error: BrokerError) -> None:
     """Perform :func:`orders.policy.account_consequence` of a broker error (halt / restrict)."""
     consequence = account_consequence(error)
@@ -468,6 +516,8 @@ def _resolve(order: Order, account: Account, *, settle: bool, read: BrokerRead |
             return RESEND
         order.transition(S.FILLED)
         return order.status
+    if order.purpose in (Order.Purpose.EDIT, Order.Purpose.PARTIAL):
+        return _resolve_modification(order, read, may_resend=may_resend)
     claimed = reads.claimed_ids([account.pk], [order.pk])[account.pk]
     match = match_open(order, read, claimed)
     if match is not None:
@@ -482,6 +532,49 @@ def _resolve(order: Order, account: Account, *, settle: bool, read: BrokerRead |
     order.transition(S.FAILED, reason=Reason.NOT_EXECUTED)
     log.info("order_in_doubt_resolved_not_executed", order_id=order.pk)
     return order.status
+
+
+def _resolve_modification(order: Order, read: BrokerRead, *, may_resend: bool) -> str:
+    """A lost answer to an SL/TP edit or a partial close, decided on the broker's own evidence:
+
+    * edit: the position shows the requested SL/TP → ``filled``; still open with other levels →
+      not executed (an edit is idempotent by target state: :data:`RESEND` is safe);
+    * partial close: a partial-close row of the position in the closed history since the send
+      (``ORDERS_MATCH_CLOCK_SKEW_S`` before it), of the order's volume, that no other order of ours
+      recorded → ``filled``; none and the position still open → not executed, :data:`RESEND`
+      (never a second partial close on a guess);
+    * the position gone without that evidence → ``failed``/``not_executed`` (it was closed by
+      something else; nothing is left to modify)."""
+    position_id = order.position.broker_position_id if order.position_id else ""
+    live = next((p for p in read.open_ if p.id == position_id), None)
+    if order.purpose == Order.Purpose.EDIT:
+        done = live is not None and _same_level(live.stop_loss, order.stop_loss) and _same_level(
+            live.take_profit, order.take_profit)
+    else:
+        since = (order.submitted_at or order.created_at) - _skew()
+        taken = set(Trade.objects.filter(account_id=order.account_id, order__isnull=False).exclude(order_id=order.pk)
+                    .filter(broker_trade_id__startswith="close:").values_list("broker_trade_id", flat=True))
+        done = any(c.id == position_id and c.close_reason == CLOSE_REASON_PARTIAL and Decimal(c.volume) == order.volume
+                   and (c.close_time is None or c.close_time >= since)
+                   and f"close:{c.closing_order_id or c.id}" not in taken for c in read.closed)
+    if done:
+        order.transition(S.FILLED)
+        log.info("order_in_doubt_resolved_filled", order_id=order.pk, purpose=order.purpose, position=position_id)
+        return order.status
+    if live is not None and may_resend and order.attempts < engine_config().max_attempts:
+        log.info("order_not_executed_resend", order_id=order.pk, purpose=order.purpose, attempts=order.attempts)
+        return RESEND
+    order.transition(S.FAILED, reason=Reason.NOT_EXECUTED,
+                     last_error="" if live is not None else "the position is no longer open at the broker")
+    log.info("order_in_doubt_resolved_not_executed", order_id=order.pk, purpose=order.purpose)
+    return order.status
+
+
+def _same_level(broker_level, wanted) -> bool:
+    """SL/TP equality as the broker reports it: no level is ``0`` on the Platform API, null on the
+    Trader API."""
+    have = Decimal(broker_level or 0)
+    return have == Decimal(wanted or 0)
 
 
 def clear_reconciliation_flag_if_resolved(account: Account) -> None:

@@ -24,7 +24,7 @@ from prop import guard
 from tradeops.celery import Queues
 from tradeops.logging import get_logger
 
-from . import batch, dispatch, execution, linking, positions, publish, reconciliation, recovery
+from . import batch, dispatch, execution, linking, modify, positions, publish, reconciliation, recovery
 from .locks import AccountLockTimeout
 from .models import Position
 from .publish import TaskName
@@ -95,6 +95,15 @@ def link_fill(self, order_id: int) -> bool:
 def close_position(self, position_id: int, reason: str = Position.CloseReason.MANUAL) -> str:
     try:
         return positions.close_position(position_id, reason)
+    except AccountLockTimeout as exc:
+        raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
+
+
+@shared_task(bind=True, name=TaskName.MODIFY_POSITION, soft_time_limit=60, time_limit=75, max_retries=5, **ORDER_TASK)
+def modify_position(self, order_id: int) -> str:
+    """An operator's SL/TP edit or partial close (orders/modify.py); a redelivery reads back first."""
+    try:
+        return modify.execute(order_id)
     except AccountLockTimeout as exc:
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
 

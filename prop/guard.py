@@ -56,7 +56,7 @@ from .models import RuleState
 log = get_logger(__name__)
 ZERO = Decimal("0")
 FIRM_RULE_CAUSE = "firm rule"
-FIRM_RULE_CLOSE = "firm_rule"  # the close reason of positions the guard flattens
+FIRM_RULE_CLOSE = Position.CloseReason.FIRM_RULE  # the close reason of positions the guard flattens
 
 
 @dataclass

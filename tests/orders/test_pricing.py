@@ -82,3 +82,14 @@ NOW = 1_000_000
 )
 def test_live_price_is_ask_for_buy_bid_for_sell_and_none_when_stale(quote, side, expected):
     assert live_price_for(side, quote, now_ms=NOW, max_age_ms=5000) == expected
+
+
+def test_edited_stops_round_the_stop_towards_less_loss_and_the_target_to_nearest():
+    from decimal import Decimal as Dec
+
+    from orders.pricing import edited_stops
+
+    tick = Dec("0.00001")
+    assert edited_stops(side="BUY", stop_loss=Dec("1.098504"), take_profit=Dec("1.104996"), tick=tick) == (
+        Dec("1.09851"), Dec("1.10500"))
+    assert edited_stops(side="SELL", stop_loss=Dec("1.101506"), take_profit=None, tick=tick) == (Dec("1.10150"), None)

@@ -1,5 +1,6 @@
 """Sizing: risk % of equity over the stop distance, hand-computed cases."""
 
+from decimal import Decimal
 from decimal import Decimal as D
 
 import pytest
@@ -100,3 +101,14 @@ def test_conversion_rates():
                                  price=D("150"), stop_price=D("145")) == D(1) / D(145)
     assert quote_to_account_rate(quote_currency="GBP", base_currency="EUR", account_currency="USD",
                                  price=D("0.85")) is None
+
+
+def test_partial_close_volume_floors_and_keeps_the_minimum_remainder():
+    from orders.sizing import partial_close_volume
+
+    step, minimum = Decimal("0.01"), Decimal("0.05")
+    assert partial_close_volume(Decimal("0.109"), position_volume=Decimal("0.25"), lot_step=step,
+                                min_volume=minimum) == (Decimal("0.10"), "")
+    volume, why = partial_close_volume(Decimal("0.22"), position_volume=Decimal("0.25"), lot_step=step,
+                                       min_volume=minimum)
+    assert volume == 0 and "below the minimum volume 0.05" in why

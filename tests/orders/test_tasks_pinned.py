@@ -6,6 +6,7 @@ from tradeops.celery import app
 
 PINNED = {
     "orders.dispatch_signal", "orders.place_orders", "orders.place_order", "orders.link_fills", "orders.link_fill", "orders.close_position", "orders.close_all_positions",
+    "orders.modify_position",
     "orders.manage_positions", "orders.sync_accounts", "orders.sync_account_batch", "orders.reconcile_accounts",
     "orders.reconcile_account", "orders.dispatch_pending_signals",
 }
@@ -22,7 +23,7 @@ def test_order_tasks_ack_late_and_reject_on_worker_lost():
     import orders.tasks as t
 
     for task in (t.place_orders, t.place_order, t.link_fills, t.dispatch_signal, t.close_position,
-                 t.reconcile_account):
+                 t.reconcile_account, t.modify_position):
         assert task.acks_late and task.reject_on_worker_lost, task.name
         assert task.queue == "orders"
         assert task.time_limit and task.soft_time_limit
