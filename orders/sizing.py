@@ -156,3 +156,22 @@ def partial_close_volume(requested, *, position_volume, lot_step, min_volume) ->
         return ZERO, (f"closing {volume} of {position_volume} would leave {position_volume - volume}, "
                       f"below the minimum volume {min_volume}: close the position instead")
     return volume, ""
+
+
+def loss_per_lot_at_stop(*, entry, stop, contract_size, quote_currency: str, base_currency: str,
+                         account_currency: str, cross_rates: dict | None = None,
+                         commission_per_lot=ZERO) -> Decimal | None:
+    """The loss of one lot if ``stop`` is hit from ``entry``, in account currency, converted as
+    sizing converts it (:func:`quote_to_account_rate` AT THE STOP: ``1 / stop`` when the account
+    currency is the base, the cross rate + ``CROSS_RATE_MARGIN_PCT``) plus ``commission_per_lot``.
+    None without a stop, a distance or a rate. The pre-trade headroom and the breach guard's mark
+    (:mod:`prop.marks`) use this, so a loss is converted in one place."""
+    if stop is None or entry is None:
+        return None
+    distance = abs(to_decimal(entry) - to_decimal(stop))
+    rate = quote_to_account_rate(quote_currency=quote_currency, base_currency=base_currency,
+                                 account_currency=account_currency, price=entry, stop_price=stop,
+                                 cross_rates=cross_rates)
+    if rate is None or distance == 0:
+        return None
+    return distance * to_decimal(contract_size) * rate + max(to_decimal(commission_per_lot), ZERO)

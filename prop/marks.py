@@ -1,13 +1,16 @@
-"""Our own mark-to-market and worst cases at the stop, pure, with the conservative conversion.
+"""Our own mark-to-market and worst cases at the stop, pure, with the engine's conversion.
 
-Why our own: the loss rules are measured on live equity = the LOWER of the broker's reported equity
-and our mark (:func:`prop.rules.live_equity`), so a stale or optimistic broker figure never gives
-room that is not there.
+Why our own mark: the loss rules are measured on live equity = the LOWER of the broker's reported
+equity and our mark (:func:`prop.rules.live_equity`), so a stale or optimistic broker figure never
+gives room that is not there.
 
-Conversion: a profit or loss in the symbol's quote currency becomes account currency at
-``orders.sizing.quote_to_account_rate``; when the rate depends on the symbol's own price (USDJPY
-on a USD account: 1 / price), a LOSS is converted at the price that makes it largest — the lower
-of the prices involved (mark or stop) — so the conservative side is always taken.
+Conversion: one home, the order engine's sizing (:func:`orders.sizing.quote_to_account_rate`,
+:func:`orders.sizing.loss_per_lot_at_stop`): a profit or loss in the symbol's quote currency
+becomes account currency at the rate AT THE PRICE THE POSITION WOULD CLOSE AT (the stop for a
+worst case, the mark for a valuation) — where the broker books it: ``1 / price`` when the account
+currency is the symbol's base (USDJPY on a USD account), the cross rate raised by the sizing's
+margin when a third pair converts. The pre-trade headroom therefore prices an order's stop
+exactly as the sizing that chose its volume did.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from orders.sizing import quote_to_account_rate
+from orders import sizing
 
 ZERO = Decimal("0")
 
@@ -27,29 +30,19 @@ class Spec:
     quote_currency: str
 
 
-def _rate(spec: Spec, account_currency: str, price: Decimal, cross_rates: dict | None) -> Decimal | None:
-    return quote_to_account_rate(quote_currency=spec.quote_currency, base_currency=spec.base_currency,
-                                 account_currency=account_currency, price=price, cross_rates=cross_rates)
-
-
-def conservative_rate(spec: Spec, account_currency: str, prices: list[Decimal], cross_rates=None) -> Decimal | None:
-    """The largest rate among those at ``prices`` (a loss converted at it is the largest)."""
-    rates = [_rate(spec, account_currency, p, cross_rates) for p in prices if p]
-    if not rates or any(r is None for r in rates):
-        return None
-    return max(rates)
+def _rate_at(spec: Spec, account_currency: str, exit_price: Decimal, cross_rates: dict | None) -> Decimal | None:
+    """The rate a close at ``exit_price`` is booked at (sizing's rule, the exit as the "stop")."""
+    return sizing.quote_to_account_rate(quote_currency=spec.quote_currency, base_currency=spec.base_currency,
+                                        account_currency=account_currency, price=exit_price, stop_price=exit_price,
+                                        cross_rates=cross_rates)
 
 
 def loss_per_lot_at_stop(spec: Spec, account_currency: str, *, entry: Decimal, stop: Decimal | None,
                          cross_rates=None) -> Decimal | None:
     """Worst-case loss of one lot if the stop is hit (account currency); None without a stop or a rate."""
-    if stop is None or entry is None:
-        return None
-    distance = abs(Decimal(entry) - Decimal(stop))
-    rate = conservative_rate(spec, account_currency, [Decimal(entry), Decimal(stop)], cross_rates)
-    if rate is None or distance == 0:
-        return None
-    return distance * spec.contract_size * rate
+    return sizing.loss_per_lot_at_stop(entry=entry, stop=stop, contract_size=spec.contract_size,
+                                       quote_currency=spec.quote_currency, base_currency=spec.base_currency,
+                                       account_currency=account_currency, cross_rates=cross_rates)
 
 
 def close_price(side: str, bid: Decimal, ask: Decimal) -> Decimal:
@@ -59,13 +52,10 @@ def close_price(side: str, bid: Decimal, ask: Decimal) -> Decimal:
 
 def pnl(side: str, volume: Decimal, open_price: Decimal, price: Decimal, spec: Spec, account_currency: str,
         cross_rates=None) -> Decimal | None:
-    """Profit (negative: loss) of a position marked at ``price``, conservative rate on a loss."""
+    """Profit (negative: loss) of a position closed at ``price``, at the rate of that close."""
     sign = Decimal(1) if side.upper() == "BUY" else Decimal(-1)
     raw = (Decimal(price) - Decimal(open_price)) * sign * Decimal(volume) * spec.contract_size
-    if raw >= 0:
-        rate = _rate(spec, account_currency, Decimal(price), cross_rates)
-    else:
-        rate = conservative_rate(spec, account_currency, [Decimal(price), Decimal(open_price)], cross_rates)
+    rate = _rate_at(spec, account_currency, Decimal(price), cross_rates)
     return None if rate is None else raw * rate
 
 

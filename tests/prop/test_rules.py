@@ -308,3 +308,26 @@ def test_default_profile_zero_limit_allows_no_loss_but_allows_profit():
     kw = dict(volume=D("0.01"), loss_per_lot=D("0.0001"), lot_step=D("0.01"), min_volume=D("0.01"))
     assert check_entry(rules, Caps(), EntryContext(equity=D("10010"), floors=fl), **kw).allowed
     assert check_entry(rules, Caps(), EntryContext(equity=D("9999.99"), floors=fl), **kw).breached
+
+
+def test_marks_convert_a_loss_as_sizing_does_at_the_exit_price():
+    """One home for the conversion: the worst case at the stop is sizing's loss per lot (rate at
+    the stop, 1 / stop on USDJPY for a USD account), and a mark at a price is booked at that price."""
+    from decimal import Decimal as Dec
+
+    from orders.policy import assemble_size
+    from prop import marks
+
+    spec = marks.Spec(Dec("100000"), "USD", "JPY")
+    for entry, stop in ((Dec("150.000"), Dec("149.000")), (Dec("150.000"), Dec("151.000"))):
+        per_lot = marks.loss_per_lot_at_stop(spec, "USD", entry=entry, stop=stop)
+        assert per_lot == Dec("1.000") * Dec("100000") / stop
+        side = "BUY" if stop < entry else "SELL"
+        assert marks.pnl(side, Dec("1"), entry, stop, spec, "USD") == -per_lot
+        # the volume sizing chose for a 1,000 budget loses at most that much at the stop, as priced here
+        symbol = type("S", (), dict(quote_currency="JPY", base_currency="USD", contract_size=Dec("100000"),
+                                    lot_step=Dec("0.01"), min_volume=Dec("0.01"), max_volume=Dec("100"),
+                                    tick_size=Dec("0.001")))
+        sized = assemble_size(equity=Dec("100000"), risk_pct=Dec("1"), account_currency="USD", symbol=symbol,
+                              entry_price=entry, stop_loss=stop, take_profit=None)
+        assert sized.volume * per_lot <= Dec("1000") < (sized.volume + Dec("0.01")) * per_lot
