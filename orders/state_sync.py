@@ -97,6 +97,18 @@ def state_ages_s() -> dict[int, float]:
     return out
 
 
+def state_age_s(account_id: int) -> float | None:
+    """Seconds since the account stream last confirmed this account's broker state (one HGET);
+    None when it never did (no stream running, account not streamed) or Redis cannot say."""
+    try:
+        raw = _redis().hget(STATE_SEEN_KEY, str(account_id))
+    except Exception:  # noqa: BLE001 - unknown age = stale: the caller reads the broker
+        return None
+    if raw is None:
+        return None
+    return max(0.0, time.time() - int(raw) / 1000)
+
+
 def apply_close(account_id: int, closed: ClosedPosition) -> bool:
     """Close our Position for the broker's ``closed`` row. True if this call closed it."""
     position = (Position.objects.filter(account_id=account_id, broker_position_id=closed.id,

@@ -6,9 +6,15 @@ the broker fills late can still carry equity towards a limit, and a firm closes 
 first breach. So, periodically (beat ``prop.guard_accounts``) and when triggered (after every
 balance read), per account:
 
-1. read the broker's balance and open positions (two calls) and compute our own mark-to-market of
-   those positions (the feed's live quote, else the broker's current price; :mod:`prop.marks`);
-   live equity = the lower of the two figures;
+1. take the account's state as the account stream keeps it (:func:`kept_state`: the open
+   Positions in PostgreSQL, the last balance/equity read, closes recorded since that read) and
+   compute our own mark-to-market of those positions at the feed's live quotes
+   (:mod:`prop.marks`); live equity = the lower of the broker's last equity and our mark. The
+   broker is read (balance + open positions, two calls) only when that state is STALE — the stream
+   has not confirmed the account for ``PROP_GUARD_STATE_MAX_AGE_S`` (no stream running, a dropped
+   socket), the balance is older than ``PROP_GUARD_BALANCE_MAX_AGE_S``, an open order of ours is not
+   linked to its position yet, or the last read showed floating PnL with no position we know of —
+   so with the stream running the guard adds no broker read per account per run;
 2. record the day-start snapshot and raise the trailing high-water mark on the broker's equity
    (:mod:`prop.state`);
 3. compare the live equity with each loss floor (:func:`prop.rules.guard_action`):
@@ -45,7 +51,7 @@ from accounts.states import HaltCause, Restriction
 from matchtrader.errors import BrokerError, OrderRejected
 from marketdata.models import Symbol
 from marketdata.reader import read_quotes
-from orders import broker, positions
+from orders import broker, positions, state_sync
 from orders.models import IN_FLIGHT_STATUSES, Order, Position
 from tradeops.logging import get_logger
 
@@ -117,37 +123,120 @@ def our_mark(account: Account, balance: Decimal, open_positions) -> Decimal | No
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An open position as our database knows it, in the shape of the broker's ``OpenPosition``
+    that :func:`our_mark` and the closes use (no current price: the feed's quote values it)."""
+
+    id: str
+    symbol: str
+    side: str
+    volume: Decimal
+    open_price: Decimal
+    commission: Decimal = ZERO
+    swap: Decimal = ZERO
+    current_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptState:
+    balance: Decimal
+    equity: Decimal
+    positions: list
+    stale: str = ""  # why the broker must be read instead ("" = the kept state is usable)
+
+
+def kept_state(account: Account, now: datetime | None = None) -> KeptState:
+    """The account as the account stream (``workers/account_stream.py`` through
+    ``orders.state_sync``) and the balance sync keep it, or why it is too stale to judge on.
+
+    The balance is the last one read, plus the net result of positions recorded closed after that
+    read (the stream applies a close within about a second; the next balance read includes it)."""
+    now = now or timezone.now()
+    age = state_sync.state_age_s(account.pk)
+    if age is None or age > settings.PROP_GUARD_STATE_MAX_AGE_S:
+        return KeptState(ZERO, ZERO, [], f"positions not confirmed by the account stream ({age and round(age, 1)} s)")
+    read_at = account.balance_updated_at
+    if account.balance is None or account.equity is None or read_at is None or \
+            (now - read_at).total_seconds() > settings.PROP_GUARD_BALANCE_MAX_AGE_S:
+        return KeptState(ZERO, ZERO, [], "no recent balance read")
+    if Order.objects.filter(account_id=account.pk, purpose=Order.Purpose.OPEN, position__isnull=True,
+                            status__in=IN_FLIGHT_STATUSES,
+                            created_at__gte=now - timedelta(seconds=settings.ORDERS_SIGNAL_MAX_AGE_S * 2)).exists():
+        return KeptState(ZERO, ZERO, [], "an open order is not linked to its position yet")
+    held = held_positions(account.pk)
+    if not held and account.equity != account.balance:
+        return KeptState(ZERO, ZERO, [], "floating PnL at the broker with no position we know of")
+    read_age_s = (now - read_at).total_seconds()
+    if held and read_age_s > settings.PROP_GUARD_STATE_MAX_AGE_S:
+        quoted = _quotes(sorted({p.symbol for p in held}))
+        unquoted = sorted({p.symbol for p in held} - set(quoted))
+        if unquoted:  # our mark cannot follow the price: the equity read alone is too old
+            return KeptState(ZERO, ZERO, [], f"no live quote for {','.join(unquoted)}, equity read {read_age_s:.0f} s ago")
+    since = Position.objects.filter(account_id=account.pk, status=Position.Status.CLOSED, closed_at__gt=read_at)
+    realized = sum((r + c + s for r, c, s in since.values_list("realized_pnl", "commission", "swap")), ZERO)
+    # the equity stays as read (it held those positions' PnL then); our mark, from the balance
+    # after the closes and the live quotes, is the up-to-date figure beside it
+    return KeptState(account.balance + realized, account.equity, held)
+
+
+def held_positions(account_id: int) -> list[Held]:
+    return [Held(*r) for r in Position.objects.filter(account_id=account_id, status=Position.Status.OPEN)
+            .values_list("broker_position_id", "symbol__name", "side", "volume", "open_price", "commission", "swap")]
+
+
 def check_account(account_id: int) -> GuardResult:
-    """The periodic check: read the broker (balance, open positions), then :func:`evaluate`."""
+    """The periodic check on the kept state (:func:`kept_state`), or on a broker read when that is
+    stale; then :func:`evaluate`."""
     account = Account.objects.get(pk=account_id)
     if not account.enabled:
         return GuardResult(account_id)
     client = broker.client_for(account)
+    kept = kept_state(account)
+    if not kept.stale:
+        return evaluate(account, client, kept.balance, kept.equity, kept.positions, kept=True)
+    log.info("prop_guard_reads_broker", account_id=account_id, why=kept.stale)
     bal = client.balance()
     return evaluate(account, client, bal.balance, bal.equity, client.open_positions())
 
 
 def sync_and_guard(account_id: int) -> dict:
     """The balance sync (``orders.positions.sync_account_balance``) followed by the check on that
-    same read (the triggered check): open positions are read only when we know of any."""
+    same read (the triggered check): the open positions are the stream's when it confirmed the
+    account recently, else read from the broker when we know of any."""
     synced = positions.sync_account_balance(account_id)
     account = Account.objects.get(pk=account_id)
     client = broker.client_for(account)
-    held = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).exists()
-    open_ = client.open_positions() if held else []
+    age = state_sync.state_age_s(account_id)
+    if age is not None and age <= settings.PROP_GUARD_STATE_MAX_AGE_S:
+        open_ = held_positions(account_id)  # the stream keeps them: no second broker read
+    else:
+        held = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).exists()
+        open_ = client.open_positions() if held else []
     result = evaluate(account, client, synced["balance"], synced["equity"], open_)
     return {"account_id": account_id, "equity": str(synced["equity"]), "action": result.action,
             "halted": result.action == R.GuardAction.FLATTEN and result.halted_now}
 
 
-def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal, open_) -> GuardResult:
+def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal, open_, *,
+             kept: bool = False) -> GuardResult:
+    """``kept``: the figures are the kept state (:func:`kept_state`), not a broker read made now: the
+    day-start snapshot and the high-water mark are then left to the reads that made them."""
     result = GuardResult(account.pk)
     now = timezone.now()
     mark = our_mark(account, balance, open_)
     equity = R.live_equity(broker_equity, mark)
     result.equity, result.broker_equity = equity, broker_equity
-    row = state.observe_balance(account, balance, broker_equity, now, client)
-    ar = state.rules_for([account], now)[account.pk]
+    if kept:
+        ar = state.rules_for([account], now)[account.pk]
+        row = state.usage_rows({account.pk: ar})[account.pk]
+        if not row.start_source:  # a firm day the balance reads have not started yet: start it now
+            row = state.observe_balance(account, account.balance, account.equity, now, client)
+        else:
+            state.raise_high_water(account.pk, account.equity, now)  # the broker's figure, as read
+    else:
+        row = state.observe_balance(account, balance, broker_equity, now, client)
+        ar = state.rules_for([account], now)[account.pk]
     hwm = state.high_waters([account.pk]).get(account.pk)
     fl = state.floors_for(account, ar, row, hwm)
     rooms = R.headrooms(ar.loss, fl, equity) if equity is not None else []
@@ -157,6 +246,11 @@ def evaluate(account: Account, client, balance: Decimal, broker_equity: Decimal,
                                 "used_pct": str(h.used_pct)} for h in rooms}
     rs, _ = RuleState.objects.get_or_create(account=account)
     if decision.action == R.GuardAction.FLATTEN:
+        if kept:  # the one moment the broker is read anyway: close what it holds, known to us or not
+            try:
+                open_ = client.open_positions()
+            except BrokerError as exc:
+                log.warning("prop_flatten_read_failed", account_id=account.pk, error=type(exc).__name__)
         if not account.halted or open_:
             result.halted_now, result.closed = flatten(account, client, open_, decision, firm=bool(ar.profile.firm))
     elif decision.action == R.GuardAction.CLOSE_ONLY:

@@ -320,6 +320,12 @@ ORDERS_RATE_HIGH_RESERVE = env.float("ORDERS_RATE_HIGH_RESERVE", default=0.2)
 # Account-state worker (manage.py run_account_stream): push (simulator WebSocket) or poll (real APIs).
 ACCOUNT_STREAM_MODE = env.str("ACCOUNT_STREAM_MODE", default="push" if SIMULATION_MODE else "poll")
 ACCOUNT_STREAM_BALANCE_EVERY_S = env.float("ACCOUNT_STREAM_BALANCE_EVERY_S", default=5.0)
+# The prop breach guard (prop/guard.py) judges an account on the state the account stream keeps
+# (open Positions, the last balance/equity read) and reads the broker itself only when that state is
+# STALE: the stream has not confirmed the account's positions for PROP_GUARD_STATE_MAX_AGE_S, or the
+# balance was read longer than PROP_GUARD_BALANCE_MAX_AGE_S ago (two balance-sync periods).
+PROP_GUARD_STATE_MAX_AGE_S = env.float("PROP_GUARD_STATE_MAX_AGE_S", default=10.0)
+PROP_GUARD_BALANCE_MAX_AGE_S = env.float("PROP_GUARD_BALANCE_MAX_AGE_S", default=60.0)
 ACCOUNT_STREAM_SNAPSHOT_EVERY_S = env.float("ACCOUNT_STREAM_SNAPSHOT_EVERY_S", default=30.0)
 # Poll cadence: accounts with open positions / flat accounts; per-account and per-host caps.
 ACCOUNT_POLL_OPEN_S = env.float("ACCOUNT_POLL_OPEN_S", default=1.0)
