@@ -99,3 +99,35 @@ def test_default_profile_uses_the_accounts_own_limit():
     ar = state.rules_for([account], datetime(2026, 5, 1, 12, tzinfo=UTC))[account.pk]
     assert ar.profile.is_default and ar.loss.daily_limit == D("750") and ar.loss.basis == "balance"
     assert ar.day.start == datetime(2026, 5, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("basis, floor_day1, floor_day2", [
+    ("balance", D("96000"), D("94000")),
+    ("equity", D("97500"), D("93200")),
+    ("higher", D("97500"), D("94000")),
+    ("initial", D("95000"), D("95000")),
+])
+def test_each_basis_through_the_database_across_the_new_york_dst_reset(basis, floor_day1, floor_day2):
+    """The firm day resets at 17:00 New York. Day 1 starts Sat 2026-03-07 22:00 UTC (EST); DST begins
+    on the 8th, so day 2 starts at 21:00 UTC (EDT) — a 23-hour day. Reads: 22:00:30 UTC on the 7th
+    (balance 101,000 / equity 102,500), 20:59 UTC on the 8th (still day 1), 21:00:30 UTC on the 8th
+    (day 2's snapshot: 99,000 / 98,200 — a fixed EST offset would still call this day 1 and keep
+    day 1's reference), 21:30 UTC (same day, no new snapshot). Limit 5 % of
+    100,000 = 5,000 below each basis's reference, hand-computed."""
+    profile = RuleProfile.objects.create(name=f"NY {basis}", firm="T", daily_loss_pct=D("5"), reset_time=time(17),
+                                         reset_timezone="America/New_York", daily_loss_basis=basis)
+    account = make_account(rule_profile=profile, initial_balance=D("100000"))
+
+    def floor_at(now):
+        ar = state.rules_for([account], now)[account.pk]
+        row = state.usage_rows({account.pk: ar})[account.pk]
+        return ar.day.day.isoformat(), state.floors_for(account, ar, row, None).daily
+
+    state.observe_balance(account, D("101000"), D("102500"), datetime(2026, 3, 7, 22, 0, 30, tzinfo=UTC))
+    state.observe_balance(account, D("99500"), D("99000"), datetime(2026, 3, 8, 20, 59, tzinfo=UTC))
+    assert floor_at(datetime(2026, 3, 8, 20, 59, tzinfo=UTC)) == ("2026-03-07", floor_day1)
+    state.observe_balance(account, D("99000"), D("98200"), datetime(2026, 3, 8, 21, 0, 30, tzinfo=UTC))
+    state.observe_balance(account, D("98000"), D("97000"), datetime(2026, 3, 8, 21, 30, tzinfo=UTC))
+    assert floor_at(datetime(2026, 3, 8, 21, 30, tzinfo=UTC)) == ("2026-03-08", floor_day2)
+    sources = dict(DailyUsage.objects.filter(account=account).values_list("day", "start_source"))
+    assert {d.isoformat(): s for d, s in sources.items()} == {"2026-03-07": "observed", "2026-03-08": "observed"}
