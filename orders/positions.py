@@ -18,7 +18,6 @@ request) is ``cancelled``/``not_needed``, not rejected.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -37,15 +36,13 @@ from signals.models import Signal
 from tradeops.logging import get_logger
 
 from . import broker
-from .config import engine_config
 from .lifecycle import TERMINAL, OrderStatus, StaleTransition
 from .locks import account_lock
 from .models import Order, Position, Side
-from .policy import IN_DOUBT, Fail, Reject, Retry, classify
 from .reasons import Reason
 from .recording import record_close
 from .state_sync import touched
-from .submit import RESEND, apply_account_consequence, resolve_in_doubt
+from .submit import apply_account_consequence, send_until_definite
 
 log = get_logger(__name__)
 S = OrderStatus
@@ -101,48 +98,29 @@ def close_position(position_id: int, reason: str) -> str:
 
 
 def _send_close(order: Order, position: Position, account: Account, client) -> bool:
-    """The close order is SUBMITTED and we hold the account lock: call until a definite outcome.
-    Returns True when the position is closed by us (the order ``filled``)."""
-    config = engine_config()
-    deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
-    failures = 0
-    while True:
-        try:
-            result = client.close_position(position.broker_position_id, position.symbol.name, position.side,
-                                           position.volume, intent=order.idempotency_key)
-        except BrokerError as exc:
-            error = exc
-        else:
-            order.transition(S.FILLED, broker_order_id=result.order_id or "")
-            return True
-        failures += 1
-        outcome = classify(error, failures, deadline, now=time.monotonic(), config=config)
-        if isinstance(outcome, Retry):
-            log.info("close_retry", position=position.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
-            time.sleep(outcome.after_s)
-            continue
-        if isinstance(outcome, Reject):
-            if outcome.code == MTP.REJECT_POSITION_NOT_FOUND:
-                # already gone at the broker (SL/TP, or a previous lost close): not needed, and the
-                # position is recorded from the broker's history with the broker's reason
-                order.transition(S.CANCELLED, reason=Reason.NOT_NEEDED, last_error=outcome.message[:500])
-                _close_from_history(position, client, Position.CloseReason.BROKER)
-            else:
-                order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
-                log.warning("close_rejected", position=position.pk, code=outcome.code)
+    """The close order is SUBMITTED and we hold the account lock: the engine's retry loop
+    (:func:`orders.submit.send_until_definite`) until a definite outcome. Returns True when the
+    position is closed by us (the order ``filled``)."""
+
+    def not_found(order: Order, reject) -> bool:
+        # already gone at the broker (SL/TP, or a previous lost close): not needed, and the
+        # position is recorded from the broker's history with the broker's reason
+        if reject.code != MTP.REJECT_POSITION_NOT_FOUND:
             return False
-        if isinstance(outcome, Fail):
-            order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
-            apply_account_consequence(account, error)
-            log.warning("close_failed", position=position.pk, reason=outcome.reason)
-            return False
-        assert outcome is IN_DOUBT
-        # closing twice cannot double anything: read back, resend while the position is still open
-        if resolve_in_doubt(order, account, settle=False) != RESEND:
-            return order.status == S.FILLED
-        if failures >= config.max_attempts:
-            order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
-            return False
+        order.transition(S.CANCELLED, reason=Reason.NOT_NEEDED, last_error=reject.message[:500])
+        _close_from_history(position, client, Position.CloseReason.BROKER)
+        return True
+
+    # closing twice cannot double anything: after a lost answer the loop reads back (no settle
+    # wait) and resends while the position is still open
+    status = send_until_definite(order, account, lambda: client.close_position(
+        position.broker_position_id, position.symbol.name, position.side, position.volume,
+        intent=order.idempotency_key), on_reject=not_found, settle=False)
+    if status == S.REJECTED:
+        log.warning("close_rejected", position=position.pk, code=order.reason)
+    elif status == S.FAILED:
+        log.warning("close_failed", position=position.pk, reason=order.reason)
+    return status == S.FILLED
 
 
 def _touched_and_gone(position: Position, client) -> bool:

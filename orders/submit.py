@@ -372,11 +372,12 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
         return order.status
 
 
-def send_until_definite(order: Order, account: Account, call, *, on_reject=None) -> str:
-    """The retry loop of an order that changes an existing position (an SL/TP edit, a partial
+def send_until_definite(order: Order, account: Account, call, *, on_reject=None, settle: bool = True) -> str:
+    """The retry loop of an order on an existing position (a close, an SL/TP edit, a partial
     close): ``call()`` until a definite outcome, each error decided by
     :func:`orders.policy.classify` exactly as for opens; a lost answer is read back by the one
-    in-doubt resolver (:func:`resolve_in_doubt`) before anything is sent again.
+    in-doubt resolver (:func:`resolve_in_doubt`, after ``ORDERS_UNKNOWN_SETTLE_S`` unless
+    ``settle=False``) before anything is sent again.
 
     The order is SUBMITTED and the caller holds the account lock. ``on_reject(order, reject)`` may
     take a broker reject over (return True when it did). Returns the order's status."""
@@ -412,7 +413,7 @@ def send_until_definite(order: Order, account: Account, call, *, on_reject=None)
         assert outcome is IN_DOUBT
         log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200], purpose=order.purpose)
         Order.objects.filter(pk=order.pk).update(last_error=str(error)[:500])
-        if resolve_in_doubt(order, account) != RESEND:
+        if resolve_in_doubt(order, account, settle=settle) != RESEND:
             return order.status
         if failures >= config.max_attempts:
             order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
