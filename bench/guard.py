@@ -84,7 +84,11 @@ def main() -> None:
         digits=5, tick_size=Decimal("0.00001"), lot_step=Decimal("0.01"), min_volume=Decimal("0.01"),
         max_volume=Decimal("100"), contract_size=Decimal("100000"), enabled=True, base_currency="EUR",
         quote_currency="USD"))
+    from django.conf import settings
+
     with running_simulator(seed=3, surges_per_hour=0.0, history_minutes=1) as sim:
+        settings.SIMULATOR_URL = sim.url  # simulation accounts reach the simulator here
+        broker.reset_clients()
         sim.control.market(paused=True, prices={"EURUSD": 1.10000})
         made = sim.control.create_accounts([{"email": f"g{i}@bench.test", "password": "pw-123", "balance": "10000"}
                                             for i in range(args.accounts)])
