@@ -123,6 +123,20 @@ def test_a_partial_close_whose_answer_is_lost_is_read_back_not_sent_twice(sim):
     assert position.volume == D("0.15")
 
 
+def test_an_edit_whose_answer_is_lost_is_read_back_and_counted_once(sim):
+    acct, position = open_position(sim)
+    order = modify.request_edit(position.pk, stop_loss="1.0983", take_profit="1.1050", actor="t")
+    sim.control.set_faults(p_lost=1.0, lost_mode="5xx", scope="write")
+    try:
+        assert modify.execute(order.pk) == S.FILLED  # the broker shows the requested levels
+    finally:
+        sim.control.set_faults(p_lost=0.0)
+    assert requests_to(sim, acct, "/position/edit") == 1
+    assert (at_broker(acct, position).stop_loss, Position.objects.get(pk=position.pk).stop_loss) == (
+        D("1.09830"), D("1.09830"))
+    assert DailyUsage.objects.get(account=acct).modifications == 1
+
+
 def test_a_position_closed_meanwhile_is_not_modified(sim):
     acct, position = open_position(sim)
     order = modify.request_edit(position.pk, stop_loss="1.0982", take_profit=None, actor="t")
