@@ -7,7 +7,8 @@ is an ``Order`` row (purpose ``edit`` or ``partial``, key ``mod:pos:<position>:<
 written before any byte leaves) and goes through the engine's own machinery:
 
 1. :func:`request_edit` / :func:`request_partial_close` (the admin action, ``manage.py
-   modify_position``): the input rounded in Decimal (the stop towards the position's side of the
+   modify_position``): a stop removed on an account under loss rules refused (``no_stop_loss``),
+   the input rounded in Decimal (the stop towards the position's side of the
    market and the target to the nearest tick, :func:`orders.pricing.edited_stops`; a partial volume
    DOWN to the lot step, :func:`orders.sizing.partial_close_volume`), the row created ``new`` and
    audited. A firm day whose cap is already used up refuses at once (the row ``skipped`` with the
@@ -90,6 +91,13 @@ def request_edit(position_id: int, *, stop_loss, take_profit, actor) -> Order:
                               take_profit=_to_dec(take_profit, "take profit"), tick=position.symbol.tick_size)
     except ValueError as exc:
         raise ModificationRefused(str(exc)) from exc
+    if sl is None:
+        # the loss rules price every position's worst case at its stop (prop.pretrade): without
+        # one it is unbounded, so an account under loss rules keeps a stop on every position
+        ar = prop_state.rules_for([position.account], timezone.now())[position.account.pk]
+        if ar.has_loss_rules:
+            raise ModificationRefused(f"{prop_state.R.Rule.NO_STOP_LOSS}: the loss rules of {ar.profile.name!r} "
+                                      "need a stop loss on every position")
     return _record_request(position, Order.Purpose.EDIT, side=position.side, volume=position.volume,
                            stop_loss=sl, take_profit=tp, actor=actor)
 

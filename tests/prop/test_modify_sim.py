@@ -78,6 +78,14 @@ def test_bad_partial_volumes_are_refused_before_anything_is_recorded(sim):
     assert not Order.objects.filter(position=position, purpose=Order.Purpose.PARTIAL).exists()
 
 
+def test_removing_the_stop_is_refused_under_loss_rules(sim):
+    profile = RuleProfile.objects.create(name="loss", firm="F", daily_loss_amount=D("300"))
+    _, position = open_position(sim, rule_profile=profile)
+    with pytest.raises(modify.ModificationRefused, match="no_stop_loss"):
+        modify.request_edit(position.pk, stop_loss=None, take_profit="1.1040", actor="t")
+    assert not Order.objects.filter(position=position, purpose=Order.Purpose.EDIT).exists()
+
+
 def test_the_cap_refuses_the_n_plus_first_modification_with_the_rules_name(sim):
     profile = RuleProfile.objects.create(name="two mods", firm="F", max_modifications_per_day=2)
     acct, position = open_position(sim, rule_profile=profile)
