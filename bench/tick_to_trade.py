@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from matchtrader.simulator.instruments import DEFAULT_SYMBOLS, spec_for  # noqa: E402
 
-# A 20 s baseline: the symbols surge in turn, each again after ~30 s, when its last surge has left
-# the baseline (a surge inside the baseline makes the strategy rightly reluctant, which would
+# A 20 s baseline: the symbols surge in turn, each again after >= 27 s (SAME_SYMBOL_GAP_S), when its
+# last surge has left the baseline (a surge inside the baseline makes the strategy rightly reluctant, which would
 # measure the strategy, not the latency); a short cool-down; no filters that depend on the random
 # pre-generated history.
 PARAMS = {
@@ -64,6 +64,8 @@ PARAMS = {
 }
 SURGE_S = 3.0
 SURGE_INTENSITY = 6.0  # the simulator's: trades per tick and their size both scale with it
+# a symbol surges again only once its last surge (and the recent window after it) left the baseline
+SAME_SYMBOL_GAP_S = PARAMS["baseline_window_s"] + SURGE_S + PARAMS["recent_window_s"] + 2
 
 
 def parse_args():
@@ -237,17 +239,26 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
             r.xlen(f"md:ticks:{n}") > 0 for n in names), 90, "ticks of every symbol and a beat pass", procs.alive()):
         raise SystemExit("no ticks / no analysis pass within 90 s: see the logs in " + str(procs.logs))
     time.sleep(PARAMS["min_baseline_s"] + 4)
-    out = {"signal": [], "first": [], "last": [], "missed": 0, "partial": 0, "paths": {}, "steps": {}}
+    out = {"signal": [], "first": [], "last": [], "missed": 0, "partial": 0, "paths": {}, "steps": {}, "surges": []}
+    r.delete("signals:wake_outcomes")
+    last_surge: dict[str, float] = {}
     for i in range(args.surges):
         close_old_connections()
         symbol = names[i % len(names)]
         seen = set(Signal.objects.filter(symbol__name=symbol).values_list("pk", flat=True))
+        # the symbol's previous surge must have left the baseline (see PARAMS): with fast signals
+        # and acknowledgements 8 symbols come round in less than that
+        if symbol in last_surge:
+            time.sleep(max(0.0, last_surge[symbol] + SAME_SYMBOL_GAP_S - time.monotonic()))
         time.sleep(random.uniform(0.0, 1.0))  # a random phase of the beat period
+        last_surge[symbol] = time.monotonic()
+        wakes_before = int(r.hget("signals:wakes", symbol) or 0)
         planted = sim.control.surge(symbol, side="BUY" if i % 2 == 0 else "SELL", intensity=SURGE_INTENSITY,
                                     seconds=SURGE_S)
         start_ms = float(planted.get("starts_ms") or time.time() * 1000)
         sig = wait_for(lambda: Signal.objects.filter(symbol__name=symbol).exclude(pk__in=seen).order_by("pk").first(),
                        10, f"a signal on {symbol}", procs.alive())
+        wakes_at_signal = int(r.hget("signals:wakes", symbol) or 0)
         if sig is None:
             out["missed"] += 1
             print(f"  [{phase}] surge {i + 1} on {symbol}: no signal", flush=True)
@@ -269,6 +280,12 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
         s = done or Signal.objects.get(pk=sig.pk)
         h = s.hops
         out["paths"][h.get("path", "?")] = out["paths"].get(h.get("path", "?"), 0) + 1
+        # per surge (the tail table): wake-ups analysed on the symbol from the plant to the signal
+        out["surges"].append({"n": i + 1, "symbol": symbol, "path": h.get("path", "?"),
+                              "signal": to_wall(h, h["signal"]) - start_ms,
+                              "woke_at": float(h["venue"]) - start_ms if h.get("path") == "event" else None,
+                              "wakes": wakes_at_signal - wakes_before,
+                              "steps": hops_mod.breakdown(h)["steps"]})
         out["signal"].append(to_wall(h, h["signal"]) - start_ms)
         if h.get("path") == "event":  # the tick whose pre-screen woke the analysis that signalled
             out.setdefault("woke_at", []).append(float(h["venue"]) - start_ms)
@@ -287,6 +304,7 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
             print(f"  [{phase}] {i + 1} surges: surge→signal p50 {statistics.median(out['signal']):.0f} ms", flush=True)
         # let this symbol's surge end before it comes round again (other symbols go meanwhile)
     procs.stop("feed")
+    out["wake_outcomes"] = {k.decode(): int(v) for k, v in r.hgetall("signals:wake_outcomes").items()}
     r.close()
     return out
 
@@ -315,6 +333,16 @@ def report(results: dict, args) -> None:
     for phase, res in results.items():
         steps = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in res["steps"].items())
         print(f"{phase} hop medians (ms): {steps}")
+    for phase, res in results.items():
+        print(f"{phase}: wake-up outcomes {res.get('wake_outcomes', {})}; slowest surges → signal:")
+        print("  every surge (→ signal ms / waking tick ms): " + ", ".join(
+            f"{row['signal']:.0f}/{row['woke_at']:.0f}" if row["woke_at"] is not None else f"{row['signal']:.0f}/beat"
+            for row in res["surges"]))
+        for row in sorted(res["surges"], key=lambda x: -x["signal"])[:6]:
+            woke = f"{row['woke_at']:.0f}" if row["woke_at"] is not None else "-"
+            steps = ", ".join(f"{a}→{b} {ms:.0f}" for a, b, ms in row["steps"])
+            print(f"  #{row['n']} {row['symbol']} {row['path']}: {row['signal']:.0f} ms, waking tick at {woke} ms, "
+                  f"{row['wakes']} wake-ups analysed; {steps}")
     print(f"targets: surge → signal p95 ≤ 150 ms; surge → last of 100 acks p95 ≤ 500 ms")
 
 

@@ -87,19 +87,26 @@ class VolumeSurgePreScreen:
     ``min_baseline_s`` covered baseline seconds — the analysis' thresholds WITHOUT its no-book
     multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
     whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
-    While the test holds it fires again at most every ``REFIRE_MS`` (250 ms): the first wake-up of a
-    surge may find the analysis' other conditions (flow, direction) not met yet, and waiting a full
-    beat for the next look would give the latency back; a calm market never passes the test, so
-    this costs nothing there. The baseline covers only the seconds this pre-screen has seen (a
+    While the test holds it fires again, first ``REFIRE_MIN_MS`` (50 ms) later, then at doubling
+    intervals up to ``REFIRE_MAX_MS`` (one beat period): the first look of a surge often finds the
+    analysis' other conditions (flow, direction: over the recent window, still mostly the calm
+    seconds before the surge) not met yet, and they usually are a few ticks later — a fixed 250 ms
+    re-look put a quarter of a second on one surge in five (``bench/tick_to_trade.py``). The
+    doubling keeps the looks of a long surge few (the analysis answers ``cooldown`` to all of them
+    after its signal); beyond one beat period the beat looks anyway. An episode ends when the test
+    has not held for ``REARM_MS``; the next one starts again at ``REFIRE_MIN_MS``. A calm market
+    never passes the test, so this costs nothing there. The baseline covers only the seconds this pre-screen has seen (a
     feed restart starts it empty): until ``min_baseline_s`` have passed it never fires and the
     beat alone covers the symbol.
     """
 
-    REFIRE_MS = 250
+    REFIRE_MIN_MS = 50  # the first re-look of an episode: a few ticks of more evidence
+    REFIRE_MAX_MS = 1_000  # the beat period: the beat looks at least this often anyway
+    REARM_MS = 1_000  # the test not holding this long ends the episode
 
     __slots__ = ("ratio", "zmin", "vmin", "std_floor", "recent_s", "baseline_s", "n", "min_seconds", "use_volume",
                  "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "next_fire_ms",
-                 "resum_at")
+                 "resum_at", "refire_ms", "held_ms")
 
     def __init__(self, params: StrategyParams):
         self.ratio = params.surge_min_ratio
@@ -122,6 +129,8 @@ class VolumeSurgePreScreen:
         self.base_sq = 0.0
         self.next_fire_ms = -1
         self.resum_at = 0
+        self.refire_ms = self.REFIRE_MIN_MS  # the interval to the next re-look of this episode
+        self.held_ms = -(1 << 62)  # the last tick at which the test held
 
     def _advance(self, second: int) -> None:
         """Move the windows on to ``second`` (the seconds in between had no activity)."""
@@ -168,8 +177,6 @@ class VolumeSurgePreScreen:
         x = volume if self.use_volume else 1.0
         self.ring[second % self.n] += x
         self.recent_sum += x
-        if ts_ms < self.next_fire_ms:
-            return False
         # baseline seconds covered: those after the first (partial) second, before the recent window
         k = min(self.baseline_s, second - self.recent_s - self.first_second)
         if k < self.min_seconds or k <= 0:
@@ -182,7 +189,13 @@ class VolumeSurgePreScreen:
         rate = self.recent_sum / elapsed_s
         if (rate >= self.ratio * mean and (rate - mean) / max(std, self.std_floor * mean) >= self.zmin
                 and self.recent_sum >= self.vmin):
-            self.next_fire_ms = ts_ms + self.REFIRE_MS
+            if ts_ms - self.held_ms >= self.REARM_MS:
+                self.refire_ms = self.REFIRE_MIN_MS  # a new episode
+            self.held_ms = ts_ms
+            if ts_ms < self.next_fire_ms:
+                return False
+            self.next_fire_ms = ts_ms + self.refire_ms
+            self.refire_ms = min(self.refire_ms * 2, self.REFIRE_MAX_MS)
             return True
         return False
 

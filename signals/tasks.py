@@ -57,6 +57,7 @@ ANALYZE_SYMBOLS_TASK = "signals.analyze_symbols"
 EVENT_EXPIRES_S = ANALYZE_PERIOD_S
 EVENT_LOCK_WAIT_S = 0.5
 WAKE_COUNT_KEY = "signals:wakes"  # hash symbol -> wake-ups analysed (ops, tests, the wake-rate figure)
+WAKE_OUTCOME_KEY = "signals:wake_outcomes"  # hash reason -> wake-ups that ended so (how many looks a surge needs)
 SLOT_KEY = "signals:analyze:slot:{slot}"
 SPACING_KEY = "signals:analyze:spacing"
 SPACING_FRACTION = 0.8
@@ -117,6 +118,7 @@ def analyze_symbols(symbols: list[str], wakes: dict[str, dict] | None = None):
                   sleep=0.002)
     if not lock.acquire():
         log.warning("analysis_wake_skipped_busy", symbols=symbols)  # the beat's next pass covers them
+        r.hincrby(WAKE_OUTCOME_KEY, "skipped_busy", len(symbols))
         return None
     try:
         result = run_analysis(r, only=list(symbols), wakes={s: {**(wakes or {}).get(s, {}), "woken": received}
@@ -129,6 +131,8 @@ def analyze_symbols(symbols: list[str], wakes: dict[str, dict] | None = None):
     pipe = r.pipeline(transaction=False)
     for s in symbols:
         pipe.hincrby(WAKE_COUNT_KEY, s, 1)
+    for reason, n in result.reasons.items():
+        pipe.hincrby(WAKE_OUTCOME_KEY, reason, n)
     pipe.execute()
     if result.signals:
         log.info("analysis_signals", signals=result.signals, symbols=result.symbols, path="event")

@@ -257,6 +257,33 @@ def test_query_count_of_one_pass_over_100_symbols_is_bounded(
     assert Signal.objects.count() == 3
 
 
+def test_a_wake_up_reuses_the_last_full_pass_configuration_until_it_ages_or_a_row_is_saved(
+    redis_client, market, symbol_factory, django_assert_num_queries, monkeypatch
+):
+    symbol_factory("EURUSD")
+    symbol_factory("GBPUSD")
+    at = now_ms()
+    market.calm("EURUSD", seed=1, at_ms=at)
+    market.calm("GBPUSD", seed=2, at_ms=at)
+    service.run_analysis(redis_client, now_ms=at)  # a beat pass: loads and keeps the configuration
+
+    # a wake-up right after it: no query at all (it analyses the symbol from Redis)
+    with django_assert_num_queries(0):
+        run = service.run_analysis(redis_client, now_ms=at, only=["EURUSD"])
+    assert run.symbols == 1 and run.reasons == {"no_surge": 1}
+
+    # a saved strategy row: the next wake-up reads it (and its new parameters decide)
+    StrategyConfig.objects.create(params={"max_staleness_ms": 1})
+    with django_assert_num_queries(2):
+        run = service.run_analysis(redis_client, now_ms=at + 10_000, only=["EURUSD"])
+    assert run.reasons == {"stale_data": 1}
+
+    # older than CONFIG_MAX_AGE_S (the beat stopped): loaded again
+    monkeypatch.setattr(service, "CONFIG_MAX_AGE_S", 0.0)
+    with django_assert_num_queries(2):
+        service.run_analysis(redis_client, now_ms=at, only=["GBPUSD"])
+
+
 def test_features_are_plain_json():
     import numpy as np
 

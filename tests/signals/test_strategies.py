@@ -52,7 +52,32 @@ def test_prescreen_wakes_on_a_surge_at_most_every_refire_interval_and_not_on_a_s
     # 6x the rate against a 5 s recent window: the analysis' ratio needs about 2 s of it
     assert fired and t + 71_000 <= fired[0] < t + 73_000, "wakes as soon as the analysis' surge test passes"
     gaps = [b - a for a, b in zip(fired, fired[1:])]
-    assert min(gaps) >= VolumeSurgePreScreen.REFIRE_MS, "at most every REFIRE_MS"
+    # re-looks 50 ms after the first, then at doubling intervals up to one beat period
+    assert VolumeSurgePreScreen.REFIRE_MIN_MS <= gaps[0] < 2 * VolumeSurgePreScreen.REFIRE_MIN_MS, gaps
+    assert all(b >= a for a, b in zip(gaps, gaps[1:])), f"the intervals grow within an episode: {gaps}"
+    assert VolumeSurgePreScreen.REFIRE_MAX_MS <= max(gaps) < VolumeSurgePreScreen.REFIRE_MAX_MS + 100, gaps
+    assert len(fired) <= 12, f"a 6 s surge costs few looks, not one per tick: {len(fired)}"
+
+
+def test_prescreen_starts_a_new_episode_at_the_short_interval_once_the_test_stopped_holding():
+    ps = VolumeSurgePreScreen(StrategyParams(baseline_window_s=60, min_baseline_s=10, recent_window_s=2))
+    t = NOW
+
+    def run(first_second: int, seconds: int, rate: int) -> list[int]:
+        fired = []
+        for second in range(first_second, first_second + seconds):
+            for k in range(rate):
+                ts = t + second * 1000 + int(k * 1000 / rate)
+                if ps.on_tick(ts, 1.1, 0.0):
+                    fired.append(ts)
+        return fired
+
+    assert not run(0, 70, 5)
+    first = run(70, 4, 40)
+    assert not run(74, 30, 5), "calm again: quiet"
+    second = run(104, 4, 40)
+    for fired in (first, second):
+        assert len(fired) >= 3 and fired[1] - fired[0] < 2 * VolumeSurgePreScreen.REFIRE_MIN_MS, fired
 
 
 def test_prescreen_is_a_necessary_condition_of_the_analysis_surge():
@@ -85,8 +110,8 @@ def test_prescreen_is_a_necessary_condition_of_the_analysis_surge():
                             std_floor=params.zscore_std_floor, volume_source="ticks")
         if vs.is_surge:
             surges += 1
-            # a wake-up at most REFIRE_MS before (or at) this tick
-            assert any(0 <= int(ts_arr[i]) - f <= VolumeSurgePreScreen.REFIRE_MS for f in fired_ts), \
+            # a wake-up at most one re-look interval (at most REFIRE_MAX_MS) before (or at) this tick
+            assert any(0 <= int(ts_arr[i]) - f <= VolumeSurgePreScreen.REFIRE_MAX_MS for f in fired_ts), \
                 f"analysis surge at tick {i} without a wake-up"
     assert surges > 0
     assert len(fired_seconds) <= 12, fired_seconds  # only in the two planted bursts (9 s) and their tail
