@@ -12,7 +12,8 @@ in once beforehand (tokens in Redis, as after the first order).
 
 Two phases in the same run, each of ``--surges`` surges planted one at a time through the
 simulator's control API (``POST /_sim/surge``, 3 s at 6× activity, on the symbols in turn, at a
-random phase of the beat period): the feed started with the event path OFF
+random phase of the beat period, a symbol again only once its last surge left the strategy's
+baseline window): the feed started with the event path OFF
 (``ANALYSIS_EVENT_PATH=false``: the beat alone finds surges), then restarted with it ON (the
 strategy pre-screen wakes the analysis). For each surge, from the venue time the surge starts (the
 simulator's clock when it was planted; its first tick follows within one tick interval, so the
@@ -24,7 +25,9 @@ figures include up to 1/tick-rate s too much):
   and reported, not measured);
 
 p50 / p95 per phase, the ratio OFF / ON (the headline), the ON phase's per-hop medians (where the
-time goes) and how many ON signals came through the event path. Monotonic hops are put on the
+time goes), how many ON signals came through the event path, how the wake-ups ended
+(``signals:wake_outcomes``) and, per phase, every surge's time to signal with the time of the tick
+whose wake-up signalled, and the hops of the six slowest. Monotonic hops are put on the
 venue's time line with the signal's wall/monotonic anchor (``signals.hops``): same host.
 
 Targets (2 cores): surge → signal p95 ≤ 150 ms; surge → last of 100 acknowledgements p95 ≤ 500 ms.
