@@ -4,9 +4,15 @@ The open answer carries an order id only ([Platform API doc §3.6](../docs/match
 the account's open positions. For a chunk this is done with per-chunk statements, like the
 fan-out itself: the accounts' locks in one statement, tokens and rate budget in one Redis round
 trip, claimed position ids in one query, one read per account (in flight together), and the Positions, opening Trades
-and Order links written in one transaction (:func:`orders.recording.record_opens`). An account
-whose lock is busy, or whose broker read fails, is left for reconciliation, which links unlinked
-fills (and until then the exposure counts such an order as an open position).
+and Order links written in one transaction (:func:`orders.recording.record_opens`).
+
+An order left unlinked by a pass (its account's lock busy — the chunk that filled it publishes
+the link while it still holds the lock —, its broker read failed, or its position not yet
+visible) is tried again by the task a few times with a short backoff
+(``ORDERS_LINK_FILL_RETRIES``, :func:`retry_delay_s`); past those, reconciliation links it (and
+until then the exposure counts such an order as an open position). Without the retry, a fast
+worker picking the link up before the chunk's unlock left every fill of the chunk unlinked until
+the next reconciliation.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from django.conf import settings
 
 from matchtrader.errors import BrokerError
 from matchtrader.trader_client import order_tag
+from tradeops.backoff import exponential
 from tradeops.logging import get_logger
 
 from . import broker, reads
@@ -61,6 +68,18 @@ def link_fills(order_ids: list[int]) -> int:
         linked = link_locked(orders)
     log.info("fills_linked", orders=len(order_ids), linked=linked, busy=len(busy))
     return linked
+
+
+def still_unlinked(order_ids: list[int]) -> list[int]:
+    """Those of ``order_ids`` that are filled and still have no position (what a retry re-links)."""
+    return sorted(Order.objects.filter(pk__in=order_ids, status=OrderStatus.FILLED, position__isnull=True)
+                  .values_list("pk", flat=True))
+
+
+def retry_delay_s(retries_done: int) -> float:
+    """0.5 s, 1 s, 2 s, 4 s, … capped at 8 s: soon enough to know the positions within seconds,
+    spaced enough to let a busy account's chunk finish."""
+    return exponential(retries_done + 1, 0.5, 8.0)
 
 
 def link_locked(orders: list[Order]) -> int:

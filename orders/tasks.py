@@ -74,11 +74,17 @@ def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0
                               lambda: batch.place_signal_orders(signal_id, account_ids, requeues))
 
 
-@shared_task(name=TaskName.LINK_FILLS, soft_time_limit=120, time_limit=150, ignore_result=True, **ORDER_TASK)
-def link_fills(order_ids: list[int]) -> int:
-    """Link a fan-out chunk's fills to their broker positions (:mod:`orders.linking`). An account
-    busy elsewhere is left to reconciliation (which links unlinked fills)."""
-    return linking.link_fills(order_ids)
+@shared_task(bind=True, name=TaskName.LINK_FILLS, soft_time_limit=120, time_limit=150, ignore_result=True,
+             max_retries=settings.ORDERS_LINK_FILL_RETRIES, **ORDER_TASK)
+def link_fills(self, order_ids: list[int]) -> int:
+    """Link a fan-out chunk's fills to their broker positions (:mod:`orders.linking`). What a pass
+    leaves unlinked (account busy, read failed) is tried again with just those ids; past the
+    retries, reconciliation links it."""
+    linked = linking.link_fills(order_ids)
+    left = linking.still_unlinked(order_ids) if linked < len(order_ids) else []
+    if left and self.request.retries < self.max_retries:
+        raise self.retry(args=(left,), countdown=linking.retry_delay_s(self.request.retries))
+    return linked
 
 
 @shared_task(bind=True, name=TaskName.LINK_FILL, soft_time_limit=30, time_limit=45, max_retries=3,

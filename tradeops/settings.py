@@ -354,6 +354,10 @@ ORDERS_LINK_FILL_INLINE = env.bool("ORDERS_LINK_FILL_INLINE", default=False)
 # follow-up priority instead, so it waits behind pending order work (tradeops.celery.Priority);
 # a delay makes it an ETA task held by the worker, which bypasses that ordering once due.
 ORDERS_LINK_FILL_DELAY_S = env.float("ORDERS_LINK_FILL_DELAY_S", default=0.0)
+# A link pass leaves an order unlinked when its account is busy (the filling chunk still holds the
+# lock) or its read failed: the task tries those again this many times, 0.5 s, 1 s, 2 s, 4 s, 8 s
+# apart (orders.linking.retry_delay_s); then reconciliation links them.
+ORDERS_LINK_FILL_RETRIES = env.int("ORDERS_LINK_FILL_RETRIES", default=5)
 # Accounts per orders.place_orders task in a signal's fan-out (orders/batch.py): large enough that
 # the per-chunk queries are amortised, small enough that every worker process gets chunks.
 ORDERS_FANOUT_CHUNK = env.int("ORDERS_FANOUT_CHUNK", default=20)

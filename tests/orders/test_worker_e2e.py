@@ -91,3 +91,27 @@ def test_with_30_percent_faults_still_exactly_one_execution_per_account(sim, ord
     assert sum(requests) > 50  # faults did happen and were retried/resent
     assert {o.status for o in orders} == {"filled"}
     assert stats["p_lost"] == 0.15
+
+
+def test_a_fill_link_that_finds_its_account_busy_is_tried_again_not_left_to_reconciliation(sim, redis_client,
+                                                                                           settings):
+    """The chunk publishes its fills' link while it still holds the accounts' locks, so a fast
+    worker can find an account busy. That account's fill is tried again within seconds; before,
+    it stayed unlinked until the next reconciliation (none runs here)."""
+    from orders import batch
+    from orders.locks import account_lock
+    from tests.waiting import wait_for
+
+    settings.ORDERS_LINK_FILL_INLINE = False
+    accounts = sim_accounts(sim, 2)
+    signal = eurusd_buy_signal()
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])  # link message queued, no worker yet
+    busy, free = (Order.objects.get(signal=signal, account=a) for a in accounts)
+    assert busy.status == free.status == "filled" and not busy.position_id and not free.position_id
+    with start_worker(app, pool="threads", concurrency=2, queues=["orders"], perform_ping_check=False,
+                      shutdown_timeout=20, loglevel="WARNING"):
+        with account_lock(busy.account_id, 5):  # held as the filling chunk holds it
+            wait_for(lambda: Order.objects.get(pk=free.pk).position_id, timeout=30, what="the free account linked")
+            assert Order.objects.get(pk=busy.pk).position_id is None  # that pass found the lock held
+        wait_for(lambda: Order.objects.get(pk=busy.pk).position_id, timeout=30, what="the busy account's fill linked")
+    assert Position.objects.filter(account__in=accounts).count() == 2
