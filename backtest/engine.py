@@ -36,14 +36,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from marketdata.bars import Bar as FeedBar
 from matchtrader.events import DepthEvent, QuoteEvent, TradeEvent
 from matchtrader.simulator import fills
 from matchtrader.simulator.instruments import Spec
 from orders.sizing import SymbolSpec, quote_to_account_rate, size_order
-from signals.strategies import Strategy, get_strategy
+from signals.strategies import Strategy, get_strategy, wakeups
 from signals.strategy import Decision, Reason, analyse_all
 
+from .stream import StreamBuilder, StreamWindows, TickStream
 from .windows import WindowBuilder
 
 ZERO = Decimal("0")
@@ -206,6 +209,7 @@ class Engine:
             self.params[s.symbol] = strategy.parse_params(s.params)
         self.tick_sizes = {s.symbol: s.tick_size for s in symbols}
         self.builder = WindowBuilder()
+        self.history = dict(history or {})
         for name, bars in (history or {}).items():
             self.builder.book(name).load_history(bars)
         self.prescreens = {s: self.strategies[s].prescreen(self.params[s]) for s in self.setups}
@@ -295,6 +299,115 @@ class Engine:
         self._mark_equity()
         res.bars = self._bar + 1
         return res
+
+    def run_stream(self, stream: TickStream) -> Result:
+        """The same replay as ``run`` over a stream known in advance (``backtest.stream``), without
+        per-tick Python: the windows are slices of precomputed columns, the pre-screen's wake-ups
+        come at once (``signals.strategies.wakeups``), and the loop jumps from one event that can
+        change something to the next — a beat, a wake-up, a new bar, the next quote after an
+        entry was queued, the first quote that triggers an open position's SL/TP
+        (``fills.first_stop_trigger``) or time stop. Each such event is handled by the same code,
+        in the same order, as in ``run``; the events in between do nothing there either.
+        ``tests/backtest/test_stream.py`` checks both give the same result."""
+        res = self.result
+        symbol = stream.symbol
+        if symbol not in self.setups:
+            raise BacktestConfigError(f"the stream's symbol {symbol} is not a symbol of the run")
+        n = len(stream)
+        if n == 0:
+            return self.run([])
+        others = {s: self.builder.book(s) for s in self.setups if s != symbol}
+        period = self.config.analysis_period_ms
+        ts, bars = stream.ts, stream.bar
+        ts0 = int(ts[0])
+        next_beat = ts0 - ts0 % period + period
+        wake_a = (wakeups(self.prescreens[symbol], ts, stream.price, stream.volume)
+                  if self.config.use_prescreen else np.empty(0, dtype=np.int64))
+        # every window the run will read: after the events before each beat, and up to each wake-up
+        last = int(ts[-1])
+        beats = np.arange(next_beat, last, period, dtype=np.int64) if last > next_beat else np.empty(0, np.int64)
+        reads = np.concatenate((np.searchsorted(ts, beats, side="right"), wake_a + 1))
+        sw = StreamWindows(stream, self.history.get(symbol), reads)
+        self.builder = builder = StreamBuilder(sw, others)
+        is_trade = stream.trade
+        q_idx = np.flatnonzero(~is_trade)  # the quotes, by event index
+        q_ts = ts[q_idx]
+        q_bid, q_ask = stream.bid[q_idx], stream.ask[q_idx]
+        nq = len(q_idx)
+        last_q = np.searchsorted(q_idx, np.arange(n + 1)) - 1  # the last quote before event i
+        wake = wake_a.tolist() + [n]
+        bar_new = (np.flatnonzero(bars[1:] != bars[:-1]) + 1).tolist() + [n]
+        wi = bi = 0
+        beat_at = int(np.searchsorted(ts, next_beat, side="right"))  # first event after the beat
+        watch: dict[int, tuple[Position, int, int]] = {}  # id -> (position, from g, event index it closes at or n)
+        self._bar = int(bars[0])
+        g = 0
+        while g < n:
+            # the next event that can change anything
+            while wake[wi] < g:
+                wi += 1
+            while bar_new[bi] < g:
+                bi += 1
+            m = min(wake[wi], bar_new[bi], beat_at if beat_at >= g else n)
+            qg = int(last_q[g]) + 1  # the first quote at or after g
+            if qg < nq and self.pending.get(symbol):
+                m = min(m, int(q_idx[qg]))
+            for pos in self.positions:
+                if pos.symbol != symbol:
+                    continue
+                seen = watch.get(id(pos))
+                if seen is None or seen[0] is not pos or seen[2] < g:
+                    seen = watch[id(pos)] = (pos, g, self._watch(pos, qg, q_idx, q_ts, q_bid, q_ask, n))
+                if seen[2] < m:
+                    m = seen[2]
+            if m >= n:
+                break
+            # event m, as ``run`` handles it
+            j = int(last_q[m])
+            if j >= 0:
+                self.quotes_f[symbol] = (float(q_bid[j]), float(q_ask[j]))
+            if m > 0:
+                self._now = int(ts[m - 1])
+            t = int(ts[m])
+            builder.pos = m
+            while t > next_beat:
+                self._analyse(next_beat, None, False)
+                next_beat += period
+            beat_at = int(np.searchsorted(ts, next_beat, side="right"))
+            bar = int(bars[m])
+            if bar != self._bar:
+                self._mark_equity()
+                self._bar = bar
+            self._now = t
+            builder.pos = m + 1
+            if not is_trade[m]:
+                self._on_quote(symbol, float(stream.bid[m]), float(stream.ask[m]), t)
+            if wake[wi] == m:
+                res.wakeups += 1
+                self._analyse(t, [symbol], True)
+            g = m + 1
+        # the rest does nothing but move the clock and the latest quote on
+        if nq:
+            self.quotes_f[symbol] = (float(q_bid[-1]), float(q_ask[-1]))
+        self._now = last
+        builder.pos = n
+        res.ticks += n
+        res.events = n
+        res.first_ms, res.last_ms = ts0, last
+        self._close_all("end")
+        self._mark_equity()
+        res.bars = self._bar + 1
+        return res
+
+    def _watch(self, pos: Position, qg: int, q_idx, q_ts, q_bid, q_ask, n: int) -> int:
+        """Event index of the first quote from the ``qg``-th on where ``pos`` closes by SL/TP
+        (``fills.first_stop_trigger``) or by its time stop, or ``n`` (none)."""
+        due = int(np.searchsorted(q_ts, pos.deadline_ms, side="left"))  # first quote at/after the deadline
+        end = max(qg, min(due, len(q_idx)))
+        hit = fills.first_stop_trigger(pos.side, pos.sl, pos.tp, q_bid[qg:end], q_ask[qg:end])
+        if hit is not None:
+            return int(q_idx[qg + hit[0]])
+        return int(q_idx[due]) if due < len(q_idx) else n
 
     # -- analysis -------------------------------------------------------------------------------
     def _analyse(self, now_ms: int, only: list[str] | None, woken: bool) -> None:

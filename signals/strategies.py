@@ -24,7 +24,11 @@ what the clock is (wall time, or the simulated clock). Everything a strategy dec
   1 m bar.
 
 The backtest drives ``prescreen`` exactly like the live feed will: an analysis pass at every
-beat time AND at every tick where the pre-screen fires (``backtest.engine``).
+beat time AND at every tick where the pre-screen fires (``backtest.engine``). A backtest knows
+its ticks in advance, so it asks ``wakeups(prescreen, ts, price, volume)`` for the indices of the
+ticks a fresh pre-screen fires on: a pre-screen may offer an exact vectorised
+``wakeups(ts, price, volume)`` (None when it cannot be exact); otherwise ``on_tick`` is called per
+tick. ``tests/backtest/test_stream.py`` checks the vectorised one against ``on_tick``.
 
 Adding a strategy: a params dataclass (``signals.strategy._p`` fields give ranges and docs), a
 pure ``evaluate``, a ``PreScreen``, a ``Strategy`` subclass registered in ``STRATEGIES``. See
@@ -37,6 +41,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import numpy as np
+
 from marketdata.windows import MarketWindow
 
 from .analysis.volume import MIN_BASELINE_RATE
@@ -47,6 +53,20 @@ DEFAULT_STRATEGY = "volume_surge"
 
 class PreScreen(Protocol):
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool: ...
+
+
+def wakeups(prescreen: PreScreen, ts: np.ndarray, price: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    """Indices (int64, ascending) of the ticks at which ``prescreen`` — fresh — fires when fed
+    ``ts``/``price``/``volume`` in order: its own vectorised ``wakeups`` when it has one that can
+    answer exactly, else ``on_tick`` per tick. The pre-screen's state is consumed either way."""
+    fast = getattr(prescreen, "wakeups", None)
+    if fast is not None:
+        out = fast(ts, price, volume)
+        if out is not None:
+            return out
+    on_tick = prescreen.on_tick
+    return np.array([i for i, (t, p, v) in enumerate(zip(ts.tolist(), price.tolist(), volume.tolist()))
+                     if on_tick(t, p, v)], dtype=np.int64)
 
 
 class Strategy:
@@ -158,6 +178,80 @@ class VolumeSurgePreScreen:
             self.base_sq += moving * moving - leaving * leaving
             ring[s % n] = 0.0
         self.second = second
+
+    def wakeups(self, ts: np.ndarray, price: np.ndarray, volume: np.ndarray) -> np.ndarray | None:
+        """``on_tick`` over a whole time-ordered run at once, for a fresh pre-screen (see ``wakeups``).
+
+        Exact, not approximate: the activity per second is then a whole number (tick counts, or
+        whole traded volumes), so the incremental sums ``on_tick`` keeps are exact integers and
+        equal the prefix sums computed here to the bit; the threshold arithmetic is the same
+        float operations in the same order. None (loop ``on_tick``) when that does not hold:
+        fractional volumes, sums beyond 2**53, ticks out of order, a state not fresh."""
+        if self.first_second != -1 or self.second != -1:
+            return None
+        n = len(ts)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        if n > 1 and bool((ts[1:] < ts[:-1]).any()):
+            return None
+        if self.use_volume:
+            parts = [(0, n, True)]
+        else:  # counts ticks until the first traded volume, then resets and measures volume
+            up = np.flatnonzero(volume > 0)
+            f = int(up[0]) if len(up) else n
+            parts = [(0, f, False)] + ([(f, n, True)] if f < n else [])
+        out = []
+        for a, b, use_volume in parts:
+            if b > a:
+                got = self._scan(ts[a:b], volume[a:b], use_volume)
+                if got is None:
+                    return None
+                out.append(got + a)
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+    def _scan(self, ts: np.ndarray, volume: np.ndarray, use_volume: bool) -> np.ndarray | None:
+        x = volume if use_volume else np.ones(len(ts))
+        if not bool((x == np.floor(x)).all()) or float(np.abs(x).sum()) ** 2 >= 2.0**53:
+            return None
+        xi = x.astype(np.int64)
+        sec = ts // 1000
+        first = int(sec[0])
+        span = int(sec[-1]) - first + 1
+        if span > 50_000_000:
+            return None
+        counted = sec > first  # the first (partly seen) second never counts
+        rel = sec - first
+        act = np.bincount(rel[counted], weights=xi[counted], minlength=span).astype(np.int64)  # exact: < 2**53
+        p = np.concatenate(([0], np.cumsum(act)))  # p[j] = activity of relative seconds < j
+        p2 = np.concatenate(([0], np.cumsum(act * act)))
+        cx = np.cumsum(np.where(counted, xi, 0))
+        sec_start = np.flatnonzero(np.concatenate(([True], rel[1:] != rel[:-1])))
+        before = (cx - np.where(counted, xi, 0))[sec_start]  # cumulative before each second's first tick
+        sec_run = np.cumsum(np.concatenate(([True], rel[1:] != rel[:-1]))) - 1
+        in_second = cx - before[sec_run]
+        r, nb = self.recent_s, self.n
+        lo_recent = np.maximum(rel - r + 1, 0)
+        lo_base = np.maximum(rel - nb + 1, 0)
+        recent = (p[rel] - p[lo_recent] + in_second).astype(np.float64)
+        base = (p[lo_recent] - p[lo_base]).astype(np.float64)
+        base_sq = (p2[lo_recent] - p2[lo_base]).astype(np.float64)
+        k = np.minimum(self.baseline_s, rel - r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kf = k.astype(np.float64)
+            mean = base / kf
+            ok = counted & (k >= self.min_seconds) & (k > 0) & (mean > MIN_BASELINE_RATE)
+            std = np.sqrt(np.maximum(base_sq / kf - mean * mean, 0.0))
+            elapsed_s = (ts - (sec - r + 1) * 1000 + 1) / 1000.0
+            rate = recent / elapsed_s
+            ok &= (rate >= self.ratio * mean) & ((rate - mean) / np.maximum(std, self.std_floor * mean) >= self.zmin)
+            ok &= recent >= self.vmin
+        fires, next_fire = [], -1
+        tsl = ts.tolist()
+        for i in np.flatnonzero(ok).tolist():
+            if tsl[i] >= next_fire:
+                fires.append(i)
+                next_fire = tsl[i] + self.REFIRE_MS
+        return np.array(fires, dtype=np.int64)
 
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool:
         second = ts_ms // 1000

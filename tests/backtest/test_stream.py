@@ -1,0 +1,170 @@
+"""The engine's columnar fast path (``Engine.run_stream``) against the per-event path it replaces
+for streams known in advance: the same windows, the same pre-screen wake-ups, the same SL/TP
+hits, the same trades — to the bit, on several seeds."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal as D
+
+import numpy as np
+import pytest
+
+from backtest.data import bar_events, load_series
+from backtest.engine import AccountSpec, Engine, EngineConfig, SymbolSetup
+from backtest.stream import StreamWindows, stream_from_events
+from backtest.windows import WindowBuilder
+from marketdata.bars import Bar
+from matchtrader.events import DepthEvent, QuoteEvent, TradeEvent
+from matchtrader.simulator import fills
+from matchtrader.simulator.instruments import SPECS
+from signals.strategies import VolumeSurgePreScreen, get_strategy, wakeups
+from signals.strategy import StrategyParams
+
+EURUSD = load_series("backtesting:EURUSD", "EURUSD")
+
+
+def irregular_events(seed: int, n: int = 3000, fractional: bool = False):
+    """Quotes and prints with uneven gaps (several per ms, quiet seconds and minutes), prints with
+    and without a side, so the tick rule, bar roll-overs and empty stretches all occur."""
+    rng = random.Random(seed)
+    t, mid, out = 1_700_000_000_000 + rng.randrange(60_000), 1.1, []
+    for _ in range(n):
+        t += rng.choice([0, 0, 1, 40, 150, 700, 1300, 65_000 if rng.random() < 0.02 else 90])
+        mid = round(mid + rng.choice([-2, -1, 0, 0, 1, 2]) * 1e-5, 5)
+        if rng.random() < 0.6:
+            out.append(QuoteEvent("EURUSD", mid, round(mid + 8e-5, 5), t, t))
+        else:
+            vol = rng.choice([1.0, 2.0, 5.0, 30.0]) * (rng.random() + 0.5 if fractional else 1)
+            out.append(TradeEvent("EURUSD", mid, vol, rng.choice([1, -1, 0]), t, t))
+    return out
+
+
+def history(first_ms: int, k: int = 30) -> list[Bar]:
+    m0 = first_ms - first_ms % 60_000 - k * 60_000
+    return [Bar(m0 + i * 60_000, 1.1, 1.1002, 1.0998, 1.1001, 10.0 + i, 4.0, 6.0, 7) for i in range(k)]
+
+
+def assert_same_window(a, b):
+    assert a.symbol == b.symbol and a.last_tick_ms == b.last_tick_ms and a.book is None and b.book is None
+    for part in ("ticks", "bars_1s", "bars_1m"):
+        x, y = getattr(a, part), getattr(b, part)
+        for name in x.__slots__:
+            u, v = getattr(x, name), getattr(y, name)
+            if isinstance(u, np.ndarray):
+                assert u.dtype == v.dtype, f"{part}.{name}"
+                np.testing.assert_array_equal(u, v, err_msg=f"{part}.{name}")
+            else:
+                assert u == v
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_stream_windows_equal_the_per_event_builders_after_every_event(seed):
+    events = irregular_events(seed, fractional=seed == 3)
+    hist = history(events[0].ts_ms) + ([Bar(events[400].ts_ms - events[400].ts_ms % 60_000, 1, 1, 1, 1)]
+                                       if seed == 2 else [])  # history reaching into the stream
+    stream = stream_from_events(events)
+    announced = list(range(0, len(events) + 1, 7))
+    sw = StreamWindows(stream, hist, announced)
+    builder = WindowBuilder()
+    builder.book("EURUSD").load_history(hist)
+    assert_same_window(sw.window(0), builder.windows(["EURUSD"])["EURUSD"])
+    for i, ev in enumerate(events, 1):
+        builder.ingest(ev)
+        if i % 7 == 0 or i % 11 == 0:  # announced reads, and some that were not announced
+            assert_same_window(sw.window(i), builder.windows(["EURUSD"])["EURUSD"])
+
+
+def test_streams_the_fast_path_cannot_take_are_refused():
+    ev = irregular_events(1, 50)
+    assert stream_from_events(ev[:10] + [DepthEvent("EURUSD", ((1.1, 1.0),), ((1.2, 1.0),), 1, 1)]) is None
+    assert stream_from_events(ev[:10] + [QuoteEvent("GBPUSD", 1.3, 1.3001, ev[10].ts_ms, 0)]) is None
+    assert stream_from_events(ev[:10] + [QuoteEvent("EURUSD", 1.1, 1.1001, ev[0].ts_ms - 1, 0)]) is None
+    assert stream_from_events([]) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_vectorised_prescreen_wakes_on_exactly_the_ticks_on_tick_does(seed):
+    params = [StrategyParams(), StrategyParams(surge_min_ratio=1.5, surge_min_zscore=1.0, min_baseline_s=20,
+                                               baseline_window_s=60, recent_window_s=3)][seed % 2]
+    if seed <= 2:
+        stream = stream_from_events(bar_events(EURUSD.slice(300 * seed, 300 * seed + 300), seed))
+    else:
+        stream = stream_from_events(irregular_events(seed, 20_000))
+    per_tick = VolumeSurgePreScreen(params)
+    expected = [i for i, (t, p, v) in enumerate(zip(stream.ts.tolist(), stream.price.tolist(),
+                                                     stream.volume.tolist())) if per_tick.on_tick(t, p, v)]
+    fast = VolumeSurgePreScreen(params).wakeups(stream.ts, stream.price, stream.volume)
+    assert fast is not None and len(expected) > 5, "vectorised, and it does wake"
+    assert fast.tolist() == expected
+
+
+def test_the_prescreen_falls_back_to_on_tick_when_it_cannot_be_exact():
+    stream = stream_from_events(irregular_events(5, 5000, fractional=True))
+    params = StrategyParams(surge_min_ratio=1.5, surge_min_zscore=1.0, min_baseline_s=20, baseline_window_s=60)
+    assert VolumeSurgePreScreen(params).wakeups(stream.ts, stream.price, stream.volume) is None
+    per_tick = VolumeSurgePreScreen(params)
+    expected = [i for i, (t, p, v) in enumerate(zip(stream.ts.tolist(), stream.price.tolist(),
+                                                     stream.volume.tolist())) if per_tick.on_tick(t, p, v)]
+    assert wakeups(VolumeSurgePreScreen(params), stream.ts, stream.price, stream.volume).tolist() == expected
+
+
+def test_the_vectorised_stop_scan_is_the_per_quote_rule():
+    rng = np.random.default_rng(7)
+    bids = np.round(1.1 + np.cumsum(rng.integers(-3, 4, 4000)) * 1e-5, 5)
+    asks = np.round(bids + 8e-5, 5)
+    cases = 0
+    for side in (fills.BUY, fills.SELL):
+        for _ in range(60):
+            a, b = (float(x) for x in rng.choice(bids, 2))
+            lo, hi = min(a, b), max(a, b)
+            sl, tp = (lo, hi) if side == fills.BUY else (hi, lo)
+            sl_d = D(repr(sl)) if rng.random() < 0.7 else D(repr(sl)) + D("0.000001")  # also off the float grid
+            tp_d = None if rng.random() < 0.2 else D(repr(tp))
+            start = int(rng.integers(0, 3000))
+            expected = None
+            for i in range(start, len(bids)):
+                hit = fills.stop_trigger(side, sl_d, tp_d, D(repr(float(bids[i]))), D(repr(float(asks[i]))))
+                if hit is not None:
+                    expected = (i - start, *hit)
+                    break
+            got = fills.first_stop_trigger(side, sl_d, tp_d, bids[start:], asks[start:])
+            assert got == expected
+            cases += expected is not None
+    assert cases > 50
+
+
+def _both(events, setups, accounts, **cfg):
+    a = Engine(setups, accounts, EngineConfig(**cfg)).run(events)
+    b = Engine(setups, accounts, EngineConfig(**cfg)).run_stream(stream_from_events(events))
+    return a, b
+
+
+def _assert_same_result(a, b):
+    for name in ("trades", "skips", "equity", "reasons", "passes", "wakeups", "events", "ticks", "first_ms",
+                 "last_ms", "bars"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert [(s.now_ms, s.tick_ms, s.side, s.strength, s.entry_price, s.stop_loss, s.take_profit, s.woken, s.bar)
+            for s in a.signals] == [(s.now_ms, s.tick_ms, s.side, s.strength, s.entry_price, s.stop_loss,
+                                     s.take_profit, s.woken, s.bar) for s in b.signals]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_stream_path_gives_the_per_event_paths_trades(seed):
+    # eager parameters and a short time stop: many signals, SL/TP/time/opposite exits, two accounts
+    params = {"surge_min_ratio": 1.5, "surge_min_zscore": 1.0, "time_stop_s": 30, "cooldown_ms": 5000}
+    events = list(bar_events(EURUSD.slice(700 * seed, 700 * seed + 500), seed))
+    accounts = [AccountSpec("A"), AccountSpec("B", D("2500"), "EUR", D("1"), max_open_positions=1)]
+    a, b = _both(events, [SymbolSetup("EURUSD", SPECS["EURUSD"], params=params)], accounts, slippage_points=1)
+    assert len(a.trades) >= 10 and {t.reason for t in a.trades} >= {"sl", "time"}
+    _assert_same_result(a, b)
+
+
+def test_the_stream_path_with_another_strategy_and_no_prescreen():
+    events = list(bar_events(EURUSD.slice(0, 400), 9))
+    setup = SymbolSetup("EURUSD", SPECS["EURUSD"], strategy="ma_cross")
+    assert get_strategy("ma_cross")
+    for prescreen in (True, False):
+        a, b = _both(events, [setup], [AccountSpec()], use_prescreen=prescreen)
+        assert a.trades
+        _assert_same_result(a, b)
