@@ -326,7 +326,9 @@ class Engine:
         # every window the run will read: after the events before each beat, and up to each wake-up
         last = int(ts[-1])
         beats = np.arange(next_beat, last, period, dtype=np.int64) if last > next_beat else np.empty(0, np.int64)
-        reads = np.concatenate((np.searchsorted(ts, beats, side="right"), wake_a + 1))
+        beat_pos = np.searchsorted(ts, beats, side="right")  # the event each beat comes before
+        reads = np.concatenate((beat_pos, wake_a + 1))
+        beat_pos = beat_pos.tolist() + [n]
         sw = StreamWindows(stream, self.history.get(symbol), reads)
         self.builder = builder = StreamBuilder(sw, others)
         is_trade = stream.trade
@@ -337,8 +339,7 @@ class Engine:
         last_q = np.searchsorted(q_idx, np.arange(n + 1)) - 1  # the last quote before event i
         wake = wake_a.tolist() + [n]
         bar_new = (np.flatnonzero(bars[1:] != bars[:-1]) + 1).tolist() + [n]
-        wi = bi = 0
-        beat_at = int(np.searchsorted(ts, next_beat, side="right"))  # first event after the beat
+        wi = bi = ki = 0  # next wake-up, new bar, beat
         watch: dict[int, tuple[Position, int, int]] = {}  # id -> (position, from g, event index it closes at or n)
         self._bar = int(bars[0])
         g = 0
@@ -348,7 +349,7 @@ class Engine:
                 wi += 1
             while bar_new[bi] < g:
                 bi += 1
-            m = min(wake[wi], bar_new[bi], beat_at if beat_at >= g else n)
+            m = min(wake[wi], bar_new[bi], beat_pos[ki])
             qg = int(last_q[g]) + 1  # the first quote at or after g
             if qg < nq and self.pending.get(symbol):
                 m = min(m, int(q_idx[qg]))
@@ -373,7 +374,7 @@ class Engine:
             while t > next_beat:
                 self._analyse(next_beat, None, False)
                 next_beat += period
-            beat_at = int(np.searchsorted(ts, next_beat, side="right"))
+                ki += 1
             bar = int(bars[m])
             if bar != self._bar:
                 self._mark_equity()

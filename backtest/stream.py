@@ -107,13 +107,32 @@ def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, lengths, np.cumsum(new) - 1
 
 
+_PAD = {np.maximum: -np.inf, np.minimum: np.inf, np.add: 0}
+
+
 def _running(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, op, first=None) -> np.ndarray:
     """``op`` accumulated along each run, in row order, restarted at each run's start (the running
-    value as of every row). Sequential like the roller's ``+=``: one row of every run per step."""
-    out = values.copy() if first is None else first(values)
+    value as of every row), sequentially like the roller's ``+=`` (``ufunc.accumulate`` is a
+    left-to-right loop, not a pairwise sum). ``first`` maps each run's first value (a bar that
+    starts at 0.0 and adds). Runs are laid out as rows of a padded matrix when that stays small,
+    else stepped one position of every run at a time."""
+    n = len(values)
+    width = int(lengths.max(initial=0))
+    if n and len(starts) * width <= 4 * n + 4096:
+        row = np.repeat(np.arange(len(starts)), lengths)
+        col = np.arange(n) - np.repeat(starts, lengths)
+        mat = np.full((len(starts), width), _PAD[op], dtype=values.dtype)
+        mat[row, col] = values
+        if first is not None:
+            mat[:, 0] = first(mat[:, 0])
+        op.accumulate(mat, axis=1, out=mat)
+        return mat[row, col]
+    out = values.copy()
+    if first is not None:
+        out[starts] = first(values[starts])
     order = np.argsort(-lengths, kind="stable")
     s_sorted, l_sorted = starts[order], lengths[order]
-    for j in range(1, int(lengths.max(initial=0))):
+    for j in range(1, width):
         live = s_sorted[: np.searchsorted(-l_sorted, -j, side="left")] + j  # runs longer than j
         out[live] = op(out[live - 1], values[live])
     return out
@@ -329,7 +348,8 @@ class StreamWindows:
         if key == hi:
             return cached
         lo = max(0, hi - want)
-        bw = BarWindow(self.symbol, tf, ints[0, lo:hi], *(floats[k, lo:hi] for k in range(7)), ints[1, lo:hi])
+        i0, i1 = ints[:, lo:hi]
+        bw = BarWindow(self.symbol, tf, i0, *floats[:, lo:hi], i1)
         self.cache[tf] = (hi, bw)
         return bw
 

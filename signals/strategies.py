@@ -224,11 +224,11 @@ class VolumeSurgePreScreen:
         act = np.bincount(rel[counted], weights=xi[counted], minlength=span).astype(np.int64)  # exact: < 2**53
         p = np.concatenate(([0], np.cumsum(act)))  # p[j] = activity of relative seconds < j
         p2 = np.concatenate(([0], np.cumsum(act * act)))
-        cx = np.cumsum(np.where(counted, xi, 0))
-        sec_start = np.flatnonzero(np.concatenate(([True], rel[1:] != rel[:-1])))
-        before = (cx - np.where(counted, xi, 0))[sec_start]  # cumulative before each second's first tick
-        sec_run = np.cumsum(np.concatenate(([True], rel[1:] != rel[:-1]))) - 1
-        in_second = cx - before[sec_run]
+        xc = np.where(counted, xi, 0)
+        cx = np.cumsum(xc)
+        new_second = np.concatenate(([True], rel[1:] != rel[:-1]))
+        before = (cx - xc)[new_second]  # cumulative before each second's first tick
+        in_second = cx - before[np.cumsum(new_second) - 1]
         r, nb = self.recent_s, self.n
         lo_recent = np.maximum(rel - r + 1, 0)
         lo_base = np.maximum(rel - nb + 1, 0)
@@ -246,11 +246,11 @@ class VolumeSurgePreScreen:
             ok &= (rate >= self.ratio * mean) & ((rate - mean) / np.maximum(std, self.std_floor * mean) >= self.zmin)
             ok &= recent >= self.vmin
         fires, next_fire = [], -1
-        tsl = ts.tolist()
-        for i in np.flatnonzero(ok).tolist():
-            if tsl[i] >= next_fire:
+        candidates = np.flatnonzero(ok)
+        for i, t in zip(candidates.tolist(), ts[candidates].tolist()):
+            if t >= next_fire:
                 fires.append(i)
-                next_fire = tsl[i] + self.REFIRE_MS
+                next_fire = t + self.REFIRE_MS
         return np.array(fires, dtype=np.int64)
 
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool:

@@ -168,3 +168,24 @@ def test_the_stream_path_with_another_strategy_and_no_prescreen():
         a, b = _both(events, [setup], [AccountSpec()], use_prescreen=prescreen)
         assert a.trades
         _assert_same_result(a, b)
+
+
+def test_running_sums_are_the_rollers_sequential_sums_on_both_layouts():
+    from backtest.stream import _running, _zero_plus
+
+    rng = np.random.default_rng(3)
+    values = rng.random(3000) * 1e3 - 100
+    for lengths in (rng.integers(1, 25, 200), np.array([2000, 1, 3, 996])):  # a padded matrix, then stepped
+        lengths = lengths[: np.searchsorted(np.cumsum(lengths), len(values))]
+        n = int(lengths.sum())
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        expected_sum, expected_max = [], []
+        for a, k in zip(starts.tolist(), lengths.tolist()):
+            acc, hi = 0.0, values[a]
+            for v in values[a:a + k].tolist():
+                acc += v
+                hi = v if v > hi else hi
+                expected_sum.append(acc)
+                expected_max.append(hi)
+        assert _running(values[:n], starts, lengths, np.add, _zero_plus).tolist() == expected_sum
+        assert _running(values[:n], starts, lengths, np.maximum).tolist() == expected_max
