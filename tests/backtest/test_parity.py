@@ -10,7 +10,8 @@ Backtest: ``backtest.engine.Engine`` replays the recorded events with the same w
 runs its passes at the same times after the same number of events (``schedule``).
 
 Same: every pass's decision reason, and every signal's tick_at, side, strength, entry, SL, TP and
-time stop (converted to a Signal row by the live service's own ``build_signal``).
+time stop (converted to a Signal row by the live service's own ``build_signal``). A BUY surge and
+then a SELL surge are planted, so both sides' exit plans (SL below / above the entry) are compared.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def test_live_path_and_backtest_give_the_same_signals(redis_client):
                 sim.control.surge("EURUSD", side="BUY", intensity=6.0, seconds=6.0)
                 for _ in range(10):
                     one_pass()
-                sim.control.surge("EURUSD", side="SELL", intensity=6.0, seconds=6.0)
+                for _ in range(6):  # let the BUY surge's prints age in the baseline before the next one
+                    one_pass()
+                # stronger: the baseline now holds the BUY surge's volume
+                sim.control.surge("EURUSD", side="SELL", intensity=12.0, seconds=6.0)
                 for _ in range(10):
                     one_pass()
         finally:
@@ -109,7 +113,7 @@ def test_live_path_and_backtest_give_the_same_signals(redis_client):
 
     live = list(Signal.objects.order_by("created_at", "id"))
     assert live, f"the planted surges gave no live signal: {live_reasons}"
-    assert live[0].side == "BUY"
+    assert live[0].side == "BUY" and "SELL" in {s.side for s in live}, "both sides, each with its exit plan, compared"
     print(f"live signals: {[(s.side, str(s.strength)) for s in live]}; passes: {len(passes)}")
 
     engine = Engine([SymbolSetup("EURUSD", SPECS["EURUSD"], params=PARAMS)], [AccountSpec()],
