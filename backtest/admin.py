@@ -10,9 +10,28 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from . import apply as applying
-from . import sweeps
+from . import metrics, sweeps
 from .export import run_json, trades_csv
 from .models import BacktestRun, BacktestTrade, StrategyChange, Sweep
+
+
+def walk_forward_table(summary: dict | None):
+    """The run's walk-forward folds (dates, score and median net PnL of each side), or nothing."""
+    wf = (summary or {}).get("walk_forward")
+    if not wf:
+        return ""
+    def side(r, seg):
+        s = r[seg]
+        return (s["from"][:10], s["to"][:10], s["score"], s["spread"].get("net_pnl", {}).get("median", ""),
+                s["spread"].get("trades", {}).get("median", ""))
+    rows = format_html_join("", "<tr><td>{}</td>" + "<td>{}</td>" * 10 + "</tr>",
+                            ((r["fold"], *side(r, "is"), *side(r, "oos")) for r in wf["folds"]))
+    return format_html(
+        "<h4>Walk-forward: {} folds, in-sample {}× out-of-sample; mean score in-sample {}, out-of-sample {}</h4>"
+        "<table><thead><tr><th>fold</th><th>IS from</th><th>IS to</th><th>IS score</th><th>IS net (median)</th>"
+        "<th>IS trades</th><th>OOS from</th><th>OOS to</th><th>OOS score</th><th>OOS net (median)</th>"
+        "<th>OOS trades</th></tr></thead><tbody>{}</tbody></table>",
+        len(wf["folds"]), wf["is_ratio"], wf["score"]["is"], wf["score"]["oos"], rows)
 
 
 class TradeInline(admin.TabularInline):
@@ -78,11 +97,11 @@ class BacktestRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="IS score")
     def is_score(self, obj):
-        return (obj.summary or {}).get("score", {}).get("is")
+        return metrics.ranking_scores(obj.summary)[1]
 
-    @admin.display(description="OOS score")
+    @admin.display(description="OOS score (walk-forward: mean over folds)")
     def oos_score(self, obj):
-        return (obj.summary or {}).get("score", {}).get("oos")
+        return metrics.ranking_scores(obj.summary)[0]
 
     def links(self, obj):
         return format_html('<a href="{}">chart and trades</a> · <a href="{}">trades CSV</a> · <a href="{}">JSON</a>'
@@ -101,7 +120,8 @@ class BacktestRunAdmin(admin.ModelAdmin):
         rows = format_html_join("", "<tr>{}</tr>", (
             (format_html_join("", "<td>{}</td>", ((v,) for v in [seed, seg] + [s.get(k, "") for k in keys])),)
             for seed, segs in per_seed.items() for seg in ("all", "is", "oos") if (s := segs.get(seg))))
-        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
+        table = format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
+        return format_html("{}{}", table, walk_forward_table(obj.summary))
 
     def get_urls(self):
         return [

@@ -115,6 +115,17 @@ def score(summary: dict) -> float:
     return round(summary["net_pnl"] / max(summary["max_drawdown"], floor), 4)
 
 
+def ranking_scores(summary: dict | None) -> tuple[float | None, float | None, str]:
+    """(out-of-sample, in-sample, kind) score a run is ranked on: the means over the walk-forward
+    folds when the run has them, else the single split's."""
+    summary = summary or {}
+    wf = summary.get("walk_forward")
+    if wf:
+        return wf["score"].get("oos"), wf["score"].get("is"), "walk-forward"
+    score = summary.get("score", {})
+    return score.get("oos"), score.get("is"), "split"
+
+
 def to_jsonable(value):
     if isinstance(value, Decimal):
         return float(value)

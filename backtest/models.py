@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from .metrics import ranking_scores
+
 
 class BacktestRun(models.Model):
     class Status(models.TextChoices):
@@ -103,9 +105,10 @@ class Sweep(models.Model):
                 "running": counts.get(BacktestRun.Status.RUNNING, 0)}
 
     def ranked(self):
-        """Finished runs, best out-of-sample score first (in-sample beside it)."""
+        """Finished runs, best out-of-sample score first (in-sample beside it): the mean over the
+        walk-forward folds when the runs have them (``metrics.ranking_scores``)."""
         runs = list(self.runs.filter(status=BacktestRun.Status.DONE))
-        return sorted(runs, key=lambda r: -((r.summary or {}).get("score", {}).get("oos") or 0.0))
+        return sorted(runs, key=lambda r: -(ranking_scores(r.summary)[0] or 0.0))
 
 
 class StrategyChange(models.Model):

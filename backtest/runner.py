@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from tradeops.logging import get_logger
 
-from . import metrics
+from . import metrics, walkforward
 from .data import BacktestDataError, BarSeries, TickPlan, bar_events, input_report, load_series, spec_of
 from .engine import AccountSpec, BacktestConfigError, Engine, EngineConfig, Result, SymbolSetup
 from .stream import stream_from_events
@@ -50,10 +50,15 @@ class Definition:
     commission_per_lot: str = "3.5"
     max_bars: int | None = None
     name: str = ""
+    walk_forward: int = 0  # folds (0: off); see backtest.walkforward
+    wf_is_ratio: float = 3.0  # in-sample bars per out-of-sample bar in each fold
 
     def validate(self) -> tuple[list[AccountSpec], SymbolSetup, TickPlan]:
         if not self.seeds or len(self.seeds) > MAX_SEEDS or not all(isinstance(s, int) for s in self.seeds):
             raise BacktestConfigError(f"seeds: 1 to {MAX_SEEDS} integers, got {self.seeds!r}")
+        if self.walk_forward and not (2 <= self.walk_forward <= walkforward.MAX_FOLDS):
+            raise BacktestConfigError(f"walk_forward: 0 (off) or 2 to {walkforward.MAX_FOLDS} folds, "
+                                      f"got {self.walk_forward}")
         if not (0.0 <= self.oos_fraction < 1.0):
             raise BacktestConfigError(f"oos_fraction must be in [0, 1), got {self.oos_fraction}")
         if not (4 <= self.ticks_per_bar <= 10_000) or not (1 <= self.tick_interval_ms <= 3_600_000):
@@ -112,6 +117,10 @@ def run_definition(defn: Definition) -> Outcome:
         series = series.slice(0, defn.max_bars)
     n = len(series)
     split = n - int(round(n * defn.oos_fraction)) if defn.oos_fraction else n
+    try:
+        fold_plan = walkforward.folds(n, defn.walk_forward, defn.wf_is_ratio) if defn.walk_forward else []
+    except walkforward.WalkForwardError as exc:
+        raise BacktestConfigError(str(exc)) from None
     config = EngineConfig(use_prescreen=defn.use_prescreen, slippage_points=defn.slippage_points,
                           commission_per_lot=Decimal(defn.commission_per_lot))
     results: dict[int, Result] = {}
@@ -130,6 +139,10 @@ def run_definition(defn: Definition) -> Outcome:
             "reasons": res.reasons,
             "skips": _count(r for _, _, r in res.skips),
         }
+        if fold_plan:
+            per_seed[seed]["folds"] = [
+                {"is": _segment_summary(series, res, accounts, f.is_lo, f.is_hi),
+                 "oos": _segment_summary(series, res, accounts, f.oos_lo, f.oos_hi)} for f in fold_plan]
     segments = ("all", "is", "oos")
     aggregate = {seg: metrics.spread([per_seed[s][seg] for s in defn.seeds if per_seed[s][seg]]) for seg in segments}
     scores = {seg: [metrics.score(per_seed[s][seg]) for s in defn.seeds if per_seed[s][seg]] for seg in segments}
@@ -140,11 +153,30 @@ def run_definition(defn: Definition) -> Outcome:
         "split_bar": split, "split_time": datetime.fromtimestamp(_bar_ms(series, split) / 1000, tz=UTC).isoformat()
         if split < n else None,
     }
+    if fold_plan:
+        summary["walk_forward"] = _walk_forward_summary(series, defn, fold_plan, per_seed)
     first = results[defn.seeds[0]]
     equity = _equity_curve(series, first)
     effective = engine.params[defn.symbol].to_dict()
     return Outcome(defn, series, results, split, effective, metrics.to_jsonable(summary), equity,
                    time.perf_counter() - t0)
+
+
+def _walk_forward_summary(series: BarSeries, defn: Definition, plan: list, per_seed: dict) -> dict:
+    """Per fold: its bars and dates, the spread across seeds and the mean score of each side; and
+    the means over the folds (what a sweep ranks on when walk-forward is on)."""
+    rows = []
+    for f in plan:
+        row = {"fold": f.index + 1}
+        for seg, lo, hi in (("is", f.is_lo, f.is_hi), ("oos", f.oos_lo, f.oos_hi)):
+            sums = [per_seed[s]["folds"][f.index][seg] for s in defn.seeds]
+            row[seg] = {"bars": [lo, hi], "from": _dt(_bar_ms(series, lo)).isoformat(),
+                        "to": _dt(_bar_ms(series, hi - 1)).isoformat(),
+                        "score": walkforward.mean(metrics.score(x) for x in sums),
+                        "spread": metrics.spread(sums)}
+        rows.append(row)
+    return {"folds_requested": defn.walk_forward, "is_ratio": defn.wf_is_ratio, "folds": rows,
+            "score": {seg: walkforward.mean(r[seg]["score"] for r in rows) for seg in ("is", "oos")}}
 
 
 def _count(items) -> dict:

@@ -29,6 +29,7 @@ from signals.strategies import get_strategy
 from signals.strategy import StrategyParamsError
 from tradeops.logging import get_logger
 
+from . import metrics
 from .models import BacktestRun, Sweep
 from .runner import Definition
 
@@ -172,8 +173,8 @@ def cancel(sweep: Sweep) -> int:
 def ranking(sweep: Sweep) -> list[dict]:
     rows = []
     for run in sweep.ranked():
-        score = (run.summary or {}).get("score", {})
-        rows.append({"run": run.pk, "index": run.sweep_index, "oos": score.get("oos"), "is": score.get("is"),
+        oos, ins, kind = metrics.ranking_scores(run.summary)
+        rows.append({"run": run.pk, "index": run.sweep_index, "oos": oos, "is": ins, "kind": kind,
                      "params": {k: v for k, v in (run.params or {}).items()
                                 if k not in (sweep.definition.get("params") or {})
                                 or v != sweep.definition["params"][k]},

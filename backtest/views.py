@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 
 from dashboard.charts import Box, Series, line_chart
 
+from .admin import walk_forward_table
 from .models import BacktestRun
 
 TRADES_SHOWN = 200
@@ -56,4 +57,5 @@ def run_page(request, pk: int | None = None):
         context["per_seed"] = (run.summary or {}).get("per_seed", {})
         context["aggregate"] = run.total("all")
         context["score"] = (run.summary or {}).get("score", {})
+        context["walk_forward"] = walk_forward_table(run.summary)
     return render(request, "backtest/run.html", context)

@@ -60,6 +60,11 @@ class Command(BaseCommand):
         parser.add_argument("--tick-interval-ms", type=int, default=100)
         parser.add_argument("--accounts", help="JSON list of {name, equity, currency, risk_pct, max_open_positions, leverage}")
         parser.add_argument("--oos-fraction", type=float, default=0.3)
+        parser.add_argument("--walk-forward", type=int, default=0, metavar="FOLDS",
+                            help="rolling in-sample/out-of-sample folds (2-50; 0: off); a sweep then ranks on "
+                                 "the mean out-of-sample score over the folds")
+        parser.add_argument("--wf-is-ratio", type=float, default=3.0,
+                            help="walk-forward: in-sample bars per out-of-sample bar in each fold")
         parser.add_argument("--max-bars", type=int)
         parser.add_argument("--slippage-points", type=int, default=0)
         parser.add_argument("--no-prescreen", action="store_true", help="beat only, no pre-screen wake-ups")
@@ -86,6 +91,7 @@ class Command(BaseCommand):
                           start=o["start"], end=o["end"], seeds=parse_seeds(o["seeds"]),
                           ticks_per_bar=o["ticks_per_bar"], tick_interval_ms=o["tick_interval_ms"],
                           oos_fraction=o["oos_fraction"], use_prescreen=not o["no_prescreen"],
+                          walk_forward=o["walk_forward"], wf_is_ratio=o["wf_is_ratio"],
                           slippage_points=o["slippage_points"], max_bars=o["max_bars"], name=o["name"])
         if o["accounts"]:
             try:
@@ -117,5 +123,13 @@ class Command(BaseCommand):
         for key, spread in s["aggregate"]["all"].items():
             lines.append(f"  {key}: min {spread['min']} median {spread['median']} max {spread['max']}")
         lines.append(f"  score: in-sample {s['score']['is']}, out-of-sample {s['score']['oos']}")
+        if s.get("walk_forward"):
+            wf = s["walk_forward"]
+            lines.append(f"  walk-forward ({len(wf['folds'])} folds, in-sample {wf['is_ratio']}x out-of-sample): "
+                         f"mean score in-sample {wf['score']['is']}, out-of-sample {wf['score']['oos']}")
+            for f in wf["folds"]:
+                lines.append(f"    fold {f['fold']}: IS {f['is']['from'][:10]}..{f['is']['to'][:10]} score "
+                             f"{f['is']['score']} | OOS {f['oos']['from'][:10]}..{f['oos']['to'][:10]} score "
+                             f"{f['oos']['score']}")
         lines.append("  inputs: " + "; ".join(f"{k}: {v}" for k, v in run.inputs.items()))
         return "\n".join(lines)

@@ -66,6 +66,7 @@ class Command(BacktestCommand):
                           start=o["start"], end=o["end"], seeds=parse_seeds(o["seeds"]),
                           ticks_per_bar=o["ticks_per_bar"], tick_interval_ms=o["tick_interval_ms"],
                           oos_fraction=o["oos_fraction"], use_prescreen=not o["no_prescreen"],
+                          walk_forward=o["walk_forward"], wf_is_ratio=o["wf_is_ratio"],
                           slippage_points=o["slippage_points"], max_bars=o["max_bars"])
         if o["accounts"]:
             try:
@@ -109,7 +110,8 @@ class Command(BacktestCommand):
     def show(sweep: Sweep) -> str:
         p = sweep.progress()
         lines = [f"sweep #{sweep.pk} {sweep.status}: {p['done']}/{p['total']} done ({p['failed']} failed)",
-                 f"{'rank':>4} {'run':>6} {'OOS score':>10} {'IS score':>10} {'trades':>6}  params"]
+                 f"{'rank':>4} {'run':>6} {'OOS score':>10} {'IS score':>10} {'trades':>6}  params"
+                 "   (walk-forward runs: means over the folds)"]
         for rank, row in enumerate(sweeps.ranking(sweep), 1):
             lines.append(f"{rank:>4} {row['run']:>6} {row['oos']!s:>10} {row['is']!s:>10} {row['trades']!s:>6}  "
                          f"{json.dumps(row['params'], sort_keys=True)}")
