@@ -15,6 +15,24 @@ from .export import run_json, trades_csv
 from .models import BacktestRun, BacktestTrade, StrategyChange, Sweep
 
 
+def prop_table(summary: dict | None):
+    """The breaches the run's prop-firm profile recorded (first seed, up to 100) and the counts per seed."""
+    pr = (summary or {}).get("prop")
+    if not pr:
+        return ""
+    seeds = (summary or {}).get("per_seed", {})
+    first_seed, first = next(((s, v["prop"]) for s, v in seeds.items() if "prop" in v), (None, {}))
+    rows = format_html_join("", "<tr>" + "<td>{}</td>" * 7 + "</tr>",
+                            ((b["at"][:19], b["account"], b["rule"], b["value"], b["limit"], b["action"], b["detail"])
+                             for b in first.get("breaches", [])[:100]))
+    return format_html(
+        "<h4>Prop-firm profile {} ({}): breaches per seed {}; by rule (seed {}) {}</h4>"
+        "<table><thead><tr><th>time (bar date)</th><th>account</th><th>rule</th><th>value</th><th>limit</th>"
+        "<th>action</th><th>detail</th></tr></thead><tbody>{}</tbody></table>",
+        pr["profile"], "enforced" if pr["enforced"] else "report only", pr["breaches_per_seed"], first_seed,
+        first.get("counts", {}), rows)
+
+
 def walk_forward_table(summary: dict | None):
     """The run's walk-forward folds (dates, score and median net PnL of each side), or nothing."""
     wf = (summary or {}).get("walk_forward")
@@ -121,7 +139,7 @@ class BacktestRunAdmin(admin.ModelAdmin):
             (format_html_join("", "<td>{}</td>", ((v,) for v in [seed, seg] + [s.get(k, "") for k in keys])),)
             for seed, segs in per_seed.items() for seg in ("all", "is", "oos") if (s := segs.get(seg))))
         table = format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
-        return format_html("{}{}", table, walk_forward_table(obj.summary))
+        return format_html("{}{}{}", table, walk_forward_table(obj.summary), prop_table(obj.summary))
 
     def get_urls(self):
         return [

@@ -46,6 +46,7 @@ from orders.sizing import SymbolSpec, quote_to_account_rate, size_order
 from signals.strategies import Strategy, get_strategy, wakeups
 from signals.strategy import Decision, Reason, analyse_all
 
+from .propcheck import PropMonitor
 from .stream import StreamBuilder, StreamWindows, TickStream
 from .windows import WindowBuilder
 
@@ -121,6 +122,7 @@ class Position:
     deadline_ms: int
     commission: Decimal
     signal: int
+    open: bool = True  # False once fully closed (a firm-rule flatten may close others mid-loop)
 
 
 @dataclass(slots=True)
@@ -188,7 +190,10 @@ def _dec(x: float) -> Decimal:
 
 class Engine:
     def __init__(self, symbols: list[SymbolSetup], accounts: list[AccountSpec], config: EngineConfig = EngineConfig(),
-                 history: Mapping[str, list[FeedBar]] | None = None):
+                 history: Mapping[str, list[FeedBar]] | None = None, prop: PropMonitor | None = None,
+                 bar_times: list[int] | None = None):
+        """``prop``: the accounts' prop-firm rule profiles (``backtest.propcheck``), evaluated on
+        ``bar_times`` (each bar's own date, ms; default the replay clock)."""
         if not symbols:
             raise BacktestConfigError("no symbols")
         if not accounts:
@@ -222,6 +227,8 @@ class Engine:
         self.slippage = {s.symbol: fills.slippage_price(config.slippage_points, s.spec.price_precision)
                          for s in symbols}
         self.result = Result(equity={a.name: [] for a in accounts})
+        self.prop = prop
+        self.bar_times = bar_times
         self._bar = -1
         self._now = 0
 
@@ -434,7 +441,8 @@ class Engine:
         self.last_signal[symbol] = now_ms
         side = str(d.side)
         for pos in [p for p in self.positions if p.symbol == symbol and p.side != side]:
-            self._close_at_market(pos, "opposite")
+            if pos.open:
+                self._close_at_market(pos, "opposite")
         entry, sl, tp = _dec(plan.entry_price), _dec(plan.stop_loss), _dec(plan.take_profit)
         queue = self.pending.setdefault(symbol, [])
         for k in range(len(self.accounts)):
@@ -454,6 +462,8 @@ class Engine:
         if not self.positions:
             return
         for pos in [p for p in self.positions if p.symbol == symbol]:
+            if not pos.open:
+                continue
             hit = fills.stop_trigger(pos.side, pos.sl, pos.tp, bid, ask)
             if hit is not None:
                 self._close(pos, hit[1], hit[0])
@@ -516,8 +526,56 @@ class Engine:
         if notional / acct.leverage > self._equity(k) - used:
             res.skips.append((signal, acct.name, "not_enough_money"))
             return
-        self.positions.append(Position(k, symbol, side, size.volume, price, ts, self._bar, sl, tp, ts + time_stop_ms,
-                                       fills.open_commission(size.volume, self.config.commission_per_lot), signal))
+        volume = size.volume
+        if self.prop is not None and self.prop.rules[k] is not None:
+            mine = [p for p in self.positions if p.account == k]
+            volume, rule = self.prop.entry(
+                k, self._firm_ms(), balance=self.balance[k], equity=self._equity(k), open_positions=len(mine),
+                open_risk=sum((self._risk_to_stop(p) for p in mine), ZERO), volume=volume,
+                loss_per_lot=self._loss_per_lot(symbol, k, side, price, sl), currencies={spec.base, spec.quote},
+                lot_step=spec.volume_step, min_volume=spec.volume_min)
+            if volume <= 0:
+                res.skips.append((signal, acct.name, str(rule)))
+                return
+        self.positions.append(Position(k, symbol, side, volume, price, ts, self._bar, sl, tp, ts + time_stop_ms,
+                                       fills.open_commission(volume, self.config.commission_per_lot), signal))
+
+    # -- prop-firm rules (backtest.propcheck) ---------------------------------------------------------
+    def _firm_ms(self) -> int:
+        """The firm's clock: the current bar's own date (the replay clock when none was given)."""
+        if self.bar_times:
+            return self.bar_times[min(max(self._bar, 0), len(self.bar_times) - 1)]
+        return self._now
+
+    def _loss_per_lot(self, symbol: str, k: int, side: str, price: Decimal, sl: Decimal | None) -> Decimal | None:
+        """One lot's loss if the stop is hit, in the account currency, at the worse of the
+        conversions at the price and at the stop (the live pre-trade check's conservative rule)."""
+        if sl is None:
+            return None
+        spec, acct = self.setups[symbol].spec, self.accounts[k]
+        in_quote = -fills.pnl_quote(side, price, sl, Decimal(1), spec.contract_size)
+        if in_quote <= 0:
+            return None
+        rate = None
+        if spec.quote != acct.currency and spec.base != acct.currency:
+            rate = self._rate(self.setups[symbol], acct.currency, sl)
+            if rate is None:
+                return None
+        return max(fills.pnl_to_account(in_quote, base=spec.base, quote=spec.quote, account_currency=acct.currency,
+                                        close_price=p, quote_rate=rate) for p in (price, sl))
+
+    def _risk_to_stop(self, p: Position) -> Decimal:
+        if p.symbol not in self.quotes_f:
+            return ZERO
+        bid, ask = self._quote(p.symbol)
+        per_lot = self._loss_per_lot(p.symbol, p.account, p.side, fills.closing_quote(p.side, bid, ask), p.sl)
+        return ZERO if per_lot is None else per_lot * p.volume
+
+    def _flatten(self, k: int) -> None:
+        """A loss rule at its flatten margin (enforced): close every position of the account."""
+        for pos in [p for p in self.positions if p.account == k and p.symbol in self.quotes_f]:
+            if pos.open:
+                self._close_at_market(pos, "firm_rule")
 
     def _quote(self, symbol: str) -> tuple[Decimal, Decimal]:
         """The symbol's latest quote as Decimal (converted only when money is computed)."""
@@ -544,15 +602,20 @@ class Engine:
         self.balance[pos.account] += profit + commission
         if volume == pos.volume:
             self.positions.remove(pos)
+            pos.open = False
         else:
             pos.volume -= volume
             pos.commission -= commission
         self.result.trades.append(trade)
+        k = pos.account
+        if self.prop is not None and self.prop.exit(k, self._firm_ms(), reason=reason, held_ms=self._now - pos.open_ms,
+                                                    balance=self.balance[k], equity=self._equity(k)):
+            self._flatten(k)
         return trade
 
     def _close_all(self, reason: str) -> None:
         for pos in list(self.positions):
-            if pos.symbol in self.quotes_f:
+            if pos.open and pos.symbol in self.quotes_f:
                 self._close_at_market(pos, reason)
         pending = sum(len(q) for q in self.pending.values())
         for queue in self.pending.values():
@@ -563,4 +626,7 @@ class Engine:
 
     def _mark_equity(self) -> None:
         for k, acct in enumerate(self.accounts):
-            self.result.equity[acct.name].append((self._bar, self._equity(k)))
+            equity = self._equity(k)
+            self.result.equity[acct.name].append((self._bar, equity))
+            if self.prop is not None and self.prop.observe(k, self._firm_ms(), self.balance[k], equity):
+                self._flatten(k)

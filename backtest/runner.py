@@ -25,6 +25,7 @@ from tradeops.logging import get_logger
 from . import metrics, walkforward
 from .data import BacktestDataError, BarSeries, TickPlan, bar_events, input_report, load_series, spec_of
 from .engine import AccountSpec, BacktestConfigError, Engine, EngineConfig, Result, SymbolSetup
+from .propcheck import PropMonitor, PropRules
 from .stream import stream_from_events
 
 log = get_logger(__name__)
@@ -51,6 +52,9 @@ class Definition:
     max_bars: int | None = None
     name: str = ""
     walk_forward: int = 0  # folds (0: off); see backtest.walkforward
+    prop_profile: str = ""  # a prop.models.RuleProfile name: report the breaches it would have had
+    prop_enforce: bool = False  # ... and apply its entry checks and flatten-at-margin like live
+    prop_phase: str = "evaluation"  # the simulated accounts' program phase (the news rule's scope)
     wf_is_ratio: float = 3.0  # in-sample bars per out-of-sample bar in each fold
 
     def validate(self) -> tuple[list[AccountSpec], SymbolSetup, TickPlan]:
@@ -126,8 +130,11 @@ def run_definition(defn: Definition) -> Outcome:
     results: dict[int, Result] = {}
     per_seed = {}
     engine = None
+    prop_rules = _prop_rules(defn, accounts, series) if defn.prop_profile else None
     for seed in defn.seeds:
-        engine = Engine([setup], accounts, config)
+        monitor = (PropMonitor(prop_rules, [a.name for a in accounts], defn.prop_enforce)
+                   if prop_rules is not None else None)
+        engine = Engine([setup], accounts, config, prop=monitor, bar_times=list(series.times_ms))
         stream = stream_from_events(bar_events(series, seed, plan))  # columns: the engine's fast path
         res = engine.run_stream(stream) if stream is not None else engine.run(bar_events(series, seed, plan))
         results[seed] = res
@@ -139,6 +146,8 @@ def run_definition(defn: Definition) -> Outcome:
             "reasons": res.reasons,
             "skips": _count(r for _, _, r in res.skips),
         }
+        if monitor is not None:
+            per_seed[seed]["prop"] = monitor.summary()
         if fold_plan:
             per_seed[seed]["folds"] = [
                 {"is": _segment_summary(series, res, accounts, f.is_lo, f.is_hi),
@@ -155,11 +164,47 @@ def run_definition(defn: Definition) -> Outcome:
     }
     if fold_plan:
         summary["walk_forward"] = _walk_forward_summary(series, defn, fold_plan, per_seed)
+    if prop_rules is not None:
+        summary["prop"] = {"profile": defn.prop_profile, "enforced": defn.prop_enforce, "phase": defn.prop_phase,
+                           "breaches_per_seed": {str(s): per_seed[s]["prop"]["total"] for s in defn.seeds},
+                           "counts_per_seed": {str(s): per_seed[s]["prop"]["counts"] for s in defn.seeds}}
     first = results[defn.seeds[0]]
     equity = _equity_curve(series, first)
     effective = engine.params[defn.symbol].to_dict()
     return Outcome(defn, series, results, split, effective, metrics.to_jsonable(summary), equity,
                    time.perf_counter() - t0)
+
+
+def _prop_rules(defn: Definition, accounts: list[AccountSpec], series: BarSeries) -> list[PropRules]:
+    """The profile resolved for each simulated account by prop's own ``prop.state.resolve`` (its
+    initial balance = the account's starting equity), with the news events of the data's range."""
+    from types import SimpleNamespace
+
+    from prop import rules as R
+    from prop.models import NewsEvent, RuleProfile
+    from prop.state import news_applies, resolve
+
+    profile = RuleProfile.objects.filter(name=defn.prop_profile).first()
+    if profile is None:
+        names = ", ".join(RuleProfile.objects.order_by("name").values_list("name", flat=True)) or "none"
+        raise BacktestConfigError(f"unknown prop rule profile {defn.prop_profile!r}; profiles: {names}")
+    news: tuple = ()
+    if news_applies(profile, defn.prop_phase):
+        lo = _dt(series.times_ms[0] - profile.news_after_s * 1000)
+        hi = _dt(series.times_ms[-1] + profile.news_before_s * 1000 + 3_600_000)
+        news = tuple(R.NewsWindow(e.at, e.currency, e.impact, e.title)
+                     for e in NewsEvent.objects.filter(at__gte=lo, at__lte=hi).order_by("at"))
+    out = []
+    for k, acct in enumerate(accounts):
+        stand_in = SimpleNamespace(pk=k, initial_balance=acct.equity, daily_loss_limit=None, rule_profile_id=profile.pk)
+        ar = resolve(stand_in, profile, _dt(series.times_ms[0]))
+        if ar.loss.unresolved:
+            raise BacktestConfigError(f"prop profile {profile.name!r}: {', '.join(map(str, ar.loss.unresolved))} "
+                                      "cannot be computed for the run's accounts")
+        out.append(PropRules(profile.name, ar.loss, ar.caps, ar.session, profile.reset_time, profile.reset_timezone,
+                             acct.equity, profile.min_hold_seconds, news, profile.news_before_s, profile.news_after_s,
+                             profile.news_min_impact))
+    return out
 
 
 def _walk_forward_summary(series: BarSeries, defn: Definition, plan: list, per_seed: dict) -> dict:

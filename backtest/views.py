@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 
 from dashboard.charts import Box, Series, line_chart
 
-from .admin import walk_forward_table
+from .admin import prop_table, walk_forward_table
 from .models import BacktestRun
 
 TRADES_SHOWN = 200
@@ -58,4 +58,5 @@ def run_page(request, pk: int | None = None):
         context["aggregate"] = run.total("all")
         context["score"] = (run.summary or {}).get("score", {})
         context["walk_forward"] = walk_forward_table(run.summary)
+        context["prop"] = prop_table(run.summary)
     return render(request, "backtest/run.html", context)

@@ -65,6 +65,11 @@ class Command(BaseCommand):
                                  "the mean out-of-sample score over the folds")
         parser.add_argument("--wf-is-ratio", type=float, default=3.0,
                             help="walk-forward: in-sample bars per out-of-sample bar in each fold")
+        parser.add_argument("--prop-profile", default="", metavar="NAME",
+                            help="a prop-firm rule profile (admin: Prop-firm rules): report the breaches the run "
+                                 "would have caused")
+        parser.add_argument("--prop-enforce", action="store_true",
+                            help="with --prop-profile: apply its entry checks and flatten-at-margin like live")
         parser.add_argument("--max-bars", type=int)
         parser.add_argument("--slippage-points", type=int, default=0)
         parser.add_argument("--no-prescreen", action="store_true", help="beat only, no pre-screen wake-ups")
@@ -92,6 +97,7 @@ class Command(BaseCommand):
                           ticks_per_bar=o["ticks_per_bar"], tick_interval_ms=o["tick_interval_ms"],
                           oos_fraction=o["oos_fraction"], use_prescreen=not o["no_prescreen"],
                           walk_forward=o["walk_forward"], wf_is_ratio=o["wf_is_ratio"],
+                          prop_profile=o["prop_profile"], prop_enforce=o["prop_enforce"],
                           slippage_points=o["slippage_points"], max_bars=o["max_bars"], name=o["name"])
         if o["accounts"]:
             try:
@@ -131,5 +137,13 @@ class Command(BaseCommand):
                 lines.append(f"    fold {f['fold']}: IS {f['is']['from'][:10]}..{f['is']['to'][:10]} score "
                              f"{f['is']['score']} | OOS {f['oos']['from'][:10]}..{f['oos']['to'][:10]} score "
                              f"{f['oos']['score']}")
+        if s.get("prop"):
+            pr = s["prop"]
+            lines.append(f"  prop profile {pr['profile']!r} ({'enforced' if pr['enforced'] else 'report only'}): "
+                         f"breaches per seed {pr['breaches_per_seed']}")
+            first = next(iter(s["per_seed"].values()))["prop"]
+            for b in first["breaches"][:10]:
+                lines.append(f"    {b['at'][:19]} {b['account']} {b['rule']}: {b['value']} vs {b['limit']} "
+                             f"({b['action']}) {b['detail']}")
         lines.append("  inputs: " + "; ".join(f"{k}: {v}" for k, v in run.inputs.items()))
         return "\n".join(lines)

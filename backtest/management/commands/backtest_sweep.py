@@ -67,6 +67,7 @@ class Command(BacktestCommand):
                           ticks_per_bar=o["ticks_per_bar"], tick_interval_ms=o["tick_interval_ms"],
                           oos_fraction=o["oos_fraction"], use_prescreen=not o["no_prescreen"],
                           walk_forward=o["walk_forward"], wf_is_ratio=o["wf_is_ratio"],
+                          prop_profile=o["prop_profile"], prop_enforce=o["prop_enforce"],
                           slippage_points=o["slippage_points"], max_bars=o["max_bars"])
         if o["accounts"]:
             try:
