@@ -213,6 +213,7 @@ class Engine:
             self.strategies[s.symbol] = strategy
             self.params[s.symbol] = strategy.parse_params(s.params)
         self.tick_sizes = {s.symbol: s.tick_size for s in symbols}
+        self._names = list(self.setups)
         self.builder = WindowBuilder()
         self.history = dict(history or {})
         for name, bars in (history or {}).items():
@@ -419,7 +420,7 @@ class Engine:
 
     # -- analysis -------------------------------------------------------------------------------
     def _analyse(self, now_ms: int, only: list[str] | None, woken: bool) -> None:
-        names = only if only is not None else list(self.setups)
+        names = only if only is not None else self._names
         windows = self.builder.windows(names)
         decisions = analyse_all(windows, self.params, now_ms, self.last_signal, self.tick_sizes, self.strategies)
         res = self.result

@@ -333,21 +333,22 @@ class StreamWindows:
             return BarWindow.empty(self.symbol, tf)
         ints, floats = self.work[tf]
         row = self.dirty[tf]
-        if row is not None and row != count:
-            ci, cf = self.closed[tf]
-            if row < ci.shape[1]:
-                ints[:, row] = ci[:, row]
-                floats[:, row] = cf[:, row]
+        if row != count:
+            if row is not None:  # put back the closed bar the last forming bar covered
+                ci, cf = self.closed[tf]
+                if row < ci.shape[1]:
+                    ints[:, row] = ci[:, row]
+                    floats[:, row] = cf[:, row]
             self.dirty[tf] = None
         if hi > count:
             fi, ff = self.forming[tf]
             ints[:, count] = fi[:, j]
             floats[:, count] = ff[:, j]
             self.dirty[tf] = count
-        key, cached = self.cache[tf]
-        if key == hi:
-            return cached
-        lo = max(0, hi - want)
+        cached = self.cache[tf]
+        if cached[0] == hi:
+            return cached[1]
+        lo = hi - want if hi > want else 0
         i0, i1 = ints[:, lo:hi]
         bw = BarWindow(self.symbol, tf, i0, *floats[:, lo:hi], i1)
         self.cache[tf] = (hi, bw)
@@ -390,4 +391,6 @@ class StreamBuilder:
 
     def windows(self, symbols) -> dict[str, MarketWindow]:
         sw = self.stream_windows
+        if len(symbols) == 1 and symbols[0] == sw.symbol:
+            return {sw.symbol: sw.window(self.pos)}
         return {s: (sw.window(self.pos) if s == sw.symbol else self.others[s].window()) for s in symbols}
