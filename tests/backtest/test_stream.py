@@ -189,3 +189,27 @@ def test_running_sums_are_the_rollers_sequential_sums_on_both_layouts():
                 expected_max.append(hi)
         assert _running(values[:n], starts, lengths, np.add, _zero_plus).tolist() == expected_sum
         assert _running(values[:n], starts, lengths, np.maximum).tolist() == expected_max
+
+
+def test_the_stream_path_equals_the_per_event_path_under_an_enforced_prop_profile():
+    from datetime import time
+
+    from backtest.propcheck import PropMonitor, PropRules
+    from prop import rules as R
+
+    series = EURUSD.slice(1400, 1900)
+    events = list(bar_events(series, 2))
+    rules = PropRules("t", R.LossRules(R.Basis.BALANCE, D("60"), R.MaxLossMode.TRAILING, D("120")),
+                      R.Caps(lots_per_day=D("2"), orders_per_day=12), R.Session("Europe/Prague"), time(0, 0),
+                      "Europe/Prague", D("10000"), min_hold_s=60)
+    setup = SymbolSetup("EURUSD", SPECS["EURUSD"], params={"surge_min_ratio": 1.5, "surge_min_zscore": 1.0,
+                                                           "time_stop_s": 30, "cooldown_ms": 5000})
+    out = []
+    for fast in (False, True):
+        monitor = PropMonitor([rules], ["A"], enforce=True)
+        engine = Engine([setup], [AccountSpec("A", risk_pct=D("1"))], prop=monitor, bar_times=list(series.times_ms))
+        res = engine.run_stream(stream_from_events(events)) if fast else engine.run(events)
+        out.append((res, monitor.summary()))
+    (a, pa), (b, pb) = out
+    assert pa["total"] > 0 and pa == pb
+    _assert_same_result(a, b)
