@@ -108,6 +108,7 @@ def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _PAD = {np.maximum: -np.inf, np.minimum: np.inf, np.add: 0}
+_LAYOUT: dict = {}  # the last runs' matrix layout, reused by the next accumulations over the same runs
 
 
 def _running(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, op, first=None) -> np.ndarray:
@@ -119,14 +120,22 @@ def _running(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, op, fi
     n = len(values)
     width = int(lengths.max(initial=0))
     if n and len(starts) * width <= 4 * n + 4096:
-        row = np.repeat(np.arange(len(starts)), lengths)
-        col = np.arange(n) - np.repeat(starts, lengths)
-        mat = np.full((len(starts), width), _PAD[op], dtype=values.dtype)
-        mat[row, col] = values
+        key = (id(starts), len(starts), n)
+        flat = _LAYOUT.get(key)
+        if flat is None or flat[0] is not starts:
+            # each row's position in a (runs x width) matrix, row-major: run * width + offset in the run
+            pos = np.arange(n) + np.repeat(np.arange(len(starts)) * width - starts, lengths)
+            if len(_LAYOUT) >= 2:  # the tick runs and the minute runs of one stream: keep no more
+                _LAYOUT.clear()
+            flat = _LAYOUT[key] = (starts, pos)
+        pos = flat[1]
+        mat = np.full(len(starts) * width, _PAD[op], dtype=values.dtype)
+        mat[pos] = values
+        mat = mat.reshape(len(starts), width)
         if first is not None:
             mat[:, 0] = first(mat[:, 0])
         op.accumulate(mat, axis=1, out=mat)
-        return mat[row, col]
+        return mat.ravel()[pos]
     out = values.copy()
     if first is not None:
         out[starts] = first(values[starts])
