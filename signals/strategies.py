@@ -245,12 +245,17 @@ class VolumeSurgePreScreen:
             rate = recent / elapsed_s
             ok &= (rate >= self.ratio * mean) & ((rate - mean) / np.maximum(std, self.std_floor * mean) >= self.zmin)
             ok &= recent >= self.vmin
-        fires, next_fire = [], -1
+        # the re-look schedule of on_tick over the ticks at which the test holds (same episode rule)
+        fires, next_fire, refire, held = [], -1, self.REFIRE_MIN_MS, -(1 << 62)
         candidates = np.flatnonzero(ok)
         for i, t in zip(candidates.tolist(), ts[candidates].tolist()):
+            if t - held >= self.REARM_MS:
+                refire = self.REFIRE_MIN_MS  # a new episode
+            held = t
             if t >= next_fire:
                 fires.append(i)
-                next_fire = t + self.REFIRE_MS
+                next_fire = t + refire
+                refire = min(refire * 2, self.REFIRE_MAX_MS)
         return np.array(fires, dtype=np.int64)
 
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool:
