@@ -61,7 +61,8 @@ def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 
     counts: Counter = Counter()
     task_mono = hops.mono_ms()  # the "order task start" hop (signals.hops)
     signal = reads.signal(signal_id)
-    with account_locks(account_ids) as (locked, busy):
+    closing: list[tuple[str, dict]] = []  # run inside the unlock statement: the chunk's last round trip
+    with account_locks(account_ids, release_with=closing) as (locked, busy):
         if busy:
             hand_over(signal_id, busy, requeues)
             counts["handed_over"] += len(busy)
@@ -69,26 +70,28 @@ def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 
             placed = submit.place_locked(signal, locked)
             for order in placed:
                 counts[order.status] += 1
-            record_hops(signal_id, task_mono, placed)
-    if locked:
-        # the pairs take their orders' outcomes, after the locks are released (the fill links,
-        # already published, skip an account whose lock is still held)
-        delivery.settle([signal_id], locked)
+            # the pairs take their orders' outcomes and the signal's hop document gets the orders'
+            # timestamps, in the statement that releases the locks (if it fails, the sweep settles
+            # the pairs; the timings are lost, logged)
+            closing.append(delivery.settle_statement([signal_id], locked))
+            hop_update = hops_statement(signal_id, task_mono, placed)
+            if hop_update is not None:
+                closing.append(hop_update)
     log.info("orders_batch_done", signal_id=signal_id, accounts=len(account_ids), **counts)
     return dict(counts)
 
 
-def record_hops(signal_id: int, task_mono: float, orders) -> None:
+def hops_statement(signal_id: int, task_mono: float, orders) -> tuple[str, dict] | None:
     """Task start, HTTP send and broker answer of each order this task sent, added to the signal's
-    hop document in one UPDATE after the chunk is done (off the critical path; ``signals.hops``)."""
+    hop document (``signals.hops``): the UPDATE and its parameters, or None when nothing was sent."""
     rows = {o.pk: [task_mono, round(o.hop_send, 3), round(o.hop_answer, 3)]
             for o in orders if getattr(o, "hop_send", None) is not None and getattr(o, "hop_answer", None) is not None}
     if not rows:
-        return
-    try:
-        Signal.objects.filter(pk=signal_id).update(hops=hops.merged_orders(rows))
-    except Exception as exc:  # noqa: BLE001 - timing data must never fail a chunk whose orders are placed
-        log.warning("order_hops_not_recorded", signal_id=signal_id, orders=len(rows), error=type(exc).__name__)
+        return None
+    value = hops.merged_orders(rows)
+    (doc,) = value.params
+    return (f'UPDATE {Signal._meta.db_table} SET "hops" = {value.sql.replace("%s", "%(doc)s")} WHERE id = %(signal)s',
+            {"doc": doc, "signal": signal_id})
 
 
 def hand_over(signal_id: int, account_ids: list[int], requeues: int = 0) -> None:

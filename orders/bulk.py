@@ -14,14 +14,19 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
 from django.utils import timezone
 
+from tradeops.logging import get_logger
+
 from .lifecycle import OrderStatus, check_transition
 from .locks import LOCK_NAMESPACE
 from .models import Order
+
+log = get_logger(__name__)
 
 COMPLETING = frozenset({OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.FAILED, OrderStatus.CANCELLED,
                         OrderStatus.SKIPPED})
@@ -91,9 +96,14 @@ _KEEP = _Keep()
 
 
 @contextlib.contextmanager
-def account_locks(account_ids: Iterable[int]):
+def account_locks(account_ids: Iterable[int], release_with: list[tuple[str, dict]] | None = None):
     """Try every account's advisory lock at once; yield ``(locked, busy)`` id lists. The locks taken
-    are released on exit (or with the session if the process dies)."""
+    are released on exit (or with the session if the process dies).
+
+    ``release_with``: data-modifying statements (``UPDATE …`` with ``%(name)s`` parameters) the
+    block appends to run IN the unlock's statement, as CTEs: the chunk's closing writes cost no
+    round trip of their own. If that statement fails, the session is dropped (PostgreSQL releases
+    the locks with it) and the writes are lost with it: only writes the sweep redoes belong here."""
     ids = [int(a) for a in account_ids]
     locked: list[int] = []
     busy: list[int] = []
@@ -107,12 +117,32 @@ def account_locks(account_ids: Iterable[int]):
         yield locked, busy
     finally:
         if locked:
+            sql, params = with_statements(list(release_with or []),
+                                          "SELECT pg_advisory_unlock(%(ns)s, k) FROM unnest(%(ids)s::int[]) AS k",
+                                          {"ns": LOCK_NAMESPACE, "ids": locked})
             try:
                 with connection.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_unlock(%s, k) FROM unnest(%s::int[]) AS k",
-                                [LOCK_NAMESPACE, locked])
-            except Exception:  # connection gone: the server released the locks with the session
+                    cur.execute(sql, params)
+            except Exception as exc:  # connection gone: the server released the locks with the session
+                log.warning("account_locks_release_failed", accounts=len(locked), statements=len(release_with or []),
+                            error=type(exc).__name__)
                 connection.close()
+
+
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+def with_statements(ctes: list[tuple[str, dict]], main: str, params: dict) -> tuple[str, dict]:
+    """``WITH w0 AS (cte0), w1 AS (cte1) main``: one statement, each CTE's parameters renamed apart.
+    (PostgreSQL runs every data-modifying CTE, referenced or not, once, in the statement's snapshot.)"""
+    if not ctes:
+        return main, params
+    parts = []
+    merged = dict(params)
+    for i, (sql, cte_params) in enumerate(ctes):
+        parts.append(f"w{i} AS ({_PARAM.sub(lambda m, i=i: f'%(w{i}_{m.group(1)})s', sql)})")
+        merged.update({f"w{i}_{k}": v for k, v in cte_params.items()})
+    return "WITH " + ",\n".join(parts) + "\n" + main, merged
 
 
 def chunked(ids: Sequence, size: int):

@@ -154,15 +154,21 @@ WHERE d.signal_id = m.signal_id AND d.account_id = m.account_id AND d.outcome = 
 """
 
 
+def settle_statement(signal_ids: list[int], account_ids: list[int] | None = None) -> tuple[str, dict]:
+    """The settle UPDATE and its parameters (a chunk runs it inside its unlock statement,
+    :func:`orders.bulk.account_locks`)."""
+    sql = _SETTLE_SQL.format(**_tables(), expired=Missed.SIGNAL_EXPIRED, signal_expired=Reason.SIGNAL_EXPIRED.value,
+                             failed_as_skipped=", ".join(f"'{r}'" for r in _FAILED_AS_SKIPPED),
+                             account_filter="AND o.account_id = ANY(%(accounts)s)" if account_ids is not None else "")
+    return sql, {"signals": list(signal_ids), "accounts": list(account_ids or [])}
+
+
 def settle(signal_ids: list[int], account_ids: list[int] | None = None) -> int:
     """Pending pairs whose Order is terminal take its outcome (one statement). Returns how many."""
     if not signal_ids:
         return 0
-    sql = _SETTLE_SQL.format(**_tables(), expired=Missed.SIGNAL_EXPIRED, signal_expired=Reason.SIGNAL_EXPIRED.value,
-                             failed_as_skipped=", ".join(f"'{r}'" for r in _FAILED_AS_SKIPPED),
-                             account_filter="AND o.account_id = ANY(%(accounts)s)" if account_ids is not None else "")
     with connection.cursor() as cur:
-        cur.execute(sql, {"signals": list(signal_ids), "accounts": list(account_ids or [])})
+        cur.execute(*settle_statement(signal_ids, account_ids))
         return cur.rowcount
 
 

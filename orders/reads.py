@@ -11,7 +11,10 @@ read                           function (one statement / round trip whatever the
 accounts + flags               :func:`accounts_for_orders` (kill switch, symbol permission)
 the send gate                  :func:`gate_rows` / :func:`send_gates` — the ONLY read of the kill
                                switch and account halt state before a broker call
-exposure                       :func:`exposures` (open positions, in-flight orders, realized PnL)
+exposure (+ rule inputs)       :func:`exposures` (open positions, in-flight orders, realized PnL);
+                               :func:`exposures_and_rule_inputs` adds, in the same statement, what
+                               the rule profiles need (prop.pretrade: profile, day's budgets,
+                               high-water mark, holdings)
 claimed broker position ids    :func:`claimed_ids`
 live quote                     :func:`live_quote` (Redis)
 conversion rates               :func:`cross_rates` (Symbol table, feed quotes, broker quotations)
@@ -23,9 +26,11 @@ Decisions over these values are pure (:mod:`orders.policy`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -38,6 +43,7 @@ from accounts.models import Account, TradingSwitch
 from marketdata.models import Symbol
 from marketdata.reader import read_quotes
 from matchtrader.errors import BrokerError
+from prop.models import DailyUsage, RuleProfile, RuleState
 from signals.models import Signal
 from tradeops.logging import get_logger
 
@@ -126,22 +132,41 @@ def kill_switch_on() -> bool:
         return bool(cur.fetchone()[0])
 
 
-# --- exposure -----------------------------------------------------------------------------------------
+# --- exposure (and the rule profiles' inputs) ------------------------------------------------------------
+# One statement per chunk: three index lookups per account (open positions, unlinked in-flight
+# orders on the partial index ``order_unlinked_inflight``, today's closes). With ``rule_inputs``
+# the same laterals also return the holdings the rule profiles value (prop.pretrade), and per
+# account its profile row, its DailyUsage rows of the firm days around now and its high-water
+# mark: the firm rules' reads cost no statement of their own.
 _EXPOSURE_SQL = """
-SELECT a.id, p.n, p.vol_sym, p.upnl, o.n, o.vol_sym, t.realized
-FROM unnest(%(accs)s::bigint[]) AS a(id)
+SELECT a.id, p.n, p.vol_sym, p.upnl, o.n, o.vol_sym, t.realized{rule_columns}
+FROM unnest(%(accs)s::bigint[], %(profiles)s::bigint[]) AS a(id, profile_id)
 CROSS JOIN LATERAL (
-  SELECT count(*) AS n, coalesce(sum(volume) FILTER (WHERE symbol_id = %(sym)s), 0) AS vol_sym,
-         coalesce(sum(unrealized_pnl), 0) AS upnl
-  FROM {pos} WHERE account_id = a.id AND status = 'open') p
+  SELECT count(*) AS n, coalesce(sum(p.volume) FILTER (WHERE p.symbol_id = %(sym)s), 0) AS vol_sym,
+         coalesce(sum(p.unrealized_pnl), 0) AS upnl{pos_holdings}
+  FROM {pos} p{pos_join} WHERE p.account_id = a.id AND p.status = 'open') p
 CROSS JOIN LATERAL (
-  SELECT count(*) AS n, coalesce(sum(volume) FILTER (WHERE symbol_id = %(sym)s), 0) AS vol_sym
-  FROM {ord} WHERE account_id = a.id AND purpose = 'open' AND position_id IS NULL AND status IN ({inflight})
-               AND created_at >= %(since)s AND id <> %(exclude)s) o
+  SELECT count(*) AS n, coalesce(sum(o.volume) FILTER (WHERE o.symbol_id = %(sym)s), 0) AS vol_sym{ord_holdings}
+  FROM {ord} o{ord_join} WHERE o.account_id = a.id AND o.purpose = 'open' AND o.position_id IS NULL
+               AND o.status IN ({inflight}) AND o.created_at >= %(since)s AND o.id <> ALL(%(exclude)s)) o
 CROSS JOIN LATERAL (
   SELECT coalesce(sum(realized_pnl + commission + swap), 0) AS realized
-  FROM {trd} WHERE account_id = a.id AND executed_at >= %(midnight)s AND kind IN ({closes})) t
+  FROM {trd} WHERE account_id = a.id AND executed_at >= %(midnight)s AND kind IN ({closes})) t{rule_joins}
 """
+# (symbol, side, volume, open price, stop, contract size, base, quote) per holding, as JSON text
+# parsed with Decimal numbers (:func:`json_decimal`)
+_HOLDINGS_AGG = (", json_agg(json_build_array(s.name, {t}.side, {t}.volume, {price}, {t}.stop_loss, "
+                 "s.contract_size, s.base_currency, s.quote_currency))::text AS holdings")
+_RULE_COLUMNS = ", p.holdings, o.holdings, rp.doc, u.docs, rs.high_water"
+_RULE_JOINS = """
+LEFT JOIN LATERAL (
+  SELECT row_to_json(r)::text AS doc FROM {profile} r
+  WHERE r.id = a.profile_id OR r.is_default
+  ORDER BY r.id = a.profile_id DESC NULLS LAST, r.id LIMIT 1) rp ON true
+LEFT JOIN LATERAL (
+  SELECT json_agg(row_to_json(u))::text AS docs FROM {usage} u
+  WHERE u.account_id = a.id AND u.day BETWEEN %(day_from)s AND %(day_to)s) u ON true
+LEFT JOIN {rule_state} rs ON rs.account_id = a.id"""
 
 
 def _sql_list(values) -> str:
@@ -149,6 +174,11 @@ def _sql_list(values) -> str:
     partial index ``order_unlinked_inflight`` (orders/models.py) predicate for the planner to use it."""
     assert all(str(v).isidentifier() for v in values)
     return ", ".join(f"'{v}'" for v in values)
+
+
+def json_decimal(text: str | None):
+    """JSON text from the statement above, numbers with a fraction as exact Decimals (money, lots)."""
+    return json.loads(text, parse_float=Decimal) if text else None
 
 
 def _exposure_from_row(account: Account, row, midnight: datetime) -> Exposure:
@@ -162,23 +192,71 @@ def _exposure_from_row(account: Account, row, midnight: datetime) -> Exposure:
                     realized_pnl_today=realized, unrealized_pnl=unrealized)
 
 
+@dataclass(frozen=True)
+class RuleInputs:
+    """An account's rule-profile inputs, read with its exposure (consumed by :mod:`prop.pretrade`):
+    the profile row (its own, else the default one; None: no profile row at all) and its DailyUsage
+    rows of the firm days around now, as column → value dicts; the high-water mark; the holdings
+    (open positions, then unlinked in-flight opens) as (symbol, side, volume, price, stop, contract
+    size, base, quote)."""
+
+    profile: dict | None
+    usage: list[dict]
+    high_water: Decimal | None
+    holdings: list[tuple]
+
+
+def _run_exposure(accounts: list[Account], symbol_id: int, now: datetime, exclude_order_ids, rule_inputs: bool):
+    midnight = utc_midnight(now)
+    params = {"accs": [a.pk for a in accounts], "profiles": [getattr(a, "rule_profile_id", None) for a in accounts],
+              "sym": symbol_id, "since": now - timedelta(days=1), "exclude": list(exclude_order_ids) or [0],
+              "midnight": midnight,
+              # a firm day's local date is within a day or two of the UTC date, whatever its zone
+              "day_from": (now - timedelta(days=2)).date(), "day_to": (now + timedelta(days=1)).date()}
+    tables = dict(pos=Position._meta.db_table, ord=Order._meta.db_table, trd=Trade._meta.db_table,
+                  inflight=_sql_list(IN_FLIGHT_STATUSES), closes=_sql_list([Trade.Kind.CLOSE, Trade.Kind.PARTIAL_CLOSE]),
+                  rule_columns="", pos_holdings="", pos_join="", ord_holdings="", ord_join="", rule_joins="")
+    if rule_inputs:
+        join = " JOIN " + Symbol._meta.db_table + " s ON s.id = {t}.symbol_id"
+        tables.update(rule_columns=_RULE_COLUMNS, pos_join=join.format(t="p"), ord_join=join.format(t="o"),
+                      pos_holdings=_HOLDINGS_AGG.format(t="p", price="p.open_price"),
+                      ord_holdings=_HOLDINGS_AGG.format(t="o", price="coalesce(o.fill_price, o.price)"),
+                      rule_joins=_RULE_JOINS.format(profile=RuleProfile._meta.db_table,
+                                                    usage=DailyUsage._meta.db_table,
+                                                    rule_state=RuleState._meta.db_table))
+    with connection.cursor() as cur:
+        cur.execute(_EXPOSURE_SQL.format(**tables), params)
+        return cur.fetchall(), midnight
+
+
 def exposures(accounts: list[Account], symbol_id: int, now: datetime,
               exclude_order_id: int | None = None) -> dict[int, Exposure]:
     """What each account holds, counting orders whose position is not (yet) linked: three index
     lookups per account (open positions, unlinked in-flight orders, today's closes), one query."""
     if not accounts:
         return {}
-    midnight = utc_midnight(now)
-    params = {"accs": [a.pk for a in accounts], "sym": symbol_id, "since": now - timedelta(days=1),
-              "exclude": exclude_order_id or 0, "midnight": midnight}
-    sql = _EXPOSURE_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, trd=Trade._meta.db_table,
-                               inflight=_sql_list(IN_FLIGHT_STATUSES),
-                               closes=_sql_list([Trade.Kind.CLOSE, Trade.Kind.PARTIAL_CLOSE]))
     by_id = {a.pk: a for a in accounts}
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall()
-    return {row[0]: _exposure_from_row(by_id[row[0]], row[1:], midnight) for row in rows}
+    rows, midnight = _run_exposure(accounts, symbol_id, now, [exclude_order_id] if exclude_order_id else [], False)
+    return {row[0]: _exposure_from_row(by_id[row[0]], row[1:7], midnight) for row in rows}
+
+
+def exposures_and_rule_inputs(accounts: list[Account], symbol_id: int, now: datetime,
+                              exclude_order_ids=()) -> dict[int, tuple[Exposure, RuleInputs]]:
+    """:func:`exposures` and each account's :class:`RuleInputs`, in the same one statement."""
+    if not accounts:
+        return {}
+    by_id = {a.pk: a for a in accounts}
+    rows, midnight = _run_exposure(accounts, symbol_id, now, exclude_order_ids, True)
+    out = {}
+    profiles: dict[str, dict] = {}  # a chunk's accounts mostly share a profile: parse it once
+    for row in rows:
+        pos, pend, profile, usage, high_water = row[7:12]
+        if profile is not None and profile not in profiles:
+            profiles[profile] = json_decimal(profile)
+        holdings = [tuple(h) for h in (json_decimal(pos) or []) + (json_decimal(pend) or []) if h[0] is not None]
+        out[row[0]] = (_exposure_from_row(by_id[row[0]], row[1:7], midnight),
+                       RuleInputs(profiles.get(profile), json_decimal(usage) or [], high_water, holdings))
+    return out
 
 
 def limits_of(account: Account) -> RiskLimits:

@@ -192,8 +192,12 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
             log.info("order_skipped", order_id=order.pk, account_id=order.account_id, reason=skip)
         else:
             candidates.append(order)
-    exposures = reads.exposures([accounts[o.account_id] for o in candidates], signal.symbol_id, now)
-    firm = pretrade.firm_checks(candidates, accounts, signal, now)  # the accounts' rule profiles
+    # what each account holds and its rule profile's inputs, one statement for the chunk
+    facts = reads.exposures_and_rule_inputs([accounts[o.account_id] for o in candidates], signal.symbol_id, now,
+                                            exclude_order_ids=[o.pk for o in candidates])
+    exposures = {account_id: exposure for account_id, (exposure, _) in facts.items()}
+    firm = pretrade.firm_checks(candidates, accounts, signal, now,  # the accounts' rule profiles
+                                {account_id: inputs for account_id, (_, inputs) in facts.items()})
     # one live quote for the whole chunk (same symbol and side), read when the first order needs it
     anchor = functools.cache(lambda: anchor_on_live_price(candidates[0], signal))
     to_submit: list[tuple[Order, dict]] = []

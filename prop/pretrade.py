@@ -2,19 +2,24 @@
 
 Why here: :func:`orders.policy.decide_send` is pure; it takes a :class:`prop.rules.FirmCheck` per
 order and applies :func:`prop.rules.check_entry` after the engine's own risk checks. This module
-reads what those checks need for a chunk's accounts, one statement each whatever their number:
+turns what those checks need for a chunk's accounts into a ``FirmCheck`` each. The database
+inputs come with the engine's own exposure read, in the SAME statement
+(:func:`orders.reads.exposures_and_rule_inputs`: a chunk used to pay four more round trips for
+them, and the holdings query missed the in-flight orders' partial index):
 
 ==========================  ==================================================================
 input                       read
 ==========================  ==================================================================
-profile → rules, firm day   one query (profiles), pure resolution (:mod:`prop.state`)
-day's budgets + snapshot    ``DailyUsage`` rows (one query, one INSERT for missing ones); a day
-                            without a snapshot yet is REBUILT from our own records: the last
-                            broker balance minus the realized PnL of our closes since the reset
-high-water mark             one query (``RuleState``)
-holdings                    one query: open positions and unlinked in-flight opens (volume,
-                            price, stop) → our mark-to-market, the open risk to their stops and
-                            the open-order count
+profile → rules, firm day   the profile row with the exposure, pure resolution (:mod:`prop.state`)
+day's budgets + snapshot    the ``DailyUsage`` rows of the days around now with the exposure;
+                            the day's first order INSERTs its row (:func:`prop.state.usage_rows`);
+                            a day without a snapshot yet is REBUILT from our own records: the
+                            last broker balance minus the realized PnL of our closes since the
+                            reset (one query, one UPDATE, once a day)
+high-water mark             ``RuleState`` with the exposure
+holdings                    with the exposure: open positions and unlinked in-flight opens
+                            (volume, price, stop) → our mark-to-market, the open risk to their
+                            stops and the open-order count
 live quotes                 one Redis round trip for the symbols held and the signal's
 news events                 one query, only when a profile has a news rule
 ==========================  ==================================================================
@@ -29,41 +34,25 @@ counted as sent before any byte leaves, never after.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
 
-from marketdata.models import Symbol
 from marketdata.reader import read_quotes
 from orders import broker, reads
-from orders.models import Order, Position, Trade
+from orders.models import Trade
 from orders.policy import needs_cross_rate
 from tradeops.logging import get_logger
 
 from . import marks, state
 from . import rules as R
-from .models import DailyUsage, RuleState
+from .models import DailyUsage, RuleProfile
 
 log = get_logger(__name__)
 ZERO = Decimal("0")
 UNBOUNDED = Decimal("Infinity")
-
-_HOLDINGS_SQL = """
-SELECT p.account_id, s.name, p.side, p.volume, p.open_price, p.stop_loss, s.contract_size, s.base_currency,
-       s.quote_currency
-FROM {pos} p JOIN {sym} s ON s.id = p.symbol_id
-WHERE p.account_id = ANY(%(accs)s) AND p.status = 'open'
-UNION ALL
-SELECT o.account_id, s.name, o.side, o.volume, coalesce(o.fill_price, o.price), o.stop_loss, s.contract_size,
-       s.base_currency, s.quote_currency
-FROM {ord} o JOIN {sym} s ON s.id = o.symbol_id
-WHERE o.account_id = ANY(%(accs)s) AND o.purpose = 'open' AND o.position_id IS NULL
-  AND o.status IN ('submitted', 'unknown', 'accepted', 'filled') AND o.created_at >= %(since)s
-  AND o.id <> ALL(%(exclude)s)
-"""
 
 _REALIZED_SQL = """
 SELECT v.account_id, coalesce(sum(t.realized_pnl + t.commission + t.swap), 0)
@@ -80,14 +69,36 @@ WHERE u.id = v.id AND u.start_source = '' RETURNING u.id
 """
 
 
-def _holdings(account_ids: list[int], now: datetime, exclude_order_ids: list[int]) -> dict[int, list]:
-    sql = _HOLDINGS_SQL.format(pos=Position._meta.db_table, ord=Order._meta.db_table, sym=Symbol._meta.db_table)
-    out: dict[int, list] = defaultdict(list)
-    with connection.cursor() as cur:
-        cur.execute(sql, {"accs": account_ids, "since": now - timedelta(days=1), "exclude": exclude_order_ids or [0]})
-        for row in cur.fetchall():
-            out[row[0]].append(row[1:])
-    return out
+def _model(model, doc: dict):
+    """A model instance from its row as JSON (``row_to_json``, numbers as Decimal), as the ORM would
+    have loaded it."""
+    fields = model._meta.concrete_fields
+    return model.from_db(None, [f.attname for f in fields], [f.to_python(doc.get(f.column)) for f in fields])
+
+
+def _rules_and_usage(accs, inputs, now: datetime):
+    """Each account's resolved rules and its firm day's DailyUsage row (the missing ones inserted)."""
+    profiles: dict[int, RuleProfile] = {}
+    rules: dict[int, state.AccountRules] = {}
+    for a in accs:
+        doc = inputs[a.pk].profile
+        if doc is None:
+            profile = RuleProfile.default()  # no profile row at all, not even a default one
+        else:
+            profile = profiles.get(id(doc)) or profiles.setdefault(id(doc), _model(RuleProfile, doc))
+        rules[a.pk] = state.resolve(a, profile, now)
+    rows: dict[int, DailyUsage] = {}
+    missing: dict[int, state.AccountRules] = {}
+    for a in accs:
+        day = rules[a.pk].day.day.isoformat()
+        doc = next((u for u in inputs[a.pk].usage if u.get("day") == day), None)
+        if doc is None:
+            missing[a.pk] = rules[a.pk]
+        else:
+            rows[a.pk] = _model(DailyUsage, doc)
+    if missing:  # the day's first order: one INSERT, one read back
+        rows.update(state.usage_rows(missing))
+    return rules, rows
 
 
 def _quotes(symbols) -> dict[str, tuple[Decimal, Decimal]]:
@@ -125,18 +136,16 @@ def fill_day_starts(accounts, rules: dict[int, state.AccountRules], rows: dict[i
             row.refresh_from_db()
 
 
-def firm_checks(orders, accounts: dict, signal, now: datetime) -> dict[int, R.FirmCheck]:
-    """The :class:`prop.rules.FirmCheck` of each order (keyed by account id)."""
+def firm_checks(orders, accounts: dict, signal, now: datetime, inputs: dict) -> dict[int, R.FirmCheck]:
+    """The :class:`prop.rules.FirmCheck` of each order (keyed by account id); ``inputs``: each
+    account's :class:`orders.reads.RuleInputs`, read with its exposure."""
     accs = [accounts[o.account_id] for o in orders]
     if not accs:
         return {}
-    rules = state.rules_for(accs, now)
-    rows = state.usage_rows(rules)
+    rules, rows = _rules_and_usage(accs, inputs, now)
     fill_day_starts(accs, rules, rows)
-    trailing = [a.pk for a in accs if rules[a.pk].loss.max_loss_mode == R.MaxLossMode.TRAILING]
-    hwm = dict(RuleState.objects.filter(account_id__in=trailing).values_list("account_id", "high_water")) \
-        if trailing else {}
-    holdings = _holdings([a.pk for a in accs], now, [o.pk for o in orders if o.pk])
+    hwm = {a.pk: inputs[a.pk].high_water for a in accs if rules[a.pk].loss.max_loss_mode == R.MaxLossMode.TRAILING}
+    holdings = {a.pk: inputs[a.pk].holdings for a in accs}
     symbol = signal.symbol
     quotes = _quotes({h[0] for hs in holdings.values() for h in hs} | {symbol.name})
     news_profiles = [r for r in rules.values() if state.news_applies(r.profile, accounts[r.account_id].program_phase)]
