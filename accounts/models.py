@@ -13,11 +13,6 @@ HaltCauseChoices = models.TextChoices("HaltCauseChoices", [(c.name, (c.value, c.
 RestrictionChoices = models.TextChoices("RestrictionChoices", [(r.name, (r.value, r.label)) for r in Restriction])
 
 
-def openable_accounts_q() -> models.Q:
-    """:func:`accounts.states.may_open` as an ORM filter (the fan-out's eligible accounts)."""
-    return models.Q(enabled=True, halted=False, needs_reconciliation=False, restriction=Restriction.NONE)
-
-
 class Account(models.Model):
     """A Match-Trader trading account that the strategy trades.
 

@@ -2,8 +2,9 @@
 
 Why one place: "may this account open a position now?" was answered in three drifting copies (the
 fan-out's queryset, the order task's eligibility, the send gate). Every caller now asks
-:func:`may_open` / :func:`may_close` over an :class:`AccountState`, and the ORM filter
-(``accounts.models.openable_accounts_q``) is the same rule written for SQL.
+:func:`may_open` / :func:`may_close` over an :class:`AccountState`, and the fan-out's eligibility
+SQL (``orders.delivery``, one statement writing every pair with its reason) is the same rule
+written for SQL.
 
 The state of an account is four independent facts, stored as columns of ``accounts.Account``:
 

@@ -98,7 +98,8 @@ def main():
             t0 = time.perf_counter()
             chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
             for chunk in chunks:
-                recovery.run_chunk(signal.pk, chunk, lambda c=chunk, s=signal.pk: batch.place_signal_orders(s, c))
+                recovery.run_chunk(signal.pk, chunk, lambda todo, s=signal.pk: batch.place_signal_orders(s, todo),
+                                   skip_settled=True)
             wall = time.perf_counter() - t0
             if prof is not None:
                 prof.disable()

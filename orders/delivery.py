@@ -75,12 +75,12 @@ def _tables() -> dict:
                 allowed=Account.allowed_symbols.through._meta.db_table, s=Signal._meta.db_table)
 
 
-_RECORD_SQL = """
-INSERT INTO {d} (signal_id, account_id, outcome, reason, redrives, last_error, created_at, updated_at, settled_at)
-SELECT %(signal)s, a.id, CASE WHEN r.reason IS NULL THEN 'pending' ELSE 'skipped' END, coalesce(r.reason, ''),
-       0, '', now(), now(), CASE WHEN r.reason IS NULL THEN NULL ELSE now() END
+# Why an account of the trading mode may not open on the symbol, or NULL: accounts.states.why_not_open
+# in SQL, plus the symbol rule. The one home of the fan-out's eligibility (the record below, and
+# :func:`eligible_account_ids`).
+_WHY_NOT_SQL = """
 FROM {a} a
-CROSS JOIN LATERAL (SELECT CASE  -- accounts.states.why_not_open, in SQL, plus the symbol rule
+CROSS JOIN LATERAL (SELECT CASE
     WHEN NOT a.enabled THEN 'account_disabled'
     WHEN a.halted THEN 'account_halted'
     WHEN a.restriction = 'monitor_only' THEN 'monitor_only'
@@ -91,6 +91,13 @@ CROSS JOIN LATERAL (SELECT CASE  -- accounts.states.why_not_open, in SQL, plus t
       THEN 'symbol_not_allowed'
   END AS reason) r
 WHERE a.mode = %(mode)s
+"""
+
+_RECORD_SQL = """
+INSERT INTO {d} (signal_id, account_id, outcome, reason, redrives, last_error, created_at, updated_at, settled_at)
+SELECT %(signal)s, a.id, CASE WHEN r.reason IS NULL THEN 'pending' ELSE 'skipped' END, coalesce(r.reason, ''),
+       0, '', now(), now(), CASE WHEN r.reason IS NULL THEN NULL ELSE now() END
+""" + _WHY_NOT_SQL + """
 ON CONFLICT (signal_id, account_id) DO NOTHING
 """
 
@@ -114,11 +121,35 @@ def record_fanout(signal_id: int, symbol_id: int) -> list[int]:
         return [r[0] for r in cur.fetchall()]
 
 
-def claim(signal_id: int, account_ids: list[int]) -> None:
-    """A chunk starts on these pairs (one statement)."""
-    if account_ids:
-        Delivery.objects.filter(signal_id=signal_id, account_id__in=account_ids, outcome=O.PENDING).update(
-            claimed_at=timezone.now(), updated_at=timezone.now())
+def eligible_account_ids(symbol_id: int) -> list[int]:
+    """The accounts a signal on the symbol would fan out to now (the pending pairs
+    :func:`record_fanout` would write), without writing anything."""
+    mode = trading_mode()
+    if mode is None:
+        return []
+    with connection.cursor() as cur:
+        cur.execute("SELECT a.id " + _WHY_NOT_SQL.format(**_tables()) + " AND r.reason IS NULL ORDER BY a.id",
+                    {"symbol": symbol_id, "mode": mode})
+        return [r[0] for r in cur.fetchall()]
+
+
+_CLAIM_SQL = """
+WITH claimed AS (
+  UPDATE {d} SET claimed_at = now(), updated_at = now()
+  WHERE signal_id = %(signal)s AND account_id = ANY(%(accounts)s) AND outcome = 'pending')
+SELECT account_id FROM {d} WHERE signal_id = %(signal)s AND account_id = ANY(%(accounts)s) AND outcome <> 'pending'
+"""
+
+
+def claim(signal_id: int, account_ids: list[int]) -> set[int]:
+    """A chunk starts on these pairs (one statement). Returns the accounts whose pair is already
+    settled: their order is terminal (or a rule excluded them at dispatch), nothing is left to do.
+    (An account without a pair at all — an operator's order — is not among them.)"""
+    if not account_ids:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(_CLAIM_SQL.format(**_tables()), {"signal": signal_id, "accounts": list(account_ids)})
+        return {r[0] for r in cur.fetchall()}
 
 
 def note_error(signal_id: int, account_ids: list[int], cause: str) -> None:

@@ -15,10 +15,8 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts.models import Account, openable_accounts_q
 from prop import fanout
 from signals import hops
 from signals.models import Signal
@@ -31,28 +29,6 @@ from .bulk import chunked
 log = get_logger(__name__)
 
 PUBLISH_BATCH = 500  # messages per pipelined Redis round trip
-
-
-def eligible_accounts_qs(symbol_id: int):
-    """(The fan-out itself writes its pairs with :func:`orders.delivery.record_fanout`, the same
-    rules in one INSERT.) Accounts that may open (:func:`accounts.states.may_open`, as SQL), of the current mode
-    (:func:`orders.policy.mode_allowed`), that may trade the symbol."""
-    through = Account.allowed_symbols.through.objects
-    qs = Account.objects.filter(openable_accounts_q())
-    if settings.SIMULATION_MODE:
-        qs = qs.filter(mode=Account.Mode.SIMULATION)
-    elif settings.TRADING_ENABLED:
-        qs = qs.filter(mode=Account.Mode.LIVE)
-    else:
-        return qs.none()
-    return qs.filter(
-        ~Exists(through.filter(account_id=OuterRef("pk")))
-        | Exists(through.filter(account_id=OuterRef("pk"), symbol_id=symbol_id))
-    )
-
-
-def eligible_account_ids(symbol_id: int) -> list[int]:
-    return list(eligible_accounts_qs(symbol_id).order_by("pk").values_list("pk", flat=True))
 
 
 def dispatch_signal(signal_id: int) -> dict:

@@ -70,17 +70,29 @@ def _signal_deadline(signal_id: int) -> float | None:
     return time.monotonic() + left
 
 
-def run_chunk(signal_id: int, account_ids: list[int], body: Callable[[], object]):
-    """Run ``body`` (a chunk, or one account), retrying it on infrastructure errors."""
+def run_chunk(signal_id: int, account_ids: list[int], body: Callable[[list[int]], object], *,
+              skip_settled: bool = False):
+    """Run ``body`` (a chunk, or one account) on the accounts, retrying it on infrastructure errors.
+
+    ``skip_settled`` (a chunk of the fan-out): accounts whose pair is already settled are left
+    out, and a chunk with none left does nothing. A chunk message can be there twice — the sweep
+    re-publishes pairs that waited more than ``REDRIVE_AFTER_S`` in a long queue, and Redis
+    redelivers — and the copy that runs second then costs one statement, not a chunk's worth."""
     started = time.monotonic()
     attempt = 0
     while True:
         try:
             if attempt:
-                delivery.claim(signal_id, account_ids)
-            elif not _claim_quietly(signal_id, account_ids):
-                raise OperationalError("claim failed")  # the database is away: same as any other
-            return body()
+                settled = delivery.claim(signal_id, account_ids)
+            else:
+                settled = _claim_quietly(signal_id, account_ids)
+                if settled is None:
+                    raise OperationalError("claim failed")  # the database is away: same as any other
+            todo = [a for a in account_ids if a not in settled] if skip_settled else list(account_ids)
+            if not todo:
+                log.info("orders_chunk_already_settled", signal_id=signal_id, accounts=len(account_ids))
+                return {"already_settled": len(account_ids)}
+            return body(todo)
         except Exception as exc:
             cause = infrastructure_cause(exc)
             if cause is None:
@@ -101,12 +113,11 @@ def run_chunk(signal_id: int, account_ids: list[int], body: Callable[[], object]
             time.sleep(wait)
 
 
-def _claim_quietly(signal_id: int, account_ids: list[int]) -> bool:
+def _claim_quietly(signal_id: int, account_ids: list[int]) -> set[int] | None:
     try:
-        delivery.claim(signal_id, account_ids)
-        return True
+        return delivery.claim(signal_id, account_ids)
     except (OperationalError, InterfaceError):
-        return False
+        return None
 
 
 def _drop_connection() -> None:

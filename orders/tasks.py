@@ -59,7 +59,7 @@ def dispatch_pending_signals() -> dict:
 def place_order(self, account_id: int, signal_id: int) -> str:
     try:
         return recovery.run_chunk(signal_id, [account_id],
-                                  lambda: execution.place_signal_order(account_id, signal_id))
+                                  lambda _ids: execution.place_signal_order(account_id, signal_id))
     except AccountLockTimeout as exc:
         # nothing was sent; another task holds the account (a long reconciliation): queue again
         raise self.retry(exc=exc, countdown=1 + random.random() * 2) from exc
@@ -71,7 +71,7 @@ def place_orders(self, signal_id: int, account_ids: list[int], requeues: int = 0
     """One signal's orders on a chunk of accounts (the fan-out's unit, :mod:`orders.batch`);
     Redis / PostgreSQL / connection errors are retried by the chunk itself (:mod:`orders.recovery`)."""
     return recovery.run_chunk(signal_id, account_ids,
-                              lambda: batch.place_signal_orders(signal_id, account_ids, requeues))
+                              lambda todo: batch.place_signal_orders(signal_id, todo, requeues), skip_settled=True)
 
 
 @shared_task(bind=True, name=TaskName.LINK_FILLS, soft_time_limit=120, time_limit=150, ignore_result=True,

@@ -9,7 +9,7 @@ import pytest
 from accounts.models import Account, AuditLog
 from accounts.states import HaltCause, Restriction
 from orders.broker import client_for
-from orders.dispatch import eligible_account_ids
+from orders.delivery import eligible_account_ids
 from orders.execution import place_signal_order
 from orders.lifecycle import OrderStatus as S
 from orders.models import Order, Position

@@ -100,6 +100,31 @@ def test_sweep_redrives_stuck_fresh_pairs_but_not_ones_a_live_worker_holds(redis
     assert recent.pk not in result["redrive"].get(signal.pk, [])
 
 
+def test_a_chunk_runs_only_for_its_pending_pairs_and_a_settled_chunk_costs_one_statement(redis_client):
+    # the sweep re-publishes pairs that waited long in a busy queue, so the original chunk message
+    # and its re-drive can both run: the one that runs second must not redo the chunk
+    from orders import recovery
+
+    signal = make_signal(symbol=eurusd())
+    done, pending = make_account(), make_account()
+    delivery.record_fanout(signal.pk, signal.symbol_id)
+    _order(signal, done, S.FILLED)
+    delivery.settle([signal.pk])
+    ran = []
+    recovery.run_chunk(signal.pk, [done.pk, pending.pk], ran.append, skip_settled=True)
+    assert ran == [[pending.pk]]  # the settled pair is left out
+    assert Delivery.objects.get(signal=signal, account=pending).claimed_at is not None
+    Delivery.objects.filter(signal=signal, account=pending).update(outcome=O.FILLED)
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        result = recovery.run_chunk(signal.pk, [done.pk, pending.pk], ran.append, skip_settled=True)
+    assert result == {"already_settled": 2} and len(ran) == 1 and len(ctx.captured_queries) == 1
+    # a single-account order (an operator's, a hand-over) is not skipped by this
+    recovery.run_chunk(signal.pk, [done.pk], ran.append)
+    assert ran[-1] == [done.pk]
+
+
 def test_sweep_records_expired_pairs_missed_with_the_cause_and_waits_for_orders_in_doubt(redis_client, settings):
     settings.ORDERS_SIGNAL_MAX_AGE_S = 120
     signal = make_signal(symbol=eurusd())

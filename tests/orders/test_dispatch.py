@@ -7,7 +7,8 @@ import json
 import pytest
 
 from accounts.models import Account
-from orders.dispatch import dispatch_signal, eligible_account_ids
+from orders.delivery import eligible_account_ids
+from orders.dispatch import dispatch_signal
 from signals.models import Signal
 from tests.factories import make_account, make_signal
 from tests.orders.conftest import eurusd, usdjpy
