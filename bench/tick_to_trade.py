@@ -20,9 +20,10 @@ simulator's clock when it was planted; its first tick follows within one tick in
 figures include up to 1/tick-rate s too much):
 
 - → signal: the signal's ``signal`` hop;
-- → first / last broker acknowledgement: the earliest / latest ``answer`` hop of its orders
-  (every account's order must be acknowledged; a surge whose orders are not all filled is counted
-  and reported, not measured);
+- → first / last broker acknowledgement: the earliest / latest ``answer`` hop of its FILLED orders
+  (every account's order must be filled; a surge with an order skipped — e.g. ``price_moved`` —,
+  rejected or failed is counted and reported, not measured: a skipped order is no acknowledgement);
+  the orders sent and their outcomes (status, reason) are printed per phase;
 
 p50 / p95 per phase, the ratio OFF / ON (the headline), the ON phase's per-hop medians (where the
 time goes), how many ON signals came through the event path, how the wake-ups ended
@@ -242,7 +243,8 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
             r.xlen(f"md:ticks:{n}") > 0 for n in names), 90, "ticks of every symbol and a beat pass", procs.alive()):
         raise SystemExit("no ticks / no analysis pass within 90 s: see the logs in " + str(procs.logs))
     time.sleep(PARAMS["min_baseline_s"] + 4)
-    out = {"signal": [], "first": [], "last": [], "missed": 0, "partial": 0, "paths": {}, "steps": {}, "surges": []}
+    out = {"signal": [], "first": [], "last": [], "missed": 0, "partial": 0, "paths": {}, "steps": {}, "surges": [],
+           "statuses": {}}
     r.delete("signals:wake_outcomes")
     last_surge: dict[str, float] = {}
     for i in range(args.surges):
@@ -292,14 +294,22 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
         out["signal"].append(to_wall(h, h["signal"]) - start_ms)
         if h.get("path") == "event":  # the tick whose pre-screen woke the analysis that signalled
             out.setdefault("woke_at", []).append(float(h["venue"]) - start_ms)
-        answers = [row[2] for row in (h.get("orders") or {}).values() if row and row[2]]
+        # an acknowledgement is a fill the broker confirmed: a skipped order (price_moved, a risk
+        # rule) was never sent, a rejected or failed one was not acknowledged
+        outcomes = list(Order.objects.filter(signal_id=sig.pk).values_list("id", "status", "reason"))
+        filled = {str(pk) for pk, st, _ in outcomes if st == "filled"}
+        for _, st, reason in outcomes:
+            key = f"{st}:{reason}" if st in ("skipped", "failed", "rejected") else st
+            out["statuses"][key] = out["statuses"].get(key, 0) + 1
+        answers = [row[2] for pk, row in (h.get("orders") or {}).items() if pk in filled and row and row[2]]
         if done is None or len(answers) < args.accounts:
             out["partial"] += 1
-            print(f"  [{phase}] surge {i + 1} on {symbol}: {len(answers)}/{args.accounts} answers", flush=True)
+            print(f"  [{phase}] surge {i + 1} on {symbol}: {len(answers)}/{args.accounts} acknowledged", flush=True)
         else:
             out["first"].append(to_wall(h, min(answers)) - start_ms)
             out["last"].append(to_wall(h, max(answers)) - start_ms)
         out["orders"] = out.get("orders", 0) + args.accounts
+        out["sent"] = out.get("sent", 0) + sum(1 for _, st, _ in outcomes if st not in ("skipped", "new"))
         out["acks"] = out.get("acks", 0) + len(answers)
         for a, b, ms in hops_mod.breakdown(h)["steps"]:
             out["steps"].setdefault(f"{a}→{b}", []).append(ms)
@@ -321,8 +331,9 @@ def report(results: dict, args) -> None:
                            ("last", f"surge → last of {args.accounts} acks")):
             v = res[key]
             print(f"{phase:6} {label:22} {statistics.median(v) if v else float('nan'):9.0f} {pct(v, 95):9.0f}   {len(v)}")
-        print(f"{phase:6} paths {res['paths']}, no signal {res['missed']}, not every account answered {res['partial']}, "
-              f"broker answers {res.get('acks', 0)} of {res.get('orders', 0)} orders (others skipped: price_moved)")
+        print(f"{phase:6} paths {res['paths']}, no signal {res['missed']}, not every account acknowledged "
+              f"{res['partial']} (not measured); of {res.get('orders', 0)} orders {res.get('sent', 0)} sent, "
+              f"{res.get('acks', 0)} acknowledged (filled); outcomes {res['statuses']}")
     if {"on", "off"} <= set(results):
         on, off = results["on"], results["off"]
         for key, label in (("signal", "surge → signal"), ("last", "surge → last ack")):

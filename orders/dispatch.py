@@ -1,6 +1,7 @@
 """Signal fan-out: one ``orders.place_orders`` message per chunk of eligible accounts.
 
-A chunk (``ORDERS_FANOUT_CHUNK`` accounts) is the unit of work: :mod:`orders.batch` places the
+A chunk (about ``ORDERS_FANOUT_CHUNK`` accounts, as many chunks as whole rounds of the worker's
+``ORDERS_FANOUT_PROCESSES``: :func:`fanout_chunks`) is the unit of work: :mod:`orders.batch` places the
 chunk's orders with per-chunk queries and one broker call per order, each order still exactly
 once by its own idempotency key. Three queries whatever the number of accounts (signal, eligible
 ids, the CAS that marks the signal dispatched) and one pooled producer for all messages, published
@@ -11,6 +12,7 @@ a crash in between re-enqueues, never loses.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 
@@ -65,11 +67,23 @@ def publish_chunks(signal_id: int, ids: list[int], *, expires_s: float | None = 
     An exception discards what was not flushed yet: the dispatch task (acks_late) is redelivered
     and the signal, still ``new``, enqueued again; a re-drive is simply retried by the next sweep.
     Duplicates are no-ops by the idempotency key."""
-    chunks = list(chunked(ids, settings.ORDERS_FANOUT_CHUNK))
+    chunks = fanout_chunks(ids, settings.ORDERS_FANOUT_CHUNK, settings.ORDERS_FANOUT_PROCESSES)
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         for chunk in chunks:
             publish.place_orders(signal_id, chunk, producer=producer, expires=expires_s)
     return chunks
+
+
+def fanout_chunks(ids: list[int], chunk: int, processes: int) -> list[list[int]]:
+    """Chunks of about ``chunk`` accounts, as many as a whole number of rounds of the worker's
+    ``processes``: 100 accounts on 4 processes are 4 chunks of 25 that start together, not 5 of 20
+    whose fifth waits for a process to finish its chunk (the last acknowledgement came a whole
+    chunk later). A chunk is at most about 1.5 × ``chunk`` (``ORDERS_SEND_CONCURRENCY`` covers it)."""
+    if not ids:
+        return []
+    rounds = max(1, round(len(ids) / (max(1, chunk) * max(1, processes))))
+    count = min(len(ids), rounds * max(1, processes))
+    return list(chunked(ids, math.ceil(len(ids) / count)))
 
 
 def sweep(now=None) -> dict:

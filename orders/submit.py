@@ -220,11 +220,13 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
             log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=decision.fields["reason"],
                      detail=decision.fields.get("last_error", ""))
             skips.append((order, decision.fields))
-    bulk_transition(skips, S.SKIPPED)
-    moved = bulk_transition(to_submit, S.SUBMITTED)
-    # the firm day's budgets count what is about to leave (before any byte does)
-    pretrade.spend_for([(order.account_id, firm[order.account_id].day, fields.get("volume", order.volume))
-                        for order, fields in to_submit if order.pk in moved and order.account_id in firm])
+    # one transaction, one commit: the skips, the CAS and the firm day's budgets counting what is
+    # about to leave (before any byte does) are written together or not at all
+    with transaction.atomic():
+        bulk_transition(skips, S.SKIPPED)
+        moved = bulk_transition(to_submit, S.SUBMITTED)
+        pretrade.spend_for([(order.account_id, firm[order.account_id].day, fields.get("volume", order.volume))
+                            for order, fields in to_submit if order.pk in moved and order.account_id in firm])
     return [order for order, _ in to_submit if order.pk in moved]
 
 

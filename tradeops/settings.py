@@ -361,9 +361,14 @@ ORDERS_LINK_FILL_RETRIES = env.int("ORDERS_LINK_FILL_RETRIES", default=5)
 # Accounts per orders.place_orders task in a signal's fan-out (orders/batch.py): large enough that
 # the per-chunk queries are amortised, small enough that every worker process gets chunks.
 ORDERS_FANOUT_CHUNK = env.int("ORDERS_FANOUT_CHUNK", default=20)
-# Broker calls of a chunk in flight together (per worker process); at least ORDERS_FANOUT_CHUNK so
-# a chunk's orders leave together, right after their kill-switch read. 1 = one after another.
-ORDERS_SEND_CONCURRENCY = env.int("ORDERS_SEND_CONCURRENCY", default=20)
+# The orders worker's processes (the Procfile's ORDER_WORKER_CONCURRENCY): a fan-out is cut into a
+# whole number of rounds of chunks for them (orders.dispatch.fanout_chunks), so for 100 accounts
+# every process starts one chunk at once and none waits for a fifth.
+ORDERS_FANOUT_PROCESSES = env.int("ORDER_WORKER_CONCURRENCY", default=4)
+# Broker calls of a chunk in flight together (per worker process); at least the largest chunk
+# (about 1.5 x ORDERS_FANOUT_CHUNK) so a chunk's orders leave together, right after their
+# kill-switch read. 1 = one after another.
+ORDERS_SEND_CONCURRENCY = env.int("ORDERS_SEND_CONCURRENCY", default=32)
 # Sizing a symbol quoted in neither the account's currency nor its base (GBPUSD on a EUR account)
 # uses the converting pair's quote from the feed if younger than this, else asks the broker.
 ORDERS_CONVERSION_MAX_AGE_S = env.int("ORDERS_CONVERSION_MAX_AGE_S", default=60)

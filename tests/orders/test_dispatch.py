@@ -58,18 +58,36 @@ def test_only_eligible_accounts_get_an_order(settings):
 def test_dispatch_enqueues_every_account_once_in_chunks_with_few_queries(redis_client, settings,
                                                                          django_assert_max_num_queries):
     settings.ORDERS_FANOUT_CHUNK = 30
+    settings.ORDERS_FANOUT_PROCESSES = 4
     sym = eurusd()
     accounts = [make_account() for _ in range(200)]
     signal = make_signal(symbol=sym)
     # 4 of the fan-out + 2 of the copy rules (the accounts' owners and profiles, the strategy's owners)
     with django_assert_max_num_queries(6):
         result = dispatch_signal(signal.pk)
-    assert result["enqueued"] == 200 and result["chunks"] == 7
+    # about 30 per chunk in whole rounds of the 4 processes: 200 / 120 ≈ 2 rounds, 8 chunks of 25
+    assert result["enqueued"] == 200 and result["chunks"] == 8
     queued = queued_place_orders(redis_client)
     assert sorted(queued) == sorted((a.pk, signal.pk) for a in accounts)  # each account exactly once
-    assert sorted(len(ids) for _, ids in queued_chunks(redis_client)) == [20] + [30] * 6
+    assert sorted(len(ids) for _, ids in queued_chunks(redis_client)) == [25] * 8
     signal.refresh_from_db()
     assert signal.status == Signal.Status.DISPATCHED and signal.dispatched_at is not None
+
+
+def test_fanout_chunks_are_whole_rounds_of_the_worker_processes():
+    from orders.dispatch import fanout_chunks
+
+    def sizes(n, chunk=20, processes=4):
+        chunks = fanout_chunks(list(range(n)), chunk, processes)
+        assert [i for c in chunks for i in c] == list(range(n))  # every account once, in order
+        return [len(c) for c in chunks]
+
+    assert sizes(100) == [25] * 4  # one chunk per process, all starting at once (not 5 of 20)
+    assert sizes(10) == [3, 3, 3, 1]
+    assert sizes(3) == [1, 1, 1]
+    assert sizes(1000) == [21] * 47 + [13]  # 12 rounds of 4
+    assert max(sizes(119)) <= 30 and len(sizes(119)) == 4  # at most about 1.5 x the chunk
+    assert sizes(30, chunk=1) == [1] * 30 and sizes(0) == []
 
 
 def test_a_dispatched_signal_is_not_fanned_out_again(redis_client):
