@@ -359,21 +359,7 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
         outcome = classify(error, retries + 1, deadline, now=time.monotonic(), config=config)
         if isinstance(outcome, Retry):
             retries += 1
-            log.info("order_retry", order_id=order.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
-            time.sleep(outcome.after_s)
-            continue
-        if isinstance(outcome, Reject):
-            order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
-            log.info("order_rejected", order_id=order.pk, code=outcome.code)
-            return order.status
-        if isinstance(outcome, Fail):
-            order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
-            apply_account_consequence(account, error)
-            return order.status
-        assert outcome is IN_DOUBT
-        log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200])
-        Order.objects.filter(pk=order.pk).update(last_error=str(error)[:500])
-        if resolve_in_doubt(order, account) is RESEND:
+        if _after_error(order, account, error, outcome) is _AGAIN:
             continue
         return order.status
 
@@ -403,27 +389,42 @@ def send_until_definite(order: Order, account: Account, call, *, on_reject=None,
             return order.status
         failures += 1
         outcome = classify(error, failures, deadline, now=time.monotonic(), config=config)
-        if isinstance(outcome, Retry):
-            log.info("order_retry", order_id=order.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3))
-            time.sleep(outcome.after_s)
-            continue
-        if isinstance(outcome, Reject):
-            if on_reject is None or not on_reject(order, outcome):
-                order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
-                log.info("order_rejected", order_id=order.pk, code=outcome.code, purpose=order.purpose)
+        if _after_error(order, account, error, outcome, on_reject=on_reject, settle=settle) is not _AGAIN:
             return order.status
-        if isinstance(outcome, Fail):
-            order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
-            apply_account_consequence(account, error)
-            return order.status
-        assert outcome is IN_DOUBT
-        log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200], purpose=order.purpose)
-        Order.objects.filter(pk=order.pk).update(last_error=str(error)[:500])
-        if resolve_in_doubt(order, account, settle=settle) != RESEND:
-            return order.status
-        if failures >= config.max_attempts:
+        if outcome is IN_DOUBT and failures >= config.max_attempts:  # proven not executed, resent too often
             order.transition(S.FAILED, reason=Reason.BROKER_UNAVAILABLE, last_error=str(error)[:500])
             return order.status
+
+
+_AGAIN = object()  # _after_error: call the broker again (after a retry's wait, or a proven non-execution)
+
+
+def _after_error(order: Order, account: Account, error: BrokerError, outcome, *, on_reject=None,
+                 settle: bool = True):
+    """What both retry loops (:func:`send_open`, :func:`send_until_definite`) do with a broker
+    error once :func:`orders.policy.classify` has decided: wait and call again (``Retry``), record
+    the reject (``on_reject(order, reject)`` may take it over and return True), fail with the
+    account's consequence (halt / restrict), or read a lost answer back with the one in-doubt
+    resolver. Returns ``_AGAIN`` when the loop should call the broker again, else None (the order
+    has its outcome)."""
+    if isinstance(outcome, Retry):
+        log.info("order_retry", order_id=order.pk, error=type(error).__name__, delay_s=round(outcome.after_s, 3),
+                 purpose=order.purpose)
+        time.sleep(outcome.after_s)
+        return _AGAIN
+    if isinstance(outcome, Reject):
+        if on_reject is None or not on_reject(order, outcome):
+            order.transition(S.REJECTED, reason=outcome.code[:64], last_error=outcome.message[:500])
+            log.info("order_rejected", order_id=order.pk, code=outcome.code, purpose=order.purpose)
+        return None
+    if isinstance(outcome, Fail):
+        order.transition(S.FAILED, reason=outcome.reason, last_error=outcome.detail[:500])
+        apply_account_consequence(account, error)
+        return None
+    assert outcome is IN_DOUBT
+    log.warning("order_outcome_unknown", order_id=order.pk, error=str(error)[:200], purpose=order.purpose)
+    Order.objects.filter(pk=order.pk).update(last_error=str(error)[:500])
+    return _AGAIN if resolve_in_doubt(order, account, settle=settle) is RESEND else None
 
 
 def apply_account_consequence(account: Account, error: BrokerError) -> None:
