@@ -14,9 +14,14 @@ written before any byte leaves) and goes through the engine's own machinery:
    audited. A firm day whose cap is already used up refuses at once (the row ``skipped`` with the
    rule's name), so the operator sees it without waiting for a worker.
 2. :func:`execute` (task ``orders.modify_position``, or inline), under the account's lock: the
-   account must allow closing (:func:`accounts.states.why_not_close`); then, in ONE transaction, the
-   firm day's modification counter is taken by compare-and-set (:func:`prop.state.try_modify`) and
-   the row moved ``new → submitted`` — the N+1th modification of a day capped at N is ``skipped``
+   account must allow closing (:func:`accounts.states.why_not_close`); an SL edit that moves the
+   stop away from the price must fit the account's loss headroom on live equity, read now
+   (:func:`prop.pretrade.stop_edit_check`: this position's remaining risk at the new stop plus the
+   other positions' must fit each loss rule's headroom less the flatten margin, as an entry's
+   worst case does), else ``skipped`` with the rule's name (``daily_loss_limit``,
+   ``max_loss_limit``) and no modification taken; a tightening edit always passes; then, in ONE
+   transaction, the firm day's modification counter is taken by compare-and-set
+   (:func:`prop.state.try_modify`) and the row moved ``new → submitted`` — the N+1th modification of a day capped at N is ``skipped``
    / ``daily_modifications_cap``, and the count lives in PostgreSQL (a restart changes nothing).
 3. The call goes through the engine's retry loop (:func:`orders.submit.send_until_definite`:
    :func:`orders.policy.classify` decides, a lost answer is read back by the one in-doubt resolver,
@@ -42,6 +47,7 @@ from accounts.models import Account, AuditLog
 from accounts.states import why_not_close
 from matchtrader import protocol as MTP
 from matchtrader.errors import BrokerError
+from prop import pretrade as prop_pretrade
 from prop import state as prop_state
 from tradeops.logging import get_logger
 
@@ -192,6 +198,15 @@ def _mark_submitted(order: Order, account: Account, position: Position) -> bool:
     if blocked:
         order.transition(S.SKIPPED, reason=blocked, last_error="the account's state allows no change")
         return False
+    if order.purpose == Order.Purpose.EDIT:
+        # a stop moved away from the price raises the worst case: it must fit the loss headroom,
+        # read now, under the lock; refused before the budget, so it takes no modification
+        check = prop_pretrade.stop_edit_check(account, position, order.stop_loss, timezone.now())
+        if not check.allowed:
+            order.transition(S.SKIPPED, reason=check.rule, last_error=check.detail)
+            log.warning("position_modification_refused", order_id=order.pk, account_id=account.pk,
+                        reason=order.reason, detail=check.detail)
+            return False
     try:
         with transaction.atomic():  # the budget and the right to send, together or not at all
             taken, rule = prop_state.try_modify(account)

@@ -29,6 +29,9 @@ the live quote, conservative conversion, :mod:`prop.marks`); a position we canno
 broker's figure alone. The order's worst case is its loss at the stop, converted at the worse of
 the entry and stop prices. Budgets are spent (:func:`spend_for`) when orders move to ``submitted``:
 counted as sent before any byte leaves, never after.
+
+An operator's SL edit that widens a stop (``orders.modify``) is checked from the same reads for its
+one account (:func:`stop_edit_check`).
 """
 
 from __future__ import annotations
@@ -161,8 +164,7 @@ def firm_checks(orders, accounts: dict, signal, now: datetime, inputs: dict) -> 
         a = accounts[order.account_id]
         ar = rules[a.pk]
         row = rows[a.pk]
-        mark, open_risk = _mark(a, holdings.get(a.pk, []), quotes)
-        fl = state.floors_for(a, ar, row, hwm.get(a.pk))
+        equity, fl, open_risk = _loss_inputs(a, ar, row, hwm.get(a.pk), holdings.get(a.pk, []), quotes)
         blocked, detail = R.session_block(ar.session, now), ""
         if blocked:
             detail = f"outside the profile's hours ({ar.session.tz})"
@@ -172,13 +174,55 @@ def firm_checks(orders, accounts: dict, signal, now: datetime, inputs: dict) -> 
                                  min_impact=ar.profile.news_min_impact)
             if hit is not None:
                 blocked, detail = R.Rule.NEWS_BLACKOUT, f"{hit.currency} {hit.title} at {hit.at:%Y-%m-%d %H:%M} UTC"
-        ctx = R.EntryContext(equity=R.live_equity(a.equity, mark), floors=fl, usage=state.usage_of(row),
+        ctx = R.EntryContext(equity=equity, floors=fl, usage=state.usage_of(row),
                              open_orders=len(holdings.get(a.pk, [])), open_risk=open_risk, blocked_by=blocked,
                              blocked_detail=detail)
         loss_per_lot = marks.loss_per_lot_at_stop(spec, a.currency, entry=order.price or signal.entry_price,
                                                   stop=order.stop_loss, cross_rates=_cross(symbol, a))
         out[a.pk] = R.FirmCheck(ar.loss, ar.caps, ctx, loss_per_lot, firm=bool(ar.profile.firm), day=ar.day.day)
     return out
+
+
+def _loss_inputs(account, ar: state.AccountRules, row: DailyUsage, high_water, holdings, quotes):
+    """(live equity, the loss floors, the open risk to the stops) of one account: the one place the
+    pre-trade check and the stop-edit check (:func:`stop_edit_check`) compute them."""
+    mark, open_risk = _mark(account, holdings, quotes)
+    return R.live_equity(account.equity, mark), state.floors_for(account, ar, row, high_water), open_risk
+
+
+def stop_edit_check(account, position, new_stop, now: datetime) -> R.EditDecision:
+    """May an operator's SL edit of ``position`` (``orders.modify``, under the account's lock) go
+    out? A tightening edit is decided without a read; a widening one gathers what the pre-trade
+    check gathers, for this one account — the same statement (profile, firm day's row, high-water
+    mark, holdings), the day start rebuilt if missed, the live quotes, live equity — and prices
+    this position at its NEW stop and the other holdings at theirs (:func:`_mark`), then
+    :func:`prop.rules.check_stop_edit` decides. A holding whose conversion needs a cross rate
+    (:func:`_mark` has none) has an unbounded risk: a widening edit is then refused, never guessed."""
+    if not R.stop_widens(position.side, position.stop_loss, new_stop):
+        return R.EditDecision(True)
+    inputs = {account.pk: reads.exposures_and_rule_inputs([account], position.symbol_id, now)[account.pk][1]}
+    rules, rows = _rules_and_usage([account], inputs, now)
+    ar = rules[account.pk]
+    if not ar.has_loss_rules and not ar.loss.unresolved:
+        return R.EditDecision(True)
+    fill_day_starts([account], rules, rows)
+    held = inputs[account.pk].holdings
+    hwm = inputs[account.pk].high_water if ar.loss.max_loss_mode == R.MaxLossMode.TRAILING else None
+    quotes = _quotes({h[0] for h in held})
+    equity, fl, _ = _loss_inputs(account, ar, rows[account.pk], hwm, held, quotes)
+    key = (position.symbol.name, position.side, _dec(position.volume), _dec(position.open_price),
+           _dec(position.stop_loss))
+    mine = next((i for i, h in enumerate(held) if (h[0], h[1], _dec(h[2]), _dec(h[3]), _dec(h[4])) == key), None)
+    others = held if mine is None else held[:mine] + held[mine + 1:]
+    edited = ((key[0], position.side, position.volume, position.open_price, new_stop,
+               position.symbol.contract_size, position.symbol.base_currency, position.symbol.quote_currency),)
+    _, other_risk = _mark(account, others, quotes)
+    _, new_risk = _mark(account, edited, quotes)
+    return R.check_stop_edit(ar.loss, widens=True, equity=equity, floors=fl, new_risk=new_risk, other_risk=other_risk)
+
+
+def _dec(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def _cross(symbol, account):

@@ -25,7 +25,9 @@ Vocabulary (amounts in the account currency, Decimal):
 
 An entry fits when ``worst case + open_risk ≤ headroom − flatten margin`` for both rules, and the
 day's lots / orders and the open-order cap leave room; otherwise it is shrunk to the largest
-lot-step multiple that fits, or skipped with the rule's name (:func:`check_entry`). Close-only and
+lot-step multiple that fits, or skipped with the rule's name (:func:`check_entry`). An SL edit that
+widens a stop meets the same test with the position's remaining risk at the new stop as its worst
+case (:func:`check_stop_edit`); a tightening edit always passes. Close-only and
 flatten thresholds (:func:`guard_action`) use the same headroom: inside ``close_only_buffer`` no
 entry; at ``flatten_margin`` flatten and halt, before the firm's limit is reached.
 """
@@ -400,6 +402,67 @@ def may_modify(caps: Caps, usage: Usage) -> tuple[bool, str]:
     if caps.modifications_per_day is not None and usage.modifications >= caps.modifications_per_day:
         return False, Rule.DAILY_MODIFICATIONS
     return True, ""
+
+
+def stop_widens(side: str, old_stop, new_stop) -> bool:
+    """Does moving a position's stop from ``old_stop`` to ``new_stop`` allow a bigger loss? A BUY's
+    stop moving down, a SELL's moving up, or a stop removed; setting a stop where there was none,
+    an unchanged stop and every move towards the price do not (a tightening edit)."""
+    if new_stop is None:
+        return old_stop is not None
+    if old_stop is None:
+        return False
+    old, new = Decimal(old_stop), Decimal(new_stop)
+    return new < old if side.upper() == "BUY" else new > old
+
+
+@dataclass(frozen=True, slots=True)
+class EditDecision:
+    allowed: bool
+    rule: str = ""
+    detail: str = ""
+
+
+def _cents(amount: Decimal) -> Decimal:
+    return amount.quantize(Decimal("0.01")) if amount.is_finite() else amount
+
+
+def check_stop_edit(rules: LossRules, *, widens: bool, equity: Decimal | None, floors: Floors,
+                    new_risk: Decimal | None, other_risk: Decimal) -> EditDecision:
+    """May an SL edit go out? The pre-trade rule applied to a moved stop: a widening edit's new
+    worst case — this position's remaining loss from the live price to its NEW stop (``new_risk``,
+    the conservative conversion) plus the other open positions' remaining risk (``other_risk``) —
+    must fit ``headroom − flatten margin`` of each loss rule on live equity, as an entry's worst case
+    does in :func:`check_entry`. A tightening edit is always allowed (it only lowers the worst case,
+    even at the limit), and so is any edit on an account without loss rules. A refusal names the
+    rule (``daily_loss_limit``, ``max_loss_limit``; ``no_stop_loss`` / ``no_equity`` when the worst
+    case or the equity is unknown: never guessed)."""
+    if not widens:
+        return EditDecision(True)
+    if rules.unresolved:
+        return EditDecision(False, rules.unresolved[0], "the limit is a percent of the initial balance, which the "
+                                                        "account does not have")
+    max_limit = rules.max_loss if rules.max_loss_mode != MaxLossMode.NONE else None
+    if rules.daily_limit is None and max_limit is None:
+        return EditDecision(True)
+    if new_risk is None or not new_risk.is_finite():
+        return EditDecision(False, Rule.NO_STOP_LOSS, "worst case at the new stop unknown (no stop or no rate)")
+    if equity is None:
+        return EditDecision(False, Rule.NO_EQUITY, "live equity unknown")
+    for rule, floor, limit in ((Rule.DAILY_LOSS, floors.daily, rules.daily_limit),
+                               (Rule.MAX_LOSS, floors.max_loss, max_limit)):
+        if limit is None:
+            continue
+        if floor is None:
+            return EditDecision(False, rule, "loss reference unknown (day snapshot or initial balance)")
+        headroom = equity - floor
+        available = headroom - limit * rules.flatten_margin_pct / HUNDRED - other_risk
+        if new_risk > available:
+            return EditDecision(False, rule, f"worst case {_cents(new_risk)} at the new stop exceeds "
+                                             f"{_cents(available)} available: headroom {headroom} less the "
+                                             f"flatten margin and the open risk {_cents(other_risk)} of the "
+                                             f"other positions (floor {floor}, live equity {equity})")
+    return EditDecision(True)
 
 
 # --- calendar rules ---------------------------------------------------------------------------------------

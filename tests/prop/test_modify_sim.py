@@ -1,7 +1,8 @@
 """Operator modifications (orders/modify.py) against the simulator over real sockets: an SL/TP edit
 and a partial close reach the broker and the database, each counts against the firm day's
 modification cap, the N+1th is refused with the rule's name (also after a restart, from another
-process), and a partial close whose answer is lost is read back, never sent twice."""
+process), a partial close whose answer is lost is read back, never sent twice, and an SL edit that
+widens the stop beyond the account's loss headroom is refused unsent and uncounted."""
 
 import os
 import subprocess
@@ -23,11 +24,11 @@ pytestmark = pytest.mark.django_db
 
 
 def open_position(sim, **account_kw):
-    """One 0.25-lot EURUSD BUY (entry 1.10008, SL 1.09808, TP 1.10408) opened through the engine."""
+    """One 0.25-lot EURUSD BUY (entry 1.10008, SL 1.09800, TP 1.10400) opened through the engine."""
     (acct,) = sim_accounts(sim, 1, **account_kw)
     assert place_signal_order(acct.pk, eurusd_buy_signal().pk) == S.FILLED
     position = Position.objects.get(account=acct, status=Position.Status.OPEN)
-    assert position.volume == D("0.25")
+    assert (position.volume, position.stop_loss, position.take_profit) == (D("0.25"), D("1.09800"), D("1.10400"))
     return acct, position
 
 
@@ -184,5 +185,45 @@ def test_the_cap_survives_a_restart(sim):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr[-2000:]
     assert "daily_modifications_cap" in out.stderr
+    assert requests_to(sim, acct, "/position/edit") == 1
+    assert DailyUsage.objects.get(account=acct).modifications == 1
+
+
+def test_a_widening_edit_beyond_the_loss_headroom_is_refused_before_sending_and_takes_no_modification(sim):
+    """Daily loss 300 on a day start of 10,000 (floor 9,700), flatten margin 5 % = 15: 285 of room
+    for the position's worst case (0.25 lots from 1.10008, no other position). A stop at 1.08700
+    could lose 0.01308 × 25,000 = 327 (more from any live price below the entry): refused with the
+    rule's name; a stop at 1.09600 (102) fits and goes out."""
+    profile = RuleProfile.objects.create(name="loss 300", firm="F", daily_loss_amount=D("300"),
+                                         max_modifications_per_day=5)
+    acct, position = open_position(sim, rule_profile=profile)
+    wide = modify.request_edit(position.pk, stop_loss="1.0870", take_profit="1.1040", actor="t")
+    assert wide.status == S.NEW
+    assert modify.execute(wide.pk) == S.SKIPPED
+    wide.refresh_from_db()
+    assert wide.reason == "daily_loss_limit" and "exceeds" in wide.last_error
+    assert requests_to(sim, acct, "/position/edit") == 0
+    assert at_broker(acct, position).stop_loss == position.stop_loss == D("1.09800")
+    assert DailyUsage.objects.get(account=acct).modifications == 0
+    fits = modify.request_edit(position.pk, stop_loss="1.0960", take_profit="1.1040", actor="t")
+    assert modify.execute(fits.pk) == S.FILLED
+    assert at_broker(acct, position).stop_loss == D("1.09600")
+    assert DailyUsage.objects.get(account=acct).modifications == 1
+
+
+def test_a_tightening_edit_passes_at_the_limit_where_any_widening_is_refused(sim):
+    """The day started at 10,290 (losses earlier today): floor 9,990, live equity 10,000 → 10 of
+    headroom, inside the flatten margin of 15. Moving the stop towards the price still goes out;
+    moving it one tick away does not."""
+    profile = RuleProfile.objects.create(name="at the limit", firm="F", daily_loss_amount=D("300"))
+    acct, position = open_position(sim, rule_profile=profile)
+    DailyUsage.objects.filter(account=acct).update(start_balance=D("10290"), start_equity=D("10290"),
+                                                   start_source=DailyUsage.Source.OBSERVED)
+    tighter = modify.request_edit(position.pk, stop_loss="1.0990", take_profit="1.1040", actor="t")
+    assert modify.execute(tighter.pk) == S.FILLED
+    assert at_broker(acct, position).stop_loss == D("1.09900")
+    wider = modify.request_edit(position.pk, stop_loss="1.09899", take_profit="1.1040", actor="t")
+    assert modify.execute(wider.pk) == S.SKIPPED
+    assert Order.objects.get(pk=wider.pk).reason == "daily_loss_limit"
     assert requests_to(sim, acct, "/position/edit") == 1
     assert DailyUsage.objects.get(account=acct).modifications == 1

@@ -1,5 +1,5 @@
 """prop.rules against hand-computed cases: firm days across DST, each daily-loss basis, static vs
-trailing maximum loss, shrink vs skip, caps, the guard's thresholds, sessions and news windows."""
+trailing maximum loss, shrink vs skip, caps, an SL edit's worst case, the guard's thresholds, sessions and news windows."""
 
 from datetime import UTC, datetime, time
 from decimal import Decimal as D
@@ -20,6 +20,7 @@ from prop.rules import (
     Usage,
     blackout_hit,
     check_entry,
+    check_stop_edit,
     daily_reference,
     firm_day,
     floors,
@@ -31,6 +32,7 @@ from prop.rules import (
     raise_high_water,
     resolve_amount,
     session_block,
+    stop_widens,
     weekend_flatten_due,
 )
 
@@ -331,3 +333,74 @@ def test_marks_convert_a_loss_as_sizing_does_at_the_exit_price():
         sized = assemble_size(equity=Dec("100000"), risk_pct=Dec("1"), account_currency="USD", symbol=symbol,
                               entry_price=entry, stop_loss=stop, take_profit=None)
         assert sized.volume * per_lot <= Dec("1000") < (sized.volume + Dec("0.01")) * per_lot
+
+
+class TestStopEdit:
+    """An SL edit's worst case against the loss headroom (check_stop_edit), by hand: daily limit 500
+    on a day start of 10,000 → floor 9,500; flatten margin 5 % of 500 = 25."""
+
+    DAILY = LossRules(basis=Basis.BALANCE, daily_limit=D("500"))
+    FLOORS = Floors(D("9500"), None)
+
+    def test_which_moves_widen(self):
+        assert stop_widens("BUY", D("1.0980"), D("1.0970"))  # a long's stop moved down
+        assert not stop_widens("BUY", D("1.0980"), D("1.0985"))  # up: tighter
+        assert stop_widens("SELL", D("1.1020"), D("1.1030"))  # a short's stop moved up
+        assert not stop_widens("SELL", D("1.1020"), D("1.1010"))
+        assert not stop_widens("BUY", D("1.0980"), D("1.09800"))  # unchanged (a TP-only edit)
+        assert not stop_widens("BUY", None, D("1.0900"))  # a stop where there was none
+        assert stop_widens("sell", D("1.1020"), None)  # a stop removed
+
+    def test_the_new_worst_case_must_fit_the_headroom_less_the_margin_and_the_open_risk(self):
+        # live equity 9,800 → headroom 300; − margin 25 − other positions' risk 100 = 175 available
+        def decide(new_risk):
+            return check_stop_edit(self.DAILY, widens=True, equity=D("9800"), floors=self.FLOORS,
+                                   new_risk=D(new_risk), other_risk=D("100"))
+
+        assert decide("175").allowed
+        refused = decide("175.01")
+        assert (refused.allowed, refused.rule) == (False, Rule.DAILY_LOSS) == (False, "daily_loss_limit")
+        assert refused.detail.startswith("worst case 175.01 at the new stop exceeds 175.00 available")
+        assert "floor 9500" in refused.detail
+
+    def test_the_maximum_loss_rule_binds_when_it_is_tighter(self):
+        # static max loss 1,000 from an initial 10,000 → floor 9,000; a day start of 10,400 → daily
+        # floor 9,900; live equity 10,050: daily headroom 150 (− 25 → 125), max headroom 1,050 (− 50)
+        rules = LossRules(basis=Basis.BALANCE, daily_limit=D("500"), max_loss_mode=MaxLossMode.STATIC,
+                          max_loss=D("1000"))
+        fl = floors(rules, day_balance=D("10400"), day_equity=None, initial_balance=D("10000"), high_water=None)
+        assert fl == Floors(D("9900"), D("9000"))
+        ok = check_stop_edit(rules, widens=True, equity=D("10050"), floors=fl, new_risk=D("125"), other_risk=D("0"))
+        assert ok.allowed
+        no = check_stop_edit(rules, widens=True, equity=D("10050"), floors=fl, new_risk=D("126"), other_risk=D("0"))
+        assert no.rule == Rule.DAILY_LOSS
+        # without the daily rule, the max-loss rule: 1,050 − 50 − 990 open = 10 available
+        only_max = LossRules(basis=Basis.BALANCE, daily_limit=None, max_loss_mode=MaxLossMode.STATIC,
+                             max_loss=D("1000"))
+        assert check_stop_edit(only_max, widens=True, equity=D("10050"), floors=fl, new_risk=D("10"),
+                               other_risk=D("990")).allowed
+        assert check_stop_edit(only_max, widens=True, equity=D("10050"), floors=fl, new_risk=D("10.5"),
+                               other_risk=D("990")).rule == Rule.MAX_LOSS == "max_loss_limit"
+
+    def test_a_tightening_edit_passes_even_past_the_limit(self):
+        # live equity 9,490: below the floor, an unknown worst case — tightening still only lowers it
+        assert check_stop_edit(self.DAILY, widens=False, equity=D("9490"), floors=self.FLOORS, new_risk=None,
+                               other_risk=D("Infinity")).allowed
+
+    def test_accounts_without_loss_rules_are_unaffected(self):
+        none = LossRules(basis=Basis.BALANCE, daily_limit=None)
+        assert check_stop_edit(none, widens=True, equity=None, floors=Floors(None, None), new_risk=None,
+                               other_risk=D("0")).allowed
+
+    def test_unknowns_refuse_a_widening_edit_never_guess(self):
+        kw = dict(widens=True, floors=self.FLOORS, other_risk=D("0"))
+        assert check_stop_edit(self.DAILY, equity=D("9800"), new_risk=None, **kw).rule == Rule.NO_STOP_LOSS
+        assert check_stop_edit(self.DAILY, equity=D("9800"), new_risk=D("Infinity"), **kw).rule == Rule.NO_STOP_LOSS
+        assert check_stop_edit(self.DAILY, equity=None, new_risk=D("1"), **kw).rule == Rule.NO_EQUITY
+        assert check_stop_edit(self.DAILY, widens=True, equity=D("9800"), floors=Floors(None, None), new_risk=D("1"),
+                               other_risk=D("0")).rule == Rule.DAILY_LOSS  # day start unknown
+        assert check_stop_edit(LossRules(basis=Basis.BALANCE, daily_limit=None, unresolved=(Rule.MAX_LOSS,)),
+                               equity=D("9800"), new_risk=D("1"), **kw).rule == Rule.MAX_LOSS
+        # another position's unbounded risk leaves no room for a wider stop
+        assert check_stop_edit(self.DAILY, widens=True, equity=D("9800"), floors=self.FLOORS, new_risk=D("1"),
+                               other_risk=D("Infinity")).rule == Rule.DAILY_LOSS
