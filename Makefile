@@ -21,4 +21,4 @@ test-fast: setup
 	@bash scripts/test.sh -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; TRADEOPS_DEV=$${TRADEOPS_DEV:-true} $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; TRADEOPS_DEV=$${TRADEOPS_DEV:-true} $(PY) $$b || exit 1; done

@@ -44,22 +44,9 @@ def parse_args():
 
 
 def setup_environment(args) -> None:
-    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
-    os.environ["REDIS_URL"] = args.redis_url
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["SIMULATION_MODE"] = "true"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
-    import psycopg
+    from _setup import setup_django
 
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db]).fetchone():
-            conn.execute(f'CREATE DATABASE "{args.db}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(pg=args.pg, db=args.db, redis_url=args.redis_url, env={"SIMULATION_MODE": "true"})
 
 
 def main() -> None:

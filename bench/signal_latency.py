@@ -67,24 +67,9 @@ def parse_args():
 
 
 def setup_environment(args) -> None:
-    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
-    os.environ["REDIS_URL"] = args.redis_url
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.pop("CELERY_RESULT_BACKEND", None)
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["ORDERS_RECONCILE_ON_WORKER_READY"] = "false"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
-    import psycopg
+    from _setup import setup_django
 
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db]).fetchone():
-            conn.execute(f'CREATE DATABASE "{args.db}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(pg=args.pg, db=args.db, redis_url=args.redis_url, env={"ORDERS_RECONCILE_ON_WORKER_READY": "false"}, own_celery_urls=True)
 
 
 def reset_state(names) -> None:
