@@ -140,11 +140,13 @@ def raise_high_water(account_id: int, equity: Decimal, now: datetime | None = No
     """The trailing mark rises to ``equity`` (an equity the broker reported), never falls: a
     compare-and-set (``high_water < equity``), so two writers cannot lose a rise."""
     now = now or timezone.now()
-    if not RuleState.objects.filter(account_id=account_id).update(last_equity=equity, last_checked_at=now):
+    # last_checked_at is not touched: it marks a guard run as DONE (prop.guard._save_state, written
+    # last), and an observation early in a run must not make the run look finished
+    if not RuleState.objects.filter(account_id=account_id).update(last_equity=equity):
         try:
             with transaction.atomic():
                 RuleState.objects.create(account_id=account_id, high_water=equity, high_water_at=now,
-                                         last_equity=equity, last_checked_at=now)
+                                         last_equity=equity)
             return
         except IntegrityError:
             pass
