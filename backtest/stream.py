@@ -147,15 +147,24 @@ def _running(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, op, fi
     return out
 
 
-def _blocks(cols) -> tuple[np.ndarray, np.ndarray]:
-    """Bar columns (ts, open, high, low, close, volume, buy, sell, ticks) as (int64 [ts, ticks],
-    float64 [open … sell]) 2-D blocks, one bar per column of the block."""
+def _raw(cols) -> np.ndarray:
+    """Bar columns (ts, open, high, low, close, volume, buy, sell, ticks) as one (9, n) block of
+    raw 8-byte words (ts and ticks int64, the rest float64, each row one column), so that copying
+    a whole bar is ONE numpy step on the words (bit-exact: an integer copy). Row views of the
+    right dtype come from ``_row_views``."""
     n = len(cols[0])
-    ints, floats = np.empty((2, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
-    ints[0], ints[1] = cols[0], cols[8]
-    for k in range(7):
-        floats[k] = cols[k + 1]
-    return ints, floats
+    raw = np.empty((9, n), dtype=np.uint64)
+    iv, fv = raw.view(np.int64), raw.view(np.float64)
+    iv[0], iv[8] = cols[0], cols[8]
+    for k in range(1, 8):
+        fv[k] = cols[k]
+    return raw
+
+
+def _row_views(raw: np.ndarray) -> tuple:
+    """The 9 rows of a ``_raw`` block as 1-D arrays of their own dtype (views)."""
+    iv, fv = raw.view(np.int64), raw.view(np.float64)
+    return (iv[0], *(fv[k] for k in range(1, 8)), iv[8])
 
 
 def _zero_plus(v: np.ndarray) -> np.ndarray:
@@ -230,13 +239,17 @@ class StreamWindows:
             h = np.array([row[k] for row in hist], dtype=dt)
             cols_1m.append(np.concatenate((h, rolled[k][self.g0:].astype(dt))))
         cols_1s = [c.astype(dt) for c, dt in zip(s_bars, dtypes)]
-        # columns as two 2-D blocks (ints: ts, ticks; floats: open … sell_volume) so that writing
-        # a bar is one numpy step per block; the closed bars pristine, plus a working copy with a
-        # spare row where the forming bar is written (the windows' columns are views of it)
-        self.closed = {"1s": _blocks(cols_1s), "1m": _blocks(cols_1m)}
-        self.work = {tf: tuple(np.concatenate((b, np.zeros((len(b), 1), dtype=b.dtype)), axis=1) for b in blocks)
-                     for tf, blocks in self.closed.items()}
-        self.last_ts = {tf: blocks[0][0] for tf, blocks in self.closed.items()}
+        # columns as raw (9, n) blocks (``_raw``) so that writing a bar is one numpy step: the
+        # closed bars pristine, one bar per contiguous row (to put a bar back), plus a working
+        # copy with a spare column where the forming bar is written (the windows' columns are
+        # views of it)
+        closed = {"1s": _raw(cols_1s), "1m": _raw(cols_1m)}
+        self.n_closed = {tf: raw.shape[1] for tf, raw in closed.items()}
+        self.closed_t = {tf: np.ascontiguousarray(raw.T) for tf, raw in closed.items()}
+        self.work = {tf: np.concatenate((raw, np.zeros((9, 1), dtype=np.uint64)), axis=1)
+                     for tf, raw in closed.items()}
+        self.cols = {tf: _row_views(raw) for tf, raw in self.work.items()}
+        self.last_ts = {tf: raw.view(np.int64)[0] for tf, raw in closed.items()}
         self._init_forming(reads)
         self.dirty: dict[str, int | None] = {"1s": None, "1m": None}
         self.cache: dict[str, tuple] = {"1s": (None, None), "1m": (None, None)}
@@ -266,7 +279,8 @@ class StreamWindows:
               np.where(alone, f1[6], mr[6] + f1[6]),
               np.where(alone, f1[7], mr[7] + f1[7]),
               np.where(alone, f1[8], mr[8] + f1[8]))
-        self.forming = {"1s": _blocks(f1), "1m": _blocks(fm)}
+        # one read per contiguous row (read j's bar is ``forming[tf][j]``: 9 raw words)
+        self.forming = {"1s": np.ascontiguousarray(_raw(f1).T), "1m": np.ascontiguousarray(_raw(fm).T)}
         if hasattr(self, "last_ts"):  # per read: closed counts and the rows a window ends at
             c1s = k_at
             c1m = self.hist_n + np.maximum(0, self.min_id[k_at] - self.g0)
@@ -278,7 +292,7 @@ class StreamWindows:
             self.read_rows = list(zip(*(c.tolist() for pair in rows for c in pair)))
 
     def _forming_at(self, n: int) -> dict:
-        """The forming bars after ``n`` events, as one-column blocks (the same arithmetic as the
+        """The forming bars after ``n`` events, as one-row blocks (the same arithmetic as the
         announced reads, for one event)."""
         cache = getattr(self, "_one", None)
         if cache is not None and cache[0] == n:
@@ -298,26 +312,37 @@ class StreamWindows:
         closed_min = int(self.min_id[k])  # minutes whose every 1 s bar closed
         return k, self.hist_n + max(0, closed_min - self.g0)
 
-    def _bar_window(self, tf: str, count: int, n: int, want: int) -> BarWindow:
-        ints, floats = self.work[tf]
+    def _restore(self, tf: str, count: int) -> None:
+        """Put back the closed bar the last forming bar covered, unless that is row ``count``."""
         row = self.dirty[tf]
-        if row is not None and row != count:  # put back the closed bar the last forming bar covered
-            ci, cf = self.closed[tf]
-            if row < ci.shape[1]:
-                ints[:, row] = ci[:, row]
-                floats[:, row] = cf[:, row]
+        if row != count:
+            if row is not None and row < self.n_closed[tf]:
+                self.work[tf][:, row] = self.closed_t[tf][row]
             self.dirty[tf] = None
+
+    def _view(self, tf: str, hi: int, want: int) -> BarWindow:
+        """The window of rows up to ``hi`` (views of the working block; cached while ``hi`` is)."""
+        cached = self.cache[tf]
+        if cached[0] == hi:  # same rows: the views already see the rewritten forming row
+            return cached[1]
+        lo = hi - want if hi > want else 0
+        c = self.cols[tf]
+        bw = BarWindow(self.symbol, tf, c[0][lo:hi], c[1][lo:hi], c[2][lo:hi], c[3][lo:hi], c[4][lo:hi],
+                       c[5][lo:hi], c[6][lo:hi], c[7][lo:hi], c[8][lo:hi])
+        self.cache[tf] = (hi, bw)
+        return bw
+
+    def _bar_window(self, tf: str, count: int, n: int, want: int) -> BarWindow:
+        self._restore(tf, count)
         last_closed = int(self.last_ts[tf][count - 1]) if count else 0
         if n and want > 0:
             j = self.read_col.get(n)
             if j is None:  # a read not announced: compute this one (tests; the engine announces all)
-                fi, ff = self._forming_at(n)[tf]
-                j = 0
+                bar = self._forming_at(n)[tf][0]
             else:
-                fi, ff = self.forming[tf]
-            if fi[0, j] > last_closed:
-                ints[:, count] = fi[:, j]
-                floats[:, count] = ff[:, j]
+                bar = self.forming[tf][j]
+            if int(bar.view(np.int64)[0]) > last_closed:
+                self.work[tf][:, count] = bar
                 self.dirty[tf] = count
                 hi = count + 1
             elif count:
@@ -328,40 +353,18 @@ class StreamWindows:
             hi = count
         else:
             return BarWindow.empty(self.symbol, tf)
-        key, cached = self.cache[tf]
-        if key == hi:  # same rows: the views already see the rewritten forming row
-            return cached
-        lo = max(0, hi - want)
-        bw = BarWindow(self.symbol, tf, ints[0, lo:hi], *(floats[k, lo:hi] for k in range(7)), ints[1, lo:hi])
-        self.cache[tf] = (hi, bw)
-        return bw
+        return self._view(tf, hi, want)
 
     def _rows(self, tf: str, j: int, count: int, hi: int, want: int) -> BarWindow:
         """``_bar_window`` for an announced read ``j`` (counts and rows precomputed)."""
         if hi == 0:
             return BarWindow.empty(self.symbol, tf)
-        ints, floats = self.work[tf]
-        row = self.dirty[tf]
-        if row != count:
-            if row is not None:  # put back the closed bar the last forming bar covered
-                ci, cf = self.closed[tf]
-                if row < ci.shape[1]:
-                    ints[:, row] = ci[:, row]
-                    floats[:, row] = cf[:, row]
-            self.dirty[tf] = None
+        if self.dirty[tf] != count:
+            self._restore(tf, count)
         if hi > count:
-            fi, ff = self.forming[tf]
-            ints[:, count] = fi[:, j]
-            floats[:, count] = ff[:, j]
+            self.work[tf][:, count] = self.forming[tf][j]
             self.dirty[tf] = count
-        cached = self.cache[tf]
-        if cached[0] == hi:
-            return cached[1]
-        lo = hi - want if hi > want else 0
-        i0, i1 = ints[:, lo:hi]
-        bw = BarWindow(self.symbol, tf, i0, *floats[:, lo:hi], i1)
-        self.cache[tf] = (hi, bw)
-        return bw
+        return self._view(tf, hi, want)
 
     def window(self, n: int) -> MarketWindow:
         """The window after the first ``n`` events (views, valid until the next call)."""
