@@ -335,69 +335,90 @@ class Engine:
         last = int(ts[-1])
         beats = np.arange(next_beat, last, period, dtype=np.int64) if last > next_beat else np.empty(0, np.int64)
         beat_pos = np.searchsorted(ts, beats, side="right")  # the event each beat comes before
-        reads = np.concatenate((beat_pos, wake_a + 1))
-        beat_pos = beat_pos.tolist() + [n]
-        sw = StreamWindows(stream, self.history.get(symbol), reads)
+        sw = StreamWindows(stream, self.history.get(symbol), np.concatenate((beat_pos, wake_a + 1)))
         self.builder = builder = StreamBuilder(sw, others)
         is_trade = stream.trade
         q_idx = np.flatnonzero(~is_trade)  # the quotes, by event index
         q_ts = ts[q_idx]
         q_bid, q_ask = stream.bid[q_idx], stream.ask[q_idx]
         nq = len(q_idx)
-        last_q = np.searchsorted(q_idx, np.arange(n + 1)) - 1  # the last quote before event i
-        wake = wake_a.tolist() + [n]
-        bar_new = (np.flatnonzero(bars[1:] != bars[:-1]) + 1).tolist() + [n]
-        wi = bi = ki = 0  # next wake-up, new bar, beat
+        # the events known in advance to need handling (a beat before them, a wake-up, a new bar),
+        # with what handling them reads, gathered once as Python values
+        bar_new = np.flatnonzero(bars[1:] != bars[:-1]) + 1
+        stops = np.unique(np.concatenate((beat_pos, wake_a, bar_new)))
+        stops = stops[stops < n]
+        info = self._event_info(stream, stops, wake_a, q_idx, q_bid, q_ask)
+        stop_list = stops.tolist() + [n]
         watch: dict[int, tuple[Position, int, int]] = {}  # id -> (position, from g, event index it closes at or n)
         self._bar = int(bars[0])
-        g = 0
+        if others:
+            def analyse(now_ms: int, woken: bool) -> None:
+                self._analyse(now_ms, None if not woken else [symbol], woken)
+        else:  # one symbol: its window straight from the stream (what ``StreamBuilder.windows`` returns)
+            params, last_signal, tick_sizes, strategies = self.params, self.last_signal, self.tick_sizes, self.strategies
+            window, on_signal, reasons = sw.window, self._on_signal, {}  # reasons: counted by Reason, named at the end
+            signal_reason = Reason.SIGNAL
+
+            def analyse(now_ms: int, woken: bool) -> None:
+                d = analyse_all({symbol: window(builder.pos)}, params, now_ms, last_signal, tick_sizes,
+                                strategies)[symbol]
+                res.passes += 1
+                reason = d.reason
+                reasons[reason] = reasons.get(reason, 0) + 1
+                if reason is signal_reason:
+                    on_signal(symbol, d, now_ms, woken)
+        positions, pending, quotes_f = self.positions, self.pending, self.quotes_f
+        si = g = 0
         while g < n:
             # the next event that can change anything
-            while wake[wi] < g:
-                wi += 1
-            while bar_new[bi] < g:
-                bi += 1
-            m = min(wake[wi], bar_new[bi], beat_pos[ki])
-            qg = int(last_q[g]) + 1  # the first quote at or after g
-            if qg < nq and self.pending.get(symbol):
-                m = min(m, int(q_idx[qg]))
-            for pos in self.positions:
+            while stop_list[si] < g:
+                si += 1
+            m = stop_list[si]
+            if pending.get(symbol):  # the first quote at or after g fills the queued entries
+                qg = int(np.searchsorted(q_idx, g))
+                if qg < nq and q_idx[qg] < m:
+                    m = int(q_idx[qg])
+            for pos in positions:  # the quote an open position closes at (SL/TP, time stop)
                 if pos.symbol != symbol:
                     continue
                 seen = watch.get(id(pos))
                 if seen is None or seen[0] is not pos or seen[2] < g:
+                    qg = int(np.searchsorted(q_idx, g))
                     seen = watch[id(pos)] = (pos, g, self._watch(pos, qg, q_idx, q_ts, q_bid, q_ask, n))
                 if seen[2] < m:
                     m = seen[2]
             if m >= n:
                 break
             # event m, as ``run`` handles it
-            j = int(last_q[m])
-            if j >= 0:
-                self.quotes_f[symbol] = (float(q_bid[j]), float(q_ask[j]))
+            t, prev_t, bar, quote_before, quote, woke = (
+                info[si] if m == stop_list[si] else
+                self._event_info(stream, np.array([m]), wake_a, q_idx, q_bid, q_ask)[0])
+            if quote_before is not None:
+                quotes_f[symbol] = quote_before
             if m > 0:
-                self._now = int(ts[m - 1])
-            t = int(ts[m])
+                self._now = prev_t
             builder.pos = m
             while t > next_beat:
-                self._analyse(next_beat, None, False)
+                analyse(next_beat, False)
                 next_beat += period
-                ki += 1
-            bar = int(bars[m])
             if bar != self._bar:
                 self._mark_equity()
                 self._bar = bar
             self._now = t
             builder.pos = m + 1
-            if not is_trade[m]:
-                self._on_quote(symbol, float(stream.bid[m]), float(stream.ask[m]), t)
-            if wake[wi] == m:
+            if quote is not None:
+                self._on_quote(symbol, quote[0], quote[1], t)
+            if woke:
                 res.wakeups += 1
-                self._analyse(t, [symbol], True)
+                analyse(t, True)
             g = m + 1
+        if not others:
+            for reason, count in reasons.items():
+                key = str(reason)
+                res.reasons[key] = res.reasons.get(key, 0) + count
         # the rest does nothing but move the clock and the latest quote on
         if nq:
-            self.quotes_f[symbol] = (float(q_bid[-1]), float(q_ask[-1]))
+            quotes_f[symbol] = (float(q_bid[-1]), float(q_ask[-1]))
         self._now = last
         builder.pos = n
         res.ticks += n
@@ -407,6 +428,25 @@ class Engine:
         self._mark_equity()
         res.bars = self._bar + 1
         return res
+
+    @staticmethod
+    def _event_info(stream: TickStream, at: np.ndarray, wake_a: np.ndarray, q_idx, q_bid, q_ask) -> list[tuple]:
+        """What ``run_stream`` reads to handle each event of ``at`` (ascending), as Python values:
+        (its time, the previous event's time, its bar, the latest quote before it or None, its own
+        quote if it is one else None, whether the pre-screen wakes on it)."""
+        if len(at) == 0:
+            return []
+        ts = stream.ts
+        j = np.searchsorted(q_idx, at) - 1  # the last quote before each event
+        has = j >= 0
+        jj = np.maximum(j, 0)
+        before = [(b, a) if h else None
+                  for h, b, a in zip(has.tolist(), q_bid[jj].tolist(), q_ask[jj].tolist())]
+        own = [None if tr else (b, a)
+               for tr, b, a in zip(stream.trade[at].tolist(), stream.bid[at].tolist(), stream.ask[at].tolist())]
+        woke = np.isin(at, wake_a).tolist()
+        return list(zip(ts[at].tolist(), ts[np.maximum(at - 1, 0)].tolist(), stream.bar[at].tolist(), before, own,
+                        woke))
 
     def _watch(self, pos: Position, qg: int, q_idx, q_ts, q_bid, q_ask, n: int) -> int:
         """Event index of the first quote from the ``qg``-th on where ``pos`` closes by SL/TP
@@ -422,7 +462,10 @@ class Engine:
     def _analyse(self, now_ms: int, only: list[str] | None, woken: bool) -> None:
         names = only if only is not None else self._names
         windows = self.builder.windows(names)
-        decisions = analyse_all(windows, self.params, now_ms, self.last_signal, self.tick_sizes, self.strategies)
+        self._decided(analyse_all(windows, self.params, now_ms, self.last_signal, self.tick_sizes, self.strategies),
+                      now_ms, woken)
+
+    def _decided(self, decisions: Mapping[str, Decision], now_ms: int, woken: bool) -> None:
         res = self.result
         res.passes += 1
         if res.pass_log is not None:

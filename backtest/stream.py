@@ -289,7 +289,8 @@ class StreamWindows:
                 last = self.last_ts[tf]
                 last_closed = np.where(count > 0, last[np.maximum(count - 1, 0)] if len(last) else 0, 0)
                 rows.append((count, np.where(f_ts > last_closed, count + 1, count)))
-            self.read_rows = list(zip(*(c.tolist() for pair in rows for c in pair)))
+            # (1 s closed, 1 s rows, 1 m closed, 1 m rows, the last tick's time) per read
+            self.read_rows = list(zip(*(c.tolist() for pair in rows for c in pair), self.stream.ts[at].tolist()))
 
     def _forming_at(self, n: int) -> dict:
         """The forming bars after ``n`` events, as one-row blocks (the same arithmetic as the
@@ -364,6 +365,9 @@ class StreamWindows:
         if hi > count:
             self.work[tf][:, count] = self.forming[tf][j]
             self.dirty[tf] = count
+        cached = self.cache[tf]
+        if cached[0] == hi:  # same rows: the views already see the rewritten forming row
+            return cached[1]
         return self._view(tf, hi, want)
 
     def window(self, n: int) -> MarketWindow:
@@ -373,12 +377,12 @@ class StreamWindows:
         if j is not None and want_1s > 0 and want_1m > 0:
             st = self.stream
             lo = max(0, n - want_ticks)
-            c1s, h1s, c1m, h1m = self.read_rows[j]
+            c1s, h1s, c1m, h1m, last_ms = self.read_rows[j]
             return MarketWindow(self.symbol,
                                 TickWindow(self.symbol, st.ts[lo:n], st.bid[lo:n], st.ask[lo:n], st.price[lo:n],
                                            st.volume[lo:n], st.side[lo:n]),
                                 self._rows("1s", j, c1s, h1s, want_1s), self._rows("1m", j, c1m, h1m, want_1m), None,
-                                int(st.ts[n - 1]))
+                                last_ms)
         st = self.stream
         if n:
             lo = max(0, n - want_ticks)
