@@ -170,6 +170,22 @@ def test_the_stream_path_with_another_strategy_and_no_prescreen():
         _assert_same_result(a, b)
 
 
+def test_the_stream_path_with_a_second_symbol_in_the_run_analyses_both_on_the_beat():
+    # one streamed symbol plus one with history only: beats analyse both (the run-wide pass),
+    # wake-ups the streamed one; the one-symbol shortcut of run_stream must not be taken
+    events = list(bar_events(EURUSD.slice(300, 700), 4))
+    params = {"surge_min_ratio": 1.5, "surge_min_zscore": 1.0, "time_stop_s": 30, "cooldown_ms": 5000}
+    setups = [SymbolSetup("EURUSD", SPECS["EURUSD"], params=params), SymbolSetup("GBPUSD", SPECS["GBPUSD"])]
+    hist = {"GBPUSD": history(events[0][0].ts_ms)}
+    a = Engine(setups, [AccountSpec()], history=hist).run(events)
+    b = Engine(setups, [AccountSpec()], history=hist).run_stream(stream_from_events(events))
+    one = Engine(setups[:1], [AccountSpec()]).run_stream(stream_from_events(events))
+    assert a.trades and a.reasons.get("stale_data", 0) >= a.passes - a.wakeups - 5  # GBPUSD: no ticks
+    _assert_same_result(a, b)
+    assert [t.open_ms for t in one.trades] == [t.open_ms for t in a.trades]
+    assert sum(one.reasons.values()) + (a.passes - a.wakeups) == sum(a.reasons.values())
+
+
 def test_running_sums_are_the_rollers_sequential_sums_on_both_layouts():
     from backtest.stream import _running, _zero_plus
 
