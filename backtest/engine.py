@@ -438,10 +438,12 @@ class Engine:
             return []
         ts = stream.ts
         j = np.searchsorted(q_idx, at) - 1  # the last quote before each event
-        has = j >= 0
-        jj = np.maximum(j, 0)
-        before = [(b, a) if h else None
-                  for h, b, a in zip(has.tolist(), q_bid[jj].tolist(), q_ask[jj].tolist())]
+        if len(q_idx):
+            jj = np.maximum(j, 0)
+            before = [(b, a) if h else None
+                      for h, b, a in zip((j >= 0).tolist(), q_bid[jj].tolist(), q_ask[jj].tolist())]
+        else:  # trade prints only: no quote yet at any of them
+            before = [None] * len(at)
         own = [None if tr else (b, a)
                for tr, b, a in zip(stream.trade[at].tolist(), stream.bid[at].tolist(), stream.ask[at].tolist())]
         woke = np.isin(at, wake_a).tolist()

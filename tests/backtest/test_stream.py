@@ -186,6 +186,13 @@ def test_the_stream_path_with_a_second_symbol_in_the_run_analyses_both_on_the_be
     assert sum(one.reasons.values()) + (a.passes - a.wakeups) == sum(a.reasons.values())
 
 
+def test_the_stream_path_on_trade_prints_only_no_quote_ever():
+    events = [TradeEvent("EURUSD", 1.1 + (i % 7) * 1e-5, 1.0, 1, 1_700_000_000_000 + i * 300, 0) for i in range(400)]
+    a, b = _both(events, [SymbolSetup("EURUSD", SPECS["EURUSD"])], [AccountSpec()])
+    assert a.passes > 100
+    _assert_same_result(a, b)
+
+
 def test_running_sums_are_the_rollers_sequential_sums_on_both_layouts():
     from backtest.stream import _running, _zero_plus
 
