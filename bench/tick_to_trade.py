@@ -5,7 +5,7 @@
 
 The real processes, as the Procfile runs them: the exchange simulator (this process, 127.0.0.1,
 ephemeral port, ``--tick-rate`` ticks/s per symbol), ``manage.py run_feed``, ``celery beat`` (the
-analysis entry, every 1 s), ``celery worker -Q analysis -c 1`` and the orders worker
+analysis entry, every 1 s), ``celery worker -Q analysis --pool threads -c 2`` and the orders worker
 (``-Q orders,default``, prefork, 4 processes) — all subprocesses — on a throw-away PostgreSQL
 database and the given Redis db; ``--accounts`` simulator accounts with their database rows, logged
 in once beforehand (tokens in Redis, as after the first order).
@@ -66,6 +66,8 @@ PARAMS = {
     "rsi_overbought": 100.0,
     "rsi_oversold": 0.0,
 }
+# the Procfile's "analysis" worker: two threads, so a wake-up never waits behind a beat pass
+ANALYSIS_POOL = ("--pool", "threads", "--concurrency", "2")
 SURGE_S = 3.0
 SURGE_INTENSITY = 6.0  # the simulator's: trades per tick and their size both scale with it
 # a symbol surges again only once its last surge (and the recent window after it) left the baseline
@@ -372,7 +374,7 @@ def main() -> None:
             procs.start("beat", [py, "-m", "celery", "-A", "tradeops", "beat", "-S",
                                  "django_celery_beat.schedulers:DatabaseScheduler", "-s", str(logs / "beat-schedule"),
                                  "--pidfile=", "-l", "WARNING"])
-            procs.start("analysis", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", "-c", "1",
+            procs.start("analysis", [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", *ANALYSIS_POOL,
                                      "-n", f"t2t-analysis-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
                                      "--without-heartbeat", "-l", "WARNING"])
             print(f"orders worker: ORDERS_MAX_ENTRY_DEVIATION={args.max_entry_deviation or 'shipped'}", flush=True)

@@ -7,8 +7,9 @@ One pass costs a constant number of round trips whatever the number of symbols (
 tests/signals/test_service.py): 2 queries to load (symbols, strategy configs; a wake-up of the
 event path reuses those of the last full pass, see ``pass_config``), 1 Redis round trip
 for the windows, 1 pipeline for the cool-downs and the feed's connection state, 1 pipeline for
-the stale-data warnings, and — only when something fires — 1 INSERT for all of the pass's
-signals plus 1 HSET of their cool-downs.
+the stale-data warnings, and — only when something fires — 1 compare-and-set of their
+cool-downs (the claim that keeps one surge → one signal across concurrent passes) plus 1 INSERT
+for all of the pass's signals.
 """
 
 from __future__ import annotations
@@ -131,6 +132,56 @@ def load_strategies(symbols: list[Symbol]) -> dict[str, tuple[Strategy, object]]
     return out
 
 
+# One surge → one signal, whichever path (beat pass, wake-up) analyses it, without a lock around
+# the passes: a pass that decides to signal claims the symbol's cool-down by compare-and-set against
+# the value it read (absent = ""); of two passes that read the same value, one wins, the other's
+# decision becomes ``cooldown``. The claim is written BEFORE the insert and put back if the insert
+# fails, so the cool-down never blocks a symbol whose signal was not stored (a process killed
+# between the two loses that one signal's cool-down period: the beat's next pass after it signals).
+_CLAIM_LUA = """
+local won = {}
+for i = 2, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (cur == false and ARGV[i + 1] == '') or cur == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+    won[#won + 1] = ARGV[i]
+  end
+end
+return won
+"""
+_RELEASE_LUA = """
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+    else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  end
+end
+return 1
+"""
+
+
+def _claim_args(seen: dict[str, int | None], now_ms: int) -> list:
+    args: list = [str(int(now_ms))]
+    for name, last in seen.items():
+        args += [name, "" if last is None else str(int(last))]
+    return args
+
+
+def claim_cooldowns(redis, seen: dict[str, int | None], now_ms: int) -> set[str]:
+    """Atomically start the cool-down (``now_ms``) of each symbol whose stored last signal is
+    still the one this pass read (``seen``); returns the symbols this pass won."""
+    if not seen:
+        return set()
+    won = redis.eval(_CLAIM_LUA, 1, LAST_SIGNAL_KEY, *_claim_args(seen, now_ms))
+    return {w.decode() if isinstance(w, bytes) else w for w in won}
+
+
+def release_cooldowns(redis, seen: dict[str, int | None], now_ms: int) -> None:
+    """Undo ``claim_cooldowns`` (the signals were not stored), where nobody claimed after us."""
+    if seen:
+        redis.eval(_RELEASE_LUA, 1, LAST_SIGNAL_KEY, *_claim_args(seen, now_ms))
+
+
 def last_signal_times(redis, names: list[str]) -> dict[str, int | None]:
     values = redis.hmget(LAST_SIGNAL_KEY, names) if names else []
     return {name: int(v) if v is not None else None for name, v in zip(names, values)}
@@ -203,6 +254,15 @@ def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = N
         _warn_stale(redis, stale, now_ms)
     created: list[int] = []
     if firing:
+        won = claim_cooldowns(redis, {symbol.name: last_signals.get(symbol.name) for symbol, _ in firing}, now_ms)
+        for symbol, _ in firing:
+            if symbol.name not in won:  # another pass (beat or wake-up) signalled it since our read
+                reasons[str(Reason.SIGNAL)] -= 1
+                reasons[str(Reason.COOLDOWN)] = reasons.get(str(Reason.COOLDOWN), 0) + 1
+                log.info("signal_cooldown_claim_lost", symbol=symbol.name)
+        reasons = {k: n for k, n in reasons.items() if n}
+        firing = [(symbol, decision) for symbol, decision in firing if symbol.name in won]
+    if firing:
         signal_mono = hops_mod.mono_ms()
         at = hops_mod.anchor()
         hops: dict[str, dict] = {}
@@ -211,9 +271,12 @@ def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = N
             hops[decision.symbol] = {**wake, "path": "event" if wake else "beat",
                                      "venue": wake.get("venue") or decision.tick_ts_ms,
                                      "analysis": started_mono, "signal": signal_mono, "anchor": at}
-        created = [s.pk for s in record_signals(firing, hops)]
-        # After the insert: the cool-down never blocks a symbol whose signal was not stored.
-        redis.hset(LAST_SIGNAL_KEY, mapping={symbol.name: now_ms for symbol, _ in firing})
+        try:
+            created = [s.pk for s in record_signals(firing, hops)]
+        except BaseException:
+            # the cool-down never blocks a symbol whose signal was not stored
+            release_cooldowns(redis, {symbol.name: last_signals.get(symbol.name) for symbol, _ in firing}, now_ms)
+            raise
     t3 = time.perf_counter()
     return AnalysisRun(len(names), created, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
 

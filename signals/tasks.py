@@ -10,20 +10,26 @@ Guards, and why each:
   a no-op. (Keying on ``floor(now)`` instead would both skip legitimate runs and let duplicates
   through whenever the beat's phase sits near a second boundary: the run times jitter across it.)
   A caller that knows its slot passes ``slot=``; each slot then runs at most once.
-- Overlap: a pass slower than the period must not run concurrently with the next one (double
-  signals, double dispatch). A token-owned Redis lock, released only by its owner, expiring after
-  the task's hard time limit so a killed worker never wedges the analysis.
+- Overlap: a beat pass slower than the period must not run concurrently with the next one (two
+  whole-market passes competing for the worker). A token-owned Redis lock, released only by its
+  owner, expiring after ``RUN_LOCK_TIMEOUT_S``, so a killed worker never wedges the analysis. (A
+  double signal is the cool-down claim's to refuse, whatever overlaps: see the event path below.)
+  The worker's thread pool enforces no Celery time limits (the limits below are kept for a prefork
+  worker); a hung pass holds its thread, and the lock expires after ``RUN_LOCK_TIMEOUT_S`` so the
+  other thread keeps the beat going.
 
 The event path (issue 16): ``signals.analyze_symbols`` — the feed's pre-screen (the strategy's
 ``prescreen`` hook, ``workers.feed``) saw a symbol move and asks for an analysis of just that
-symbol now instead of at the next beat. Its guards are the beat's, shared:
+symbol now instead of at the next beat. Its guards:
 
-- Overlap: it takes the SAME run lock, waiting for it up to ``EVENT_LOCK_WAIT_S`` (a beat pass
-  holds it for tens of ms) — a beat pass and a wake-up never analyse at the same time, so the
-  cool-down read inside the lock always sees the other path's last signal: one surge → one signal.
-- Double-fire: the pre-screen fires at most once per second per symbol, a redelivered or
-  duplicated wake-up is one more read of the same window, and the strategy's cool-down
-  (``signals:last_signal_ms``, written before the lock is released) refuses a second signal.
+- One surge → one signal: NOT the run lock (a wake-up never waits behind a beat pass, which takes
+  ~50 ms over 100 symbols): the cool-down is claimed per symbol by compare-and-set
+  (``signals.service.claim_cooldowns``), so of a beat pass and a wake-up that analyse the same
+  symbol at once, one signals and the other's decision becomes ``cooldown``. The analysis worker
+  runs two threads (Procfile ``analysis``: ``--pool threads --concurrency 2``), so a wake-up
+  starts while a beat pass runs, and reuses the configuration that pass loaded (one process).
+- Double-fire: the pre-screen re-looks a few times per surge, a redelivered or duplicated
+  wake-up is one more read of the same window, and the cool-down claim refuses a second signal.
 - ``expires`` = ``EVENT_EXPIRES_S``: a wake-up that waited longer than a beat period is worthless
   (the beat analysed the symbol meanwhile) and is dropped.
 - It does not claim the beat's spacing slot: the beat keeps its one pass per period whatever
@@ -55,7 +61,6 @@ RUN_LOCK_KEY = "signals:analyze:lock"
 RUN_LOCK_TIMEOUT_S = TIME_LIMIT_S + 5  # outlives the hard limit: a live run never loses its lock
 ANALYZE_SYMBOLS_TASK = "signals.analyze_symbols"
 EVENT_EXPIRES_S = ANALYZE_PERIOD_S
-EVENT_LOCK_WAIT_S = 0.5
 WAKE_COUNT_KEY = "signals:wakes"  # hash symbol -> wake-ups analysed (ops, tests, the wake-rate figure)
 WAKE_OUTCOME_KEY = "signals:wake_outcomes"  # hash reason -> wake-ups that ended so (how many looks a surge needs)
 SLOT_KEY = "signals:analyze:slot:{slot}"
@@ -114,20 +119,8 @@ def analyze_symbols(symbols: list[str], wakes: dict[str, dict] | None = None):
 
     received = hops.mono_ms()
     r = get_redis()
-    lock = r.lock(RUN_LOCK_KEY, timeout=RUN_LOCK_TIMEOUT_S, blocking=True, blocking_timeout=EVENT_LOCK_WAIT_S,
-                  sleep=0.002)
-    if not lock.acquire():
-        log.warning("analysis_wake_skipped_busy", symbols=symbols)  # the beat's next pass covers them
-        r.hincrby(WAKE_OUTCOME_KEY, "skipped_busy", len(symbols))
-        return None
-    try:
-        result = run_analysis(r, only=list(symbols), wakes={s: {**(wakes or {}).get(s, {}), "woken": received}
-                                                            for s in symbols})
-    finally:
-        try:
-            lock.release()
-        except redis_lib.exceptions.LockError:
-            log.warning("analysis_lock_lost")
+    result = run_analysis(r, only=list(symbols), wakes={s: {**(wakes or {}).get(s, {}), "woken": received}
+                                                        for s in symbols})
     pipe = r.pipeline(transaction=False)
     for s in symbols:
         pipe.hincrby(WAKE_COUNT_KEY, s, 1)

@@ -58,9 +58,14 @@ E2E_PARAMS = {
 
 
 
+# the Procfile's "analysis" worker pool (tests/signals/test_tasks.py pins that they agree)
+ANALYSIS_POOL = ("--pool", "threads", "--concurrency", "2")
+
+
 @contextlib.contextmanager
-def celery_processes(tmp_path: Path, env: dict, *, beats: int = 1, concurrency: int = 1):
-    """Beat(s) with the DatabaseScheduler and a worker consuming only "analysis"; SIGTERM on exit."""
+def celery_processes(tmp_path: Path, env: dict, *, beats: int = 1, pool: tuple[str, ...] = ANALYSIS_POOL):
+    """Beat(s) with the DatabaseScheduler and a worker consuming only "analysis" (the Procfile's
+    pool); SIGTERM on exit."""
     py = sys.executable
     name = f"sig-e2e-{uuid.uuid4().hex[:8]}@%h"
     commands = {
@@ -69,7 +74,7 @@ def celery_processes(tmp_path: Path, env: dict, *, beats: int = 1, concurrency: 
                            "--pidfile=", "-l", "INFO"]
         for i in range(beats)
     }
-    commands["worker"] = [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", "-c", str(concurrency),
+    commands["worker"] = [py, "-m", "celery", "-A", "tradeops", "worker", "-Q", "analysis", *pool,
                           "-n", name, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
     procs, logs = {}, {}
     try:
@@ -192,7 +197,7 @@ def test_two_beats_by_mistake_still_analyse_once_a_period(redis_client, tmp_path
     """Two beat processes (a deploy mistake, or a restart overlapping the old one) both send every
     period; the worker (2 processes, so duplicates really race) runs one pass per period."""
     only_the_analysis_beat_entry()
-    with celery_processes(tmp_path, subprocess_env(), beats=2, concurrency=2) as procs:
+    with celery_processes(tmp_path, subprocess_env(), beats=2) as procs:
         alive = list(procs.values())
         runs: list[int] = []
 
