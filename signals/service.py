@@ -9,7 +9,9 @@ event path reuses those of the last full pass, see ``pass_config``), 1 Redis rou
 for the windows, 1 pipeline for the cool-downs and the feed's connection state, 1 pipeline for
 the stale-data warnings, and — only when something fires — 1 compare-and-set of their
 cool-downs (the claim that keeps one surge → one signal across concurrent passes) plus 1 INSERT
-for all of the pass's signals.
+for all of the pass's signals. A wake-up reads the cool-downs first and skips the window read of
+a symbol in cool-down (``strategy.cooling_down``): the looks after a surge's signal cost one
+pipelined round trip.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tradeops.money import round_to_step, to_decimal
 from . import hops as hops_mod
 from .models import Signal, StrategyConfig
 from .strategies import DEFAULT_STRATEGY, Strategy, get_strategy
-from .strategy import Decision, Reason, StrategyParams, analyse_all
+from .strategy import Decision, Reason, StrategyParams, analyse_all, cooling_down
 
 log = get_logger(__name__)
 
@@ -229,8 +231,19 @@ def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = N
     params = {name: p for name, (_, p) in chosen.items()}
     strategies = {name: s for name, (s, _) in chosen.items()}
     t0 = time.perf_counter()
-    windows = read_windows(redis, names)
-    last_signals, feed_connection = pass_state(redis, names)
+    cooling: list[str] = []
+    if only is None:
+        windows = read_windows(redis, names)
+        last_signals, feed_connection = pass_state(redis, names)
+    else:
+        # A wake-up: the cool-down first. The pre-screen looks again while its test holds, and
+        # after the surge's signal every look is answered ``cooldown`` whatever the window says:
+        # those skip the window read (most of a look's cost), with the strategy's own rule.
+        last_signals, feed_connection = pass_state(redis, names)
+        if feed_connection not in FEED_NOT_LIVE:
+            at = now_ms if now_ms is not None else int(time.time() * 1000)
+            cooling = [n for n in names if cooling_down(at, last_signals.get(n), getattr(params[n], "cooldown_ms", 0))]
+        windows = read_windows(redis, [n for n in names if n not in cooling]) if len(cooling) < len(names) else {}
     t1 = time.perf_counter()
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     if feed_connection in FEED_NOT_LIVE:
@@ -239,6 +252,7 @@ def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = N
     else:
         decisions = analyse_all(windows, params, now_ms, last_signals, {s.name: float(s.tick_size) for s in symbols},
                                 strategies)
+        decisions.update((n, Decision(n, Reason.COOLDOWN, {})) for n in cooling)
     t2 = time.perf_counter()
     by_name = {s.name: s for s in symbols}
     reasons: dict[str, int] = {}

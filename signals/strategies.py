@@ -107,26 +107,32 @@ class VolumeSurgePreScreen:
     ``min_baseline_s`` covered baseline seconds — the analysis' thresholds WITHOUT its no-book
     multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
     whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
-    While the test holds it fires again, first ``REFIRE_MIN_MS`` (50 ms) later, then at doubling
-    intervals up to ``REFIRE_MAX_MS`` (one beat period): the first look of a surge often finds the
-    analysis' other conditions (flow, direction: over the recent window, still mostly the calm
-    seconds before the surge) not met yet, and they usually are a few ticks later — a fixed 250 ms
-    re-look put a quarter of a second on one surge in five (``bench/tick_to_trade.py``). The
-    doubling keeps the looks of a long surge few (the analysis answers ``cooldown`` to all of them
-    after its signal); beyond one beat period the beat looks anyway. An episode ends when the test
-    has not held for ``REARM_MS``; the next one starts again at ``REFIRE_MIN_MS``. A calm market
+    While the test holds it fires again: every ``RELOOK_MS`` (25 ms, about one tick interval of a
+    busy symbol) during the first ``FAST_PHASE_MS`` (1 s) of an episode, then once per
+    ``REFIRE_MAX_MS`` (one beat period). Why: the first look of a surge often finds the analysis'
+    other conditions (direction, flow: over the recent window, still mostly the calm seconds
+    before the surge) not met yet, and they are met a few ticks later; a re-look must then come
+    within a tick or two of that evidence. A doubling schedule (50, 100, 200, 400 ms ...) put up to
+    hundreds of ms on the slow surges (``bench/tick_to_trade.py``: fires at t0+150/+350/+750 ms
+    were the p95), a fixed 250 ms one a quarter second on one surge in five. The cost is bounded:
+    at most ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in an episode's first second (25 at 50
+    ticks/s, one every other tick), then one a second; the looks after the signal are answered
+    ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
+    Beyond one beat period the beat looks anyway. An episode ends when the test has not held for
+    ``REARM_MS``; the next one starts a new fast phase. A calm market
     never passes the test, so this costs nothing there. The baseline covers only the seconds this pre-screen has seen (a
     feed restart starts it empty): until ``min_baseline_s`` have passed it never fires and the
     beat alone covers the symbol.
     """
 
-    REFIRE_MIN_MS = 50  # the first re-look of an episode: a few ticks of more evidence
-    REFIRE_MAX_MS = 1_000  # the beat period: the beat looks at least this often anyway
+    RELOOK_MS = 25  # re-look interval in an episode's fast phase: about one tick of more evidence
+    FAST_PHASE_MS = 1_000  # how long an episode re-looks every RELOOK_MS (from its first fire)
+    REFIRE_MAX_MS = 1_000  # after the fast phase: the beat period (the beat looks this often anyway)
     REARM_MS = 1_000  # the test not holding this long ends the episode
 
     __slots__ = ("ratio", "zmin", "vmin", "std_floor", "recent_s", "baseline_s", "n", "min_seconds", "use_volume",
                  "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "next_fire_ms",
-                 "resum_at", "refire_ms", "held_ms")
+                 "resum_at", "episode_ms", "held_ms")
 
     def __init__(self, params: StrategyParams):
         self.ratio = params.surge_min_ratio
@@ -149,7 +155,7 @@ class VolumeSurgePreScreen:
         self.base_sq = 0.0
         self.next_fire_ms = -1
         self.resum_at = 0
-        self.refire_ms = self.REFIRE_MIN_MS  # the interval to the next re-look of this episode
+        self.episode_ms = 0  # the first fire of the current episode
         self.held_ms = -(1 << 62)  # the last tick at which the test held
 
     def _advance(self, second: int) -> None:
@@ -246,16 +252,18 @@ class VolumeSurgePreScreen:
             ok &= (rate >= self.ratio * mean) & ((rate - mean) / np.maximum(std, self.std_floor * mean) >= self.zmin)
             ok &= recent >= self.vmin
         # the re-look schedule of on_tick over the ticks at which the test holds (same episode rule)
-        fires, next_fire, refire, held = [], -1, self.REFIRE_MIN_MS, -(1 << 62)
+        fires, next_fire, episode, held = [], -1, 0, -(1 << 62)
+        fast, phase, slow, rearm = self.RELOOK_MS, self.FAST_PHASE_MS, self.REFIRE_MAX_MS, self.REARM_MS
         candidates = np.flatnonzero(ok)
         for i, t in zip(candidates.tolist(), ts[candidates].tolist()):
-            if t - held >= self.REARM_MS:
-                refire = self.REFIRE_MIN_MS  # a new episode
+            if t - held >= rearm:
+                next_fire = -1  # a new episode: fire now
             held = t
             if t >= next_fire:
+                if next_fire < 0:
+                    episode = t
                 fires.append(i)
-                next_fire = t + refire
-                refire = min(refire * 2, self.REFIRE_MAX_MS)
+                next_fire = t + (fast if t - episode < phase else slow)
         return np.array(fires, dtype=np.int64)
 
     def on_tick(self, ts_ms: int, price: float, volume: float) -> bool:
@@ -289,12 +297,14 @@ class VolumeSurgePreScreen:
         if (rate >= self.ratio * mean and (rate - mean) / max(std, self.std_floor * mean) >= self.zmin
                 and self.recent_sum >= self.vmin):
             if ts_ms - self.held_ms >= self.REARM_MS:
-                self.refire_ms = self.REFIRE_MIN_MS  # a new episode
+                self.next_fire_ms = -1  # a new episode: fire now
             self.held_ms = ts_ms
             if ts_ms < self.next_fire_ms:
                 return False
-            self.next_fire_ms = ts_ms + self.refire_ms
-            self.refire_ms = min(self.refire_ms * 2, self.REFIRE_MAX_MS)
+            if self.next_fire_ms < 0:
+                self.episode_ms = ts_ms
+            self.next_fire_ms = ts_ms + (self.RELOOK_MS if ts_ms - self.episode_ms < self.FAST_PHASE_MS
+                                         else self.REFIRE_MAX_MS)
             return True
         return False
 

@@ -265,6 +265,13 @@ def _entry_reference(ticks, side: Side) -> float:
     return quote if math.isfinite(quote) and quote > 0 else float(ticks.price[-1])
 
 
+def cooling_down(now_ms: int, last_signal_ms: int | None, cooldown_ms: float) -> bool:
+    """The cool-down rule, its one home: a signal on the symbol less than ``cooldown_ms`` ago.
+    ``freshness_gate`` applies it; a wake-up applies it before reading the market window
+    (``signals.service.run_analysis``), since no window changes its answer."""
+    return last_signal_ms is not None and now_ms - last_signal_ms < cooldown_ms
+
+
 def freshness_gate(window, max_staleness_ms: float, cooldown_ms: float, now_ms: int, last_signal_ms: int | None,
                    features: dict) -> Reason | None:
     """The checks every strategy makes first (the volume scalper and ``ma_cross`` alike): ticks
@@ -275,7 +282,7 @@ def freshness_gate(window, max_staleness_ms: float, cooldown_ms: float, now_ms: 
     features["staleness_ms"] = int(now_ms - tick_ts)
     if now_ms - tick_ts > max_staleness_ms:
         return Reason.STALE_DATA
-    if last_signal_ms is not None and now_ms - last_signal_ms < cooldown_ms:
+    if cooling_down(now_ms, last_signal_ms, cooldown_ms):
         return Reason.COOLDOWN
     return None
 

@@ -99,6 +99,35 @@ def test_the_vectorised_prescreen_wakes_on_exactly_the_ticks_on_tick_does(seed):
     assert fast.tolist() == expected
 
 
+@pytest.mark.parametrize("traded", [False, True])
+def test_the_vectorised_prescreen_follows_the_relook_schedule_of_on_tick(traded):
+    """Long bursts (the test holds for seconds) and several episodes: the fast phase (a look every
+    RELOOK_MS), the slow looks after it (one a beat period) and a new fast phase per episode are
+    the same ticks both ways — tick counts and whole traded volumes alike."""
+    rng = random.Random(11)
+    t0, ts, vol = 1_700_000_000_000 + 337, [], []
+    for second in range(240):
+        burst = second % 60 in range(40, 45)  # 5 s bursts at 10x the rate, every minute
+        n = 50 if burst else rng.randrange(3, 7)
+        for k in range(n):
+            ts.append(t0 + second * 1000 + int(k * 1000 / n) + rng.choice([0, 1, 3]))
+            vol.append(float(rng.choice([1, 2, 3])) if traded else 0.0)
+    ts_a, vol_a = np.array(sorted(ts), dtype=np.int64), np.array(vol)
+    price = np.full(len(ts_a), 1.1)
+    params = StrategyParams(baseline_window_s=30, min_baseline_s=10, recent_window_s=2)
+    per_tick = VolumeSurgePreScreen(params)
+    expected = [i for i, (t, v) in enumerate(zip(ts_a.tolist(), vol_a.tolist())) if per_tick.on_tick(t, 1.1, v)]
+    fast = VolumeSurgePreScreen(params).wakeups(ts_a, price, vol_a)
+    assert fast is not None and fast.tolist() == expected
+    fired = ts_a[expected]
+    gaps = np.diff(fired)
+    episodes = 1 + int((gaps >= VolumeSurgePreScreen.REARM_MS + VolumeSurgePreScreen.REFIRE_MAX_MS).sum())
+    assert episodes >= 3, "several episodes, each with its own fast phase"
+    relooks = int(((gaps >= VolumeSurgePreScreen.RELOOK_MS) & (gaps < VolumeSurgePreScreen.RELOOK_MS + 25)).sum())
+    slow = int(((gaps >= VolumeSurgePreScreen.REFIRE_MAX_MS) & (gaps < VolumeSurgePreScreen.REFIRE_MAX_MS + 25)).sum())
+    assert relooks >= episodes * 10 and slow >= episodes, (relooks, slow, episodes)
+
+
 def test_the_prescreen_falls_back_to_on_tick_when_it_cannot_be_exact():
     stream = stream_from_events(irregular_events(5, 5000, fractional=True))
     params = StrategyParams(surge_min_ratio=1.5, surge_min_zscore=1.0, min_baseline_s=20, baseline_window_s=60)

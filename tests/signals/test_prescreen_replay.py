@@ -44,10 +44,12 @@ def test_calm_eurusd_replay_wakes_rarely_on_the_same_ticks_as_the_backtest_and_n
 
     # the same hook on the same ticks: the same wake-ups
     assert len(feed_wakes) == result.wakeups
-    # rare: a wake-up is a tick where the analysis' own surge test passes (0.19 per market hour,
-    # 115 per hour of this 600x-compressed replay: every 6 s a new hourly bar)
-    assert per_market_hour <= 0.5
-    assert per_feed_hour <= 300
+    # rare: a wake-up is a tick where the analysis' own surge test passes, looked at again every
+    # RELOOK_MS during an episode's first second: 506 wake-ups = 0.28 per market hour, 169 per hour
+    # of this 600x-compressed replay (every 6 s a new hourly bar); the doubling schedule before it
+    # gave 346 (0.19, 115)
+    assert per_market_hour <= 0.35
+    assert per_feed_hour <= 200
     # every signal: woken by the pre-screen (a wake-up on that very tick) or taken by a beat pass
     woken_at = {ts for _, ts, _ in feed_wakes}
     assert result.signals

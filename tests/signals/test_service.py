@@ -101,6 +101,41 @@ def test_the_next_pass_is_in_cooldown(redis_client, market, symbol_factory):
     assert Signal.objects.count() == 1
 
 
+def test_a_wake_up_in_cool_down_answers_before_reading_the_window(redis_client, market, symbol_factory,
+                                                                  monkeypatch):
+    # given: EURUSD signalled by a beat pass; GBPUSD calm
+    symbol_factory("EURUSD")
+    symbol_factory("GBPUSD")
+    now = now_ms()
+    market.surge("EURUSD", seed=1, at_ms=now)
+    market.calm("GBPUSD", seed=2, at_ms=now)
+    assert len(service.run_analysis(redis_client, now_ms=now).signals) == 1
+    from marketdata import reader
+
+    real, read = reader.read_windows, []
+
+    def spy(redis, names, *a, **k):
+        read.append(list(names))
+        return real(redis, names, *a, **k)
+
+    monkeypatch.setattr(reader, "read_windows", spy)
+
+    # when: the pre-screen keeps looking at both while EURUSD's surge lasts
+    both = service.run_analysis(redis_client, now_ms=now + 200, only=["EURUSD", "GBPUSD"])
+    one = service.run_analysis(redis_client, now_ms=now + 400, only=["EURUSD"])
+
+    # then: the cool-down answers EURUSD without its window (the strategy's rule, its decision)
+    assert both.reasons == {"cooldown": 1, "no_surge": 1} and one.reasons == {"cooldown": 1}
+    assert read == [["GBPUSD"]]
+    assert Signal.objects.count() == 1
+    # a beat pass still reads every window (and decides the cool-down in the strategy)
+    assert service.run_analysis(redis_client, now_ms=now + 600).reasons == {"cooldown": 1, "no_surge": 1}
+    assert read[-1] == ["EURUSD", "GBPUSD"]
+    # once the cool-down is over, a wake-up reads the window again
+    service.run_analysis(redis_client, now_ms=now + 61_000, only=["EURUSD"])
+    assert read[-1] == ["EURUSD"]
+
+
 def test_cooldown_survives_a_worker_restart(redis_client, market, symbol_factory):
     # given: a signal, then a "restart": new process state, new Redis connection
     symbol_factory("EURUSD")

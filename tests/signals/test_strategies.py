@@ -35,7 +35,7 @@ def test_volume_surge_through_the_interface_is_the_same_decision_as_evaluate():
     assert direct.side is Side.BUY
 
 
-def test_prescreen_wakes_on_a_surge_at_most_every_refire_interval_and_not_on_a_steady_rate():
+def test_prescreen_wakes_on_a_surge_every_tick_or_two_at_first_then_once_a_beat_and_not_on_a_steady_rate():
     ps = VolumeSurgePreScreen(StrategyParams(baseline_window_s=60, min_baseline_s=10))
     woke = []
     t = NOW
@@ -44,19 +44,28 @@ def test_prescreen_wakes_on_a_surge_at_most_every_refire_interval_and_not_on_a_s
             woke.append(ps.on_tick(t + second * 1000 + k * 200, 1.1, 0.0))
     assert not any(woke)
     fired = []
-    for second in range(70, 76):  # 30 ticks a second for 6 s
-        for k in range(30):
-            ts = t + second * 1000 + k * 33
+    tick_ms = 20
+    for second in range(70, 76):  # 50 ticks a second (the bench's rate) for 6 s
+        for k in range(1000 // tick_ms):
+            ts = t + second * 1000 + k * tick_ms
             if ps.on_tick(ts, 1.1, 0.0):
                 fired.append(ts)
-    # 6x the rate against a 5 s recent window: the analysis' ratio needs about 2 s of it
+    # 10x the rate against a 5 s recent window: the analysis' ratio needs about 1 s of it
     assert fired and t + 71_000 <= fired[0] < t + 73_000, "wakes as soon as the analysis' surge test passes"
-    gaps = [b - a for a, b in zip(fired, fired[1:])]
-    # re-looks 50 ms after the first, then at doubling intervals up to one beat period
-    assert VolumeSurgePreScreen.REFIRE_MIN_MS <= gaps[0] < 2 * VolumeSurgePreScreen.REFIRE_MIN_MS, gaps
-    assert all(b >= a for a, b in zip(gaps, gaps[1:])), f"the intervals grow within an episode: {gaps}"
-    assert VolumeSurgePreScreen.REFIRE_MAX_MS <= max(gaps) < VolumeSurgePreScreen.REFIRE_MAX_MS + 100, gaps
-    assert len(fired) <= 12, f"a 6 s surge costs few looks, not one per tick: {len(fired)}"
+    gaps = [(a - fired[0], b - a) for a, b in zip(fired, fired[1:])]
+    fast = [g for at, g in gaps if at < VolumeSurgePreScreen.FAST_PHASE_MS]
+    slow = [g for at, g in gaps if at >= VolumeSurgePreScreen.FAST_PHASE_MS]
+    # the fast phase: a re-look at the first tick RELOOK_MS after the last one (every other tick here),
+    # so evidence that arrives during the first second waits at most RELOOK_MS + one tick for a look
+    assert fast and all(VolumeSurgePreScreen.RELOOK_MS <= g < VolumeSurgePreScreen.RELOOK_MS + tick_ms
+                        for g in fast), fast
+    assert len(fast) >= VolumeSurgePreScreen.FAST_PHASE_MS // (VolumeSurgePreScreen.RELOOK_MS + tick_ms) - 1
+    # then once a beat period (the beat looks that often anyway)
+    assert slow and all(VolumeSurgePreScreen.REFIRE_MAX_MS <= g < VolumeSurgePreScreen.REFIRE_MAX_MS + tick_ms
+                        for g in slow), slow
+    # the stated bound: FAST_PHASE_MS / RELOOK_MS + 1 looks in the first second, then one a second
+    bound = VolumeSurgePreScreen.FAST_PHASE_MS // VolumeSurgePreScreen.RELOOK_MS + 1 + 5
+    assert len(fired) <= bound, f"a 6 s surge costs a bounded number of looks: {len(fired)} > {bound}"
 
 
 def test_prescreen_starts_a_new_episode_at_the_short_interval_once_the_test_stopped_holding():
@@ -74,10 +83,12 @@ def test_prescreen_starts_a_new_episode_at_the_short_interval_once_the_test_stop
 
     assert not run(0, 70, 5)
     first = run(70, 4, 40)
-    assert not run(74, 30, 5), "calm again: quiet"
+    first += run(74, 1, 5)  # the 2 s recent window still holds the burst: the episode's slow looks
+    assert not run(75, 29, 5), "calm again: quiet"
     second = run(104, 4, 40)
-    for fired in (first, second):
-        assert len(fired) >= 3 and fired[1] - fired[0] < 2 * VolumeSurgePreScreen.REFIRE_MIN_MS, fired
+    for fired in (first, second):  # each episode starts with its own fast phase (40 ticks/s: every tick)
+        assert len(fired) >= 10 and fired[1] - fired[0] == VolumeSurgePreScreen.RELOOK_MS, fired
+        assert fired[-1] - fired[-2] >= VolumeSurgePreScreen.REFIRE_MAX_MS, fired
 
 
 def test_prescreen_is_a_necessary_condition_of_the_analysis_surge():
