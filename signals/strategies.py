@@ -108,15 +108,17 @@ class VolumeSurgePreScreen:
     multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
     whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
     While the test holds it fires again: every ``RELOOK_MS`` (25 ms, about one tick interval of a
-    busy symbol) during the first ``FAST_PHASE_MS`` (1 s) of an episode, then once per
+    busy symbol) during the first ``FAST_PHASE_MS`` (0.5 s) of an episode, then once per
     ``REFIRE_MAX_MS`` (one beat period). Why: the first look of a surge often finds the analysis'
     other conditions (direction, flow: over the recent window, still mostly the calm seconds
     before the surge) not met yet, and they are met a few ticks later; a re-look must then come
     within a tick or two of that evidence. A doubling schedule (50, 100, 200, 400 ms ...) put up to
-    hundreds of ms on the slow surges (``bench/tick_to_trade.py``: fires at t0+150/+350/+750 ms
-    were the p95), a fixed 250 ms one a quarter second on one surge in five. The cost is bounded:
-    at most ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in an episode's first second (25 at 50
-    ticks/s, one every other tick), then one a second; the looks after the signal are answered
+    hundreds of ms on the slow surges, a fixed 250 ms one a quarter second on one surge in five
+    (``bench/relook_schedule.py``: on the simulator's surges the strategy's evidence is there
+    40 / 80 / 260 ms (p50 / p95 / max) after the surge start; doubling signals 40 / 180 / 420,
+    this schedule 40 / 100 / 260). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1
+    looks in an episode's fast phase (13 at 50 ticks/s: every other tick), then one a second
+    (16 per 3 s surge there, 7 with doubling); the looks after the signal are answered
     ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
     Beyond one beat period the beat looks anyway. An episode ends when the test has not held for
     ``REARM_MS``; the next one starts a new fast phase. A calm market
@@ -126,7 +128,7 @@ class VolumeSurgePreScreen:
     """
 
     RELOOK_MS = 25  # re-look interval in an episode's fast phase: about one tick of more evidence
-    FAST_PHASE_MS = 1_000  # how long an episode re-looks every RELOOK_MS (from its first fire)
+    FAST_PHASE_MS = 500  # how long an episode re-looks every RELOOK_MS (from its first fire)
     REFIRE_MAX_MS = 1_000  # after the fast phase: the beat period (the beat looks this often anyway)
     REARM_MS = 1_000  # the test not holding this long ends the episode
 

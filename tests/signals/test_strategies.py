@@ -63,7 +63,7 @@ def test_prescreen_wakes_on_a_surge_every_tick_or_two_at_first_then_once_a_beat_
     # then once a beat period (the beat looks that often anyway)
     assert slow and all(VolumeSurgePreScreen.REFIRE_MAX_MS <= g < VolumeSurgePreScreen.REFIRE_MAX_MS + tick_ms
                         for g in slow), slow
-    # the stated bound: FAST_PHASE_MS / RELOOK_MS + 1 looks in the first second, then one a second
+    # the stated bound: FAST_PHASE_MS / RELOOK_MS + 1 looks in the fast phase, then one a second
     bound = VolumeSurgePreScreen.FAST_PHASE_MS // VolumeSurgePreScreen.RELOOK_MS + 1 + 5
     assert len(fired) <= bound, f"a 6 s surge costs a bounded number of looks: {len(fired)} > {bound}"
 
