@@ -1,6 +1,6 @@
 """The pre-screen's re-look schedule against the strategy's evidence, offline and deterministic.
 
-    .venv/bin/python bench/relook_schedule.py [--surges-per-symbol 10] [--symbols 8] [--seed 1]
+    .venv/bin/python bench/relook_schedule.py [--surges-per-symbol 25] [--symbols 8] [--seed 1]
 
 ``bench/tick_to_trade.py`` measures the whole path with real processes, but 40 random surges on a
 shared 2-core machine give a p95 that moves by 100 ms from one run to the next. This isolates
@@ -11,8 +11,9 @@ The simulator's own market model (``matchtrader.simulator.market.Market``, 50 ti
 parameters) is stepped in memory; every event goes through the feed's order (quote, trade
 prints, depth) into the backtest's window builder. For each surge:
 
-- **evidence**: the first event from the surge start at which the strategy (``evaluate`` on the
-  window at that event, no cool-down) signals — the earliest any schedule could signal;
+- **evidence**: the first tick from the surge start at which the strategy (``evaluate`` on the
+  window holding that tick, no cool-down) signals, among the ticks where the pre-screen's surge
+  test holds (a necessary condition of a signal) — the earliest any schedule could signal;
 - per schedule, the first of ITS wake-ups (the pre-screen's surge test, then the schedule) at
   which the strategy signals, and how many wake-ups it made from the surge start to 8 s after.
 
@@ -119,7 +120,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--surges-per-symbol", type=int, default=10)
+    ap.add_argument("--surges-per-symbol", type=int, default=25)
     ap.add_argument("--symbols", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
