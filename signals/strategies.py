@@ -114,9 +114,9 @@ class VolumeSurgePreScreen:
     before the surge) not met yet, and they are met a few ticks later; a re-look must then come
     within a tick or two of that evidence. A doubling schedule (50, 100, 200, 400 ms ...) put up to
     hundreds of ms on the slow surges, a fixed 250 ms one a quarter second on one surge in five
-    (``bench/relook_schedule.py``: on the simulator's surges the strategy's evidence is there
-    40 / 80 / 260 ms (p50 / p95 / max) after the surge start; doubling signals 40 / 180 / 420,
-    this schedule 40 / 100 / 260). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1
+    (``bench/relook_schedule.py``: on 200 of the simulator's surges the strategy's evidence is
+    there 40 / 120 / 260 ms (p50 / p95 / max) after the surge start; doubling signals at
+    40 / 200 / 420, this schedule at 40 / 120 / 260). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1
     looks in an episode's fast phase (13 at 50 ticks/s: every other tick), then one a second
     (16 per 3 s surge there, 7 with doubling); the looks after the signal are answered
     ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
