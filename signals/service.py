@@ -238,7 +238,8 @@ def run_analysis(redis, now_ms: int | None = None, *, only: list[str] | None = N
     else:
         # A wake-up: the cool-down first. The pre-screen looks again while its test holds, and
         # after the surge's signal every look is answered ``cooldown`` whatever the window says:
-        # those skip the window read (most of a look's cost), with the strategy's own rule.
+        # those skip the window read (most of a look's cost), with the strategy's own rule. (A
+        # stale symbol in cool-down is answered ``cooldown`` here; the beat pass still warns.)
         last_signals, feed_connection = pass_state(redis, names)
         if feed_connection not in FEED_NOT_LIVE:
             at = now_ms if now_ms is not None else int(time.time() * 1000)

@@ -116,9 +116,10 @@ class VolumeSurgePreScreen:
     hundreds of ms on the slow surges, a fixed 250 ms one a quarter second on one surge in five
     (``bench/relook_schedule.py``: on 200 of the simulator's surges the strategy's evidence is
     there 40 / 120 / 260 ms (p50 / p95 / max) after the surge start; doubling signals at
-    40 / 200 / 420, this schedule at 40 / 120 / 260). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1
-    looks in an episode's fast phase (13 at 50 ticks/s: every other tick), then one a second
-    (16 per 3 s surge there, 7 with doubling); the looks after the signal are answered
+    40 / 200 / 420, this schedule at 40 / 120 / 260). The cost is bounded: at most
+    ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in an episode's fast phase (13 at 50 ticks/s: every
+    other tick), then one a second (16 per 3 s surge there, 7 with doubling); the looks after the
+    signal are answered
     ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
     Beyond one beat period the beat looks anyway. An episode ends when the test has not held for
     ``REARM_MS``; the next one starts a new fast phase. A calm market
