@@ -311,3 +311,102 @@ def test_a_call_that_waited_too_long_for_the_pool_reads_the_kill_switch_again(si
     assert [statuses(signal)[a.pk] for a in accounts] == [S.FILLED, S.FAILED, S.FAILED]
     assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 0, 0]
     assert set(Order.objects.filter(signal=signal).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_chunk_commits_its_decisions_in_one_statement_before_its_first_call(sim, monkeypatch):
+    # given accounts whose budget rows of the firm day exist (their first chunk ran)
+    accounts = sim_accounts(sim, 4)
+    ids = [a.pk for a in accounts]
+    batch.place_signal_orders(eurusd_buy_signal().pk, ids)
+    signal = eurusd_buy_signal()
+    batch.place_signal_orders(signal.pk, ids[:1])  # the signal cached, like the 2nd chunk of a process
+    original = MatchTraderClient.open_position
+    statements: list[str] = []
+    before_first_call = []
+
+    def record(self, *args, **kw):  # in a send-pool thread: the chunk's statements so far
+        before_first_call.append(len(statements))
+        return original(self, *args, **kw)
+
+    def count(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(MatchTraderClient, "open_position", record)
+    with connection.execute_wrapper(count):
+        assert batch.place_signal_orders(signal.pk, ids[1:]) == {S.FILLED: 3}
+    # then no transaction block before it (in a test's transaction an atomic block is a SAVEPOINT;
+    # in the worker, BEGIN and COMMIT are round trips of their own): the INSERT and the commit of the
+    # skips, ``submitted`` and the day's budgets are single statements, the INSERT finds the rows
+    # of an earlier delivery itself and the send gate is read by the committing statement — five
+    # round trips to PostgreSQL before the first call (locks, accounts, INSERT, exposure, commit),
+    # twelve before
+    first = min(before_first_call)
+    assert not [sql for sql in statements[:first] if "SAVEPOINT" in sql]
+    assert first == 5, [sql[:60] for sql in statements[:first]]
+
+
+def test_an_order_that_lost_its_compare_and_set_is_not_sent_counted_or_prepaid(sim):
+    from orders import reads
+    from prop.models import DailyUsage
+
+    accounts = sim_accounts(sim, 3)
+    ids = [a.pk for a in accounts]
+    signal = eurusd_buy_signal()
+    by_id = reads.accounts_for_orders(ids, signal.symbol_id)
+    orders = submit.orders_for(signal, by_id)
+    # another worker moved the second account's order after this chunk read it (still "new" here)
+    Order.objects.filter(pk=orders[1].pk).update(status=S.FAILED, reason="test")
+    decided = submit.mark_submitted(signal, by_id, orders, prepare=True)
+    assert [o.pk for o in decided.orders] == [orders[0].pk, orders[2].pk]
+    assert orders[1].status == S.NEW  # in memory: untouched, it did not move
+    # the day's budget counts the two orders that will leave, not the one that lost
+    counted = dict(DailyUsage.objects.filter(account_id__in=ids).values_list("account_id", "orders"))
+    assert [counted.get(a) for a in ids] == [1, 0, 1]
+    # tokens and rate budget were prepared while the commit ran; the loser's credit is dropped
+    prepaid = [decided.clients[a].rate_limiter._prepaid for a in ids]
+    assert prepaid == [1, 0, 1]
+    # and the send gate came with the commit, for the accounts about to send
+    read_at, rows = decided.gates
+    assert set(rows) == set(ids) and not any(r.kill_switch or r.halted for r in rows.values())
+
+
+def test_a_kill_switch_set_before_the_commit_stops_every_call_of_the_chunk(sim, monkeypatch):
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    original = submit.commit_decisions
+
+    def switch_on_first(*args, **kw):  # after the decisions were made, before their commit
+        TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True, "reason": "test"})
+        return original(*args, **kw)
+
+    monkeypatch.setattr(submit, "commit_decisions", switch_on_first)
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    orders = Order.objects.filter(signal=signal)
+    assert {(o.status, o.reason) for o in orders} == {(S.FAILED, "kill_switch")}
+    assert [ledger_counts(sim, a)[1] for a in accounts] == [0, 0, 0]
+
+
+def test_a_gate_read_by_a_slow_commit_is_read_again_before_the_calls(sim, monkeypatch):
+    # the commit (which reads the send gate) took long under load: its gate read is older than
+    # half the gate's age by the time the calls would leave, and the switch went on meanwhile
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    original_commit, original_send_open = submit.commit_decisions, submit.send_open
+    late = []
+
+    def slow_commit(*args, **kw):
+        moved, (read_at, rows) = original_commit(*args, **kw)
+        TradingSwitch.objects.update_or_create(id=1, defaults={"kill_switch": True, "reason": "test"})
+        return moved, (read_at - submit.GATE_MAX_AGE_S * 0.6, rows)
+
+    def single_order_loop(order, account, **kw):
+        late.append(order.pk)
+        return original_send_open(order, account, **kw)
+
+    monkeypatch.setattr(submit, "commit_decisions", slow_commit)
+    monkeypatch.setattr(submit, "send_open", single_order_loop)
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    # then the wave read the gate again: the switch stopped every call there, none went late
+    assert {(o.status, o.reason) for o in Order.objects.filter(signal=signal)} == {(S.FAILED, "kill_switch")}
+    assert late == [] and [ledger_counts(sim, a)[1] for a in accounts] == [0, 0, 0]
