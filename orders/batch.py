@@ -11,16 +11,14 @@ step                          per chunk (one statement / round trip each)
 account locks                 ``pg_try_advisory_lock`` for every account (busy ones are handed to
                               a single-account ``orders.place_order`` that waits for its lock)
 accounts + flags              one query (kill switch, symbol permissions)
-orders                        sizing is pure; one INSERT … ON CONFLICT DO NOTHING for the chunk
-                              (a redelivery's existing rows then read), zero sizes skipped
+existing orders               one query by idempotency key (a redelivery finds its rows)
+new orders                    sizing is pure; one INSERT for the chunk, then skips in one UPDATE
 exposure                      one query (open positions, in-flight orders, realized PnL today)
-live quote                    one Redis read for the signal's symbol, while the exposure runs
 risk, eligibility             pure, per account
-``new → submitted``           one compare-and-set, committed with the skips and the day's budgets
-                              in ONE statement before anything is sent; it reads the send gate too
-tokens + rate budget          one pipelined Redis round trip (:func:`orders.broker.prepare_calls`),
-                              while that statement runs
-send gate                     the commit's read for the first wave; one query before each later one
+live quote                    one Redis read for the signal's symbol
+``new → submitted``           one compare-and-set UPDATE, committed before anything is sent
+tokens + rate budget          one pipelined Redis round trip (:func:`orders.broker.prepare_calls`)
+send gate                     one query (kill switch, halt) right before each wave of calls
 send                          one HTTP call per order, ``ORDERS_SEND_CONCURRENCY`` in flight together
 ``submitted → filled``        one compare-and-set UPDATE
 fill links                    one ``orders.link_fills`` message, at follow-up priority

@@ -167,13 +167,6 @@ class RedisTokenBucket:
         with self._prepaid_lock:
             self._prepaid += 1
 
-    def forfeit(self) -> None:
-        """A prepaid acquisition whose call will not be made (its order lost the compare-and-set):
-        dropped rather than carried over to a later call, which then pays its own (the bucket
-        stays charged: the conservative side)."""
-        with self._prepaid_lock:
-            self._prepaid = max(0, self._prepaid - 1)
-
     def _use_prepaid(self) -> bool:
         with self._prepaid_lock:
             if self._prepaid > 0:

@@ -4,11 +4,7 @@
   every row is checked against the transition table first (an illegal move raises before anything
   is written) and updated only if its status is still the one we read (compare-and-set per row).
   The ids returned are the rows that moved; a row missing from them lost a race and must not be
-  acted on, exactly like a :class:`~orders.lifecycle.StaleTransition`. Its statement form
-  (:func:`transition_statement`) runs as a CTE of a larger statement (the chunk's ``new →
-  submitted`` with its skips and budgets: one atomic statement instead of a transaction).
-* :func:`insert_orders` — a chunk's new rows in one ``INSERT … ON CONFLICT DO NOTHING`` (no
-  transaction round trips).
+  acted on, exactly like a :class:`~orders.lifecycle.StaleTransition`.
 * :func:`chunked` — consecutive slices of a list (fan-out chunks, send waves).
 * :func:`account_locks` — the per-account advisory locks of :mod:`orders.locks`, taken for a whole
   chunk of accounts in one statement (``pg_try_advisory_lock`` per id, never waiting): the accounts
@@ -19,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from django.db import connection
 from django.utils import timezone
@@ -48,20 +44,6 @@ def bulk_transition(changes: Sequence[tuple[Order, dict]], target: str) -> set[i
     """
     if not changes:
         return set()
-    sql, params, apply = transition_statement(changes, target)
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        moved = {r[0] for r in cur.fetchall()}
-    apply(moved)
-    return moved
-
-
-def transition_statement(changes: Sequence[tuple[Order, dict]], target: str
-                         ) -> tuple[str, dict, Callable[[set[int]], None]]:
-    """:func:`bulk_transition` as ``(sql, params, apply)``: the ``UPDATE … RETURNING o.id`` with
-    ``%(name)s`` parameters, to run on its own or as a CTE of a larger statement
-    (:func:`with_statements`), and ``apply(moved ids)`` to update the in-memory orders after it ran.
-    Every move is checked against the transition table here, before anything is written."""
     for order, _ in changes:
         check_transition(order.status, target)
     now = timezone.now()
@@ -79,61 +61,30 @@ def transition_statement(changes: Sequence[tuple[Order, dict]], target: str
         for name in columns:
             row.setdefault(name, _KEEP)
     table = Order._meta.db_table
-    sets = ["status = %(target)s"]
-    params: dict = {"target": target, "ids": [o.pk for o, _ in changes], "expected": [o.status for o, _ in changes]}
-    selects = ["unnest(%(ids)s::bigint[]) AS id", "unnest(%(expected)s::text[]) AS expected"]
+    sets = ["status = %s"]
+    params: list = [target]
+    selects = ["unnest(%s::bigint[]) AS id", "unnest(%s::text[]) AS expected"]
+    arrays: list = [[o.pk for o, _ in changes], [o.status for o, _ in changes]]
     for i, name in enumerate(columns):
         column = Order._meta.get_field(name).column
-        params[f"c{i}"] = [None if row[name] is _KEEP else row[name] for row in per_row]
-        params[f"k{i}"] = [row[name] is _KEEP for row in per_row]
-        selects.append(f"unnest(%(c{i})s::{_pg_type(name)}[]) AS c{i}")
-        selects.append(f"unnest(%(k{i})s::boolean[]) AS k{i}")
+        values = [None if row[name] is _KEEP else row[name] for row in per_row]
+        keep = [row[name] is _KEEP for row in per_row]
+        selects.append(f"unnest(%s::{_pg_type(name)}[]) AS c{i}")
+        selects.append(f"unnest(%s::boolean[]) AS k{i}")
+        arrays.extend([values, keep])
         sets.append(f'"{column}" = CASE WHEN v.k{i} THEN o."{column}" ELSE v.c{i} END')
     sql = (f'UPDATE "{table}" AS o SET {", ".join(sets)} FROM (SELECT {", ".join(selects)}) AS v '
            f"WHERE o.id = v.id AND o.status = v.expected RETURNING o.id")
-
-    def apply(moved: set[int]) -> None:
-        for (order, _), row in zip(changes, per_row, strict=True):
-            if order.pk in moved:
-                order.status = target
-                for name, value in row.items():
-                    if value is not _KEEP:
-                        setattr(order, name, value)
-
-    return sql, params, apply
-
-
-def insert_orders(orders: Sequence[Order]) -> list[str]:
-    """Unsaved orders INSERTed in ONE statement, ``ON CONFLICT (idempotency_key) DO NOTHING``.
-
-    Why not ``bulk_create``: it always opens a transaction, and psycopg sends BEGIN and COMMIT as
-    round trips of their own — three round trips for one statement that is atomic by itself in
-    autocommit. Each inserted object gets its pk (and its ``auto_now`` timestamps); returns the
-    idempotency keys that already had a row (those objects stay unsaved: the caller reads the rows)."""
-    if not orders:
-        return []
-    fields = [f for f in Order._meta.concrete_fields if not f.primary_key]
-    params: dict = {}
-    selects = []
-    for i, field in enumerate(fields):
-        params[f"v{i}"] = [field.get_db_prep_save(field.pre_save(o, True), connection) for o in orders]
-        selects.append(f"unnest(%(v{i})s::{field.db_type(connection)}[])")
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    sql = (f'INSERT INTO "{Order._meta.db_table}" ({columns}) SELECT {", ".join(selects)} '
-           f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key")
     with connection.cursor() as cur:
-        cur.execute(sql, params)
-        ids = dict((key, pk) for pk, key in cur.fetchall())
-    existed = []
-    for order in orders:
-        pk = ids.get(order.idempotency_key)
-        if pk is None:
-            existed.append(order.idempotency_key)
-            continue
-        order.pk = pk
-        order._state.adding = False
-        order._state.db = connection.alias
-    return existed
+        cur.execute(sql, params + arrays)
+        moved = {r[0] for r in cur.fetchall()}
+    for (order, _), row in zip(changes, per_row, strict=True):
+        if order.pk in moved:
+            order.status = target
+            for name, value in row.items():
+                if value is not _KEEP:
+                    setattr(order, name, value)
+    return moved
 
 
 class _Keep:

@@ -109,28 +109,15 @@ def trading_mode() -> str | None:
     return Account.Mode.LIVE if settings.TRADING_ENABLED else None
 
 
-# The pairs just written (RETURNING) and those an earlier dispatch of the signal wrote (the
-# statement's snapshot does not see its own INSERT): the pending ones, in one round trip.
-_PENDING_AFTER_RECORD_SQL = """
-SELECT account_id FROM written WHERE outcome = 'pending'
-UNION SELECT account_id FROM {d} WHERE signal_id = %(signal)s AND outcome = 'pending'
-ORDER BY account_id
-"""
-
-
 def record_fanout(signal_id: int, symbol_id: int) -> list[int]:
     """Write the fan-out's pairs (idempotent: a re-dispatch inserts nothing new) and return the
-    pending account ids, the ones to enqueue (one statement)."""
+    pending account ids, the ones to enqueue."""
     mode = trading_mode()
     with connection.cursor() as cur:
-        if mode is None:
-            cur.execute(f"SELECT account_id FROM {Delivery._meta.db_table} WHERE signal_id = %s "
-                        "AND outcome = 'pending' ORDER BY account_id", [signal_id])
-        else:
-            tables = _tables()
-            sql = (f"WITH written AS ({_RECORD_SQL.format(**tables).strip()} RETURNING account_id, outcome)"
-                   + _PENDING_AFTER_RECORD_SQL.format(**tables))
-            cur.execute(sql, {"signal": signal_id, "symbol": symbol_id, "mode": mode})
+        if mode is not None:
+            cur.execute(_RECORD_SQL.format(**_tables()), {"signal": signal_id, "symbol": symbol_id, "mode": mode})
+        cur.execute(f"SELECT account_id FROM {Delivery._meta.db_table} WHERE signal_id = %s AND outcome = 'pending' "
+                    "ORDER BY account_id", [signal_id])
         return [r[0] for r in cur.fetchall()]
 
 

@@ -114,27 +114,15 @@ def symbol_allowed(account: Account) -> bool:
 
 def gate_rows(account_ids: list[int]) -> dict[int, GateRow]:
     """Kill switch + each account's state, one query, read immediately before broker calls."""
-    sql, params = gates_statement(account_ids)
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        return gate_rows_of(cur.fetchall())
-
-
-def gates_statement(account_ids: list[int]) -> tuple[str, dict]:
-    """The send gate's query as ``(sql, %(name)s params)``: rows (account id, kill switch, enabled,
-    halted, restriction), to run alone or as the last part of the statement that commits a chunk's
-    ``submitted`` (orders.submit.commit_decisions)."""
     sql = _GATES_SQL.format(switch=TradingSwitch._meta.db_table, account=Account._meta.db_table)
-    return sql.replace("%s", "%(gate_accounts)s"), {"gate_accounts": list(account_ids)}
+    with connection.cursor() as cur:
+        cur.execute(sql, [list(account_ids)])
+        return {r[0]: GateRow(kill_switch=r[1], enabled=r[2], halted=r[3], restriction=r[4])
+                for r in cur.fetchall()}
 
 
-def gate_rows_of(rows) -> dict[int, GateRow]:
-    return {r[0]: GateRow(kill_switch=r[1], enabled=r[2], halted=r[3], restriction=r[4]) for r in rows}
-
-
-def send_gates(account_ids: list[int], rows: dict[int, GateRow] | None = None) -> dict[int, Gate]:
-    """Each account's gate (``rows``: already read by :func:`gates_statement`, else read now)."""
-    rows = gate_rows(account_ids) if rows is None else rows
+def send_gates(account_ids: list[int]) -> dict[int, Gate]:
+    rows = gate_rows(account_ids)
     return {account_id: decode_gate(rows.get(account_id)) for account_id in account_ids}
 
 

@@ -40,7 +40,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -54,7 +54,7 @@ from tradeops import metrics
 from tradeops.logging import get_logger
 
 from . import broker, linking, publish, reads
-from .bulk import bulk_transition, chunked, insert_orders, transition_statement, with_statements
+from .bulk import bulk_transition, chunked
 from .config import engine_config
 from .lifecycle import OrderStatus
 from .matching import find_match
@@ -92,36 +92,42 @@ def sized_order(account: Account, signal: Signal, key: str) -> tuple[Order, str]
 
 
 def orders_for(signal: Signal, accounts: dict[int, Account]) -> list[Order]:
-    """Every account's order for the signal: the existing row, or a new one (sized, inserted).
-
-    Every account's order is sized and the INSERT skips the keys that already have a row (then
-    read, one statement): a row exists only when this chunk is delivered again, so the usual chunk
-    makes one round trip here, not a read of its keys before the INSERT."""
-    new_rows = [sized_order(account, signal, idempotency_key_for(signal.pk, account_id))
-                for account_id, account in accounts.items()]
+    """Every account's order for the signal: the existing row, or a new one (sized, inserted)."""
+    keys = {idempotency_key_for(signal.pk, account_id): account_id for account_id in accounts}
+    existing = {o.account_id: o for o in Order.objects.filter(idempotency_key__in=list(keys))}
+    new_rows = [sized_order(accounts[account_id], signal, key) for key, account_id in keys.items()
+                if account_id not in existing]
     created = _insert(new_rows)
     skips = [(order, {"reason": reason}) for order, reason in created if reason]
     bulk_transition(skips, S.SKIPPED)
     for order, fields in skips:
         log.info("order_skipped", order_id=order.pk, account_id=order.account_id, reason=fields["reason"])
-    orders = [order for order, _ in created]
+    orders = list(existing.values()) + [order for order, _ in created]
     for order in orders:
         order.signal, order.symbol, order.account = signal, signal.symbol, accounts[order.account_id]
     return sorted(orders, key=lambda o: o.account_id)
 
 
 def _insert(rows: list[tuple[Order, str]]) -> list[tuple[Order, str]]:
-    """One INSERT (:func:`orders.bulk.insert_orders`, one round trip); the keys that already had a
-    row (a previous delivery of the chunk, or an admin) give their existing row instead, with no
-    size reason: what happens to it is decided by its status."""
+    """One INSERT. Under the locks no other delivery inserts these keys; if something else did (an
+    admin), fall back to row by row and take the existing rows."""
     if not rows:
         return []
-    existed = set(insert_orders([order for order, _ in rows]))
-    if not existed:
+    try:
+        with transaction.atomic():
+            Order.objects.bulk_create([order for order, _ in rows])
         return rows
-    found = {o.idempotency_key: o for o in Order.objects.filter(idempotency_key__in=sorted(existed))}
-    return [(found[order.idempotency_key], "") if order.idempotency_key in existed else (order, reason)
-            for order, reason in rows]
+    except IntegrityError:
+        out = []
+        for order, reason in rows:
+            try:
+                with transaction.atomic():
+                    order.save(force_insert=True)
+                out.append((order, reason))
+            except IntegrityError:
+                order.pk = None
+                out.append((Order.objects.get(idempotency_key=order.idempotency_key), ""))
+        return out
 
 
 # --- the whole sequence, for the drivers -----------------------------------------------------------------
@@ -145,19 +151,18 @@ def place_locked(signal: Signal, account_ids: list[int]) -> list[Order]:
             log.info("order_in_doubt_on_delivery", order_id=order.pk, status=order.status)
             if resolve_in_doubt(order, accounts[order.account_id], settle=False) is RESEND:
                 send_open(order, accounts[order.account_id], first_attempt_counted=False)
-    decided = mark_submitted(signal, accounts, fresh, prepare=True)
-    if decided.orders:
-        send_opens(signal, accounts, decided.orders, clients=decided.clients, gates=decided.gates)
+    submitted = mark_submitted(signal, accounts, fresh)
+    if submitted:
+        send_opens(signal, accounts, submitted)
     return orders
 
 
 # --- step 3: decide and mark ---------------------------------------------------------------------------
-def anchor_on_live_price(order: Order, signal: Signal, quote=None) -> Anchored:
+def anchor_on_live_price(order: Order, signal: Signal) -> Anchored:
     """SL/TP re-anchored on the live price at the signal's distances, or a ``price_moved`` skip
-    (:mod:`orders.pricing`). Missing or stale quote → the signal's prices. ``quote``: a callable
-    giving the live quote already being read (else it is read now)."""
+    (:mod:`orders.pricing`). Missing or stale quote → the signal's prices."""
     symbol = order.symbol
-    quote = quote() if quote is not None else reads.live_quote(symbol.name)
+    quote = reads.live_quote(symbol.name)
     live = live_price_for(order.side, quote, now_ms=int(time.time() * 1000),
                           max_age_ms=settings.ORDERS_MAX_QUOTE_AGE_MS)
     if live is None and quote is not None:
@@ -167,27 +172,12 @@ def anchor_on_live_price(order: Order, signal: Signal, quote=None) -> Anchored:
                           max_deviation=settings.ORDERS_MAX_ENTRY_DEVIATION)
 
 
-@dataclass
-class Submitted:
-    """What :func:`mark_submitted` hands the calls: the orders now ``submitted`` (committed), and
-    — asked with ``prepare=True`` — their accounts' clients with tokens and rate budget
-    (:func:`orders.broker.prepare_calls`, done while the commit ran) and the send gate read in the
-    committing statement (``(monotonic read time, gates)``)."""
-
-    orders: list[Order]
-    clients: dict | None = None
-    gates: tuple[float, dict] | None = None
-
-
-def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Order], *,
-                   prepare: bool = False) -> Submitted:
+def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Order]) -> list[Order]:
     """Eligibility and pre-trade risk (pure, per account) over one exposure query, the live-price
     anchor (one Redis read), the decisions' halts performed, then ``new → submitted`` for the
-    survivors in one compare-and-set (:func:`commit_decisions`). ``prepare`` (the chunk path): the
-    live quote is read while the exposure statement runs, the accounts' tokens and rate budget
-    while the commit runs (both in the send pool: Redis only), and the commit reads the send gate."""
+    survivors in one compare-and-set."""
     if not fresh:
-        return Submitted([])
+        return []
     now = timezone.now()
     config = engine_config()
     age = reads.signal_age_s(signal, now)
@@ -202,8 +192,6 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
             log.info("order_skipped", order_id=order.pk, account_id=order.account_id, reason=skip)
         else:
             candidates.append(order)
-    # the live quote (one Redis read, never raising) while the exposure statement runs
-    quoting = broker.send_pool().submit(reads.live_quote, signal.symbol.name) if prepare and candidates else None
     # what each account holds and its rule profile's inputs, one statement for the chunk
     facts = reads.exposures_and_rule_inputs([accounts[o.account_id] for o in candidates], signal.symbol_id, now,
                                             exclude_order_ids=[o.pk for o in candidates])
@@ -211,8 +199,7 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
     firm = pretrade.firm_checks(candidates, accounts, signal, now,  # the accounts' rule profiles
                                 {account_id: inputs for account_id, (_, inputs) in facts.items()})
     # one live quote for the whole chunk (same symbol and side), read when the first order needs it
-    anchor = functools.cache(lambda: anchor_on_live_price(candidates[0], signal,
-                                                          quoting.result if quoting is not None else None))
+    anchor = functools.cache(lambda: anchor_on_live_price(candidates[0], signal))
     to_submit: list[tuple[Order, dict]] = []
     symbol = signal.symbol
     for order in candidates:
@@ -233,66 +220,14 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
             log.info("order_skipped", order_id=order.pk, account_id=account.pk, reason=decision.fields["reason"],
                      detail=decision.fields.get("last_error", ""))
             skips.append((order, decision.fields))
-    # the accounts' tokens and rate budget (one Redis round trip) while the commit runs
-    preparing = None
-    if prepare and to_submit:
-        preparing = broker.send_pool().submit(broker.prepare_calls, [accounts[o.account_id] for o, _ in to_submit])
-    try:
-        moved, gates = commit_decisions(skips, to_submit, firm, read_gates=prepare)
-    finally:
-        clients = preparing.result() if preparing is not None else None  # never leave it running
-    submitted = [order for order, _ in to_submit if order.pk in moved]
-    if clients is not None:
-        for order, _ in to_submit:
-            if order.pk not in moved:  # lost the race: its prepaid budget is not carried over
-                clients[order.account_id].rate_limiter.forfeit()
-    return Submitted(submitted, clients, gates)
-
-
-def commit_decisions(skips: list[tuple[Order, dict]], to_submit: list[tuple[Order, dict]], firm: dict, *,
-                     read_gates: bool = False) -> tuple[set[int], tuple[float, dict] | None]:
-    """The skips, ``new → submitted`` (compare-and-set) and the firm day's budgets counting the
-    orders that moved, written together or not at all, committed before any byte leaves: ONE
-    statement of data-modifying CTEs (:func:`orders.bulk.with_statements`) — as a transaction
-    (BEGIN, three UPDATEs, COMMIT) it cost five round trips. ``read_gates``: the same statement
-    also reads the send gate of the accounts about to send (:func:`orders.reads.gates_statement`),
-    returned as ``(monotonic time before the statement, {account id: GateRow})``.
-    Returns the ids that moved to ``submitted`` and the gate rows (or None)."""
-    if not to_submit:
+    # one transaction, one commit: the skips, the CAS and the firm day's budgets counting what is
+    # about to leave (before any byte does) are written together or not at all
+    with transaction.atomic():
         bulk_transition(skips, S.SKIPPED)
-        return set(), None
-    ctes: list[tuple[str, dict]] = []
-    applies = []
-    for changes, target in ((skips, S.SKIPPED), (to_submit, S.SUBMITTED)):
-        if changes:
-            sql, params, apply = transition_statement(changes, target)
-            ctes.append((sql, params))
-            applies.append((f"w{len(ctes) - 1}", target, apply))
-    cas = applies[-1][0]
-    spend = [(order.account_id, firm[order.account_id].day, fields.get("volume", order.volume), order.pk)
-             for order, fields in to_submit if order.account_id in firm]
-    if spend:
-        ctes.append(pretrade.spend_statement(spend, f"SELECT id FROM {cas}"))
-    moved_sql = ", ".join(f"(SELECT coalesce(array_agg(id), '{{}}') FROM {name})" for name, _, _ in applies)
-    main, params = f"SELECT {moved_sql}", {}
-    if read_gates:
-        gate_sql, params = reads.gates_statement(sorted({o.account_id for o, _ in to_submit}))
-        main = f"SELECT {moved_sql}, g.* FROM (SELECT 1) one LEFT JOIN ({gate_sql}) g ON true"
-    sql, params = with_statements(ctes, main, params)
-    read_at = time.monotonic()
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall()
-    moved: set[int] = set()
-    for i, (_, target, apply) in enumerate(applies):
-        ids = set(rows[0][i])
-        apply(ids)
-        if target == S.SUBMITTED:
-            moved = ids
-    gates = None
-    if read_gates:
-        gates = (read_at, reads.gate_rows_of([r[len(applies):] for r in rows if r[len(applies)] is not None]))
-    return moved, gates
+        moved = bulk_transition(to_submit, S.SUBMITTED)
+        pretrade.spend_for([(order.account_id, firm[order.account_id].day, fields.get("volume", order.volume))
+                            for order, fields in to_submit if order.pk in moved and order.account_id in firm])
+    return [order for order, _ in to_submit if order.pk in moved]
 
 
 # --- step 4: the calls ---------------------------------------------------------------------------------
@@ -319,39 +254,22 @@ def _call(client, signal: Signal, order: Order, not_after: float):
         order.hop_answer = time.monotonic() * 1000.0
 
 
-def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order], *, clients: dict | None = None,
-               gates: tuple[float, dict] | None = None) -> None:
+def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]) -> None:
     """One broker call per order, ``ORDERS_SEND_CONCURRENCY`` at a time: a fan-out is bound by the
     broker's round trip (tens of ms to a real broker), not by our CPU, so the calls of a wave are in
     flight together. Each wave reads the send gate right before its calls leave, and a call leaves
     at most ``GATE_MAX_AGE_S`` after that read. Definite successes are recorded together; anything
-    else continues in :func:`send_open`, one order at a time.
-
-    ``clients``: prepared by the caller (:func:`orders.broker.prepare_calls`); ``gates``: the send
-    gate of the first wave's accounts as read by the statement that committed them ``submitted``
-    (:func:`commit_decisions`), with the monotonic time of that read — the first wave's calls leave
-    ``GATE_MAX_AGE_S`` after it at the latest, like any wave's after its own read; if half of
-    that is gone already (a commit slowed by load), the wave reads its gate again."""
+    else continues in :func:`send_open`, one order at a time."""
     filled: list[tuple[Order, dict]] = []
     troubled: list[tuple[Order, BrokerError]] = []
-    if clients is None:
-        clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
+    clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
     late: list[Order] = []
     for wave in chunked(orders, max(1, settings.ORDERS_SEND_CONCURRENCY)):
-        if gates is not None and time.monotonic() - gates[0] <= GATE_MAX_AGE_S / 2:
-            # read with the commit, just now (the first wave only; a commit that took long under
-            # load leaves too little of the gate's age for the calls: read again instead)
-            read_at, rows = gates
-            gates = None
-            wave_gates = reads.send_gates([o.account_id for o in wave], rows)
-        else:
-            gates = None
-            read_at = time.monotonic()
-            wave_gates = reads.send_gates([o.account_id for o in wave])
-        not_after = read_at + GATE_MAX_AGE_S
+        gates = reads.send_gates([o.account_id for o in wave])
+        not_after = time.monotonic() + GATE_MAX_AGE_S
         sendable = []
         for order in wave:
-            gate = wave_gates[order.account_id]
+            gate = gates[order.account_id]
             if gate.ok:
                 sendable.append(order)
                 continue

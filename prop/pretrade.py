@@ -260,10 +260,3 @@ def _mark(account, holdings, quotes) -> tuple[Decimal | None, Decimal]:
 def spend_for(submitted: list[tuple[int, object, Decimal]]) -> None:
     """Count the day's orders and lots of the orders just marked ``submitted`` (one UPDATE)."""
     state.spend_many(submitted)
-
-
-def spend_statement(submitted: list[tuple[int, object, Decimal, int]], only_orders_in: str) -> tuple[str, dict]:
-    """:func:`spend_for` as a statement for rows (account id, firm day, lots, order id) counting only
-    the orders ``only_orders_in`` (SQL) returns: the chunk's ``new → submitted`` and the budgets
-    it spends are one statement (:func:`prop.state.spend_statement`)."""
-    return state.spend_statement(submitted, only_orders_in)

@@ -212,30 +212,16 @@ def spend(account_id: int, day, *, lots: Decimal = ZERO, orders: int = 0, modifi
         DailyUsage.objects.filter(account_id=account_id, day=day).update(**fields)
 
 
-_SPEND_SQL = """UPDATE {usage} u SET lots = u.lots + v.lots, orders = u.orders + 1, updated_at = now()
-FROM unnest(%(accounts)s::bigint[], %(days)s::date[], %(lots)s::numeric[], %(orders)s::bigint[])
-     AS v(account_id, day, lots, order_id)
-WHERE u.account_id = v.account_id AND u.day = v.day{only}"""
-
-
 def spend_many(rows: list[tuple[int, object, Decimal]]) -> None:
     """One UPDATE for a chunk's orders: (account id, firm day, lots) each counting one order."""
     if not rows:
         return
-    sql, params = spend_statement([(*r, 0) for r in rows])
+    sql = f"""UPDATE {DailyUsage._meta.db_table} u SET lots = u.lots + v.lots, orders = u.orders + 1,
+              updated_at = now()
+              FROM unnest(%s::bigint[], %s::date[], %s::numeric[]) AS v(account_id, day, lots)
+              WHERE u.account_id = v.account_id AND u.day = v.day"""
     with connection.cursor() as cur:
-        cur.execute(sql, params)
-
-
-def spend_statement(rows: list[tuple[int, object, Decimal, int]], only_orders_in: str = "") -> tuple[str, dict]:
-    """:func:`spend_many` as ``(sql, params)`` for rows (account id, firm day, lots, order id), to
-    run inside a larger statement: with ``only_orders_in`` (SQL giving order ids, e.g. the CTE of
-    the orders that just moved to ``submitted``) only those orders are counted, so the budgets and
-    the compare-and-set that decides which orders leave are one atomic statement."""
-    only = f" AND v.order_id IN ({only_orders_in})" if only_orders_in else ""
-    return (_SPEND_SQL.format(usage=DailyUsage._meta.db_table, only=only),
-            {"accounts": [r[0] for r in rows], "days": [r[1] for r in rows], "lots": [r[2] for r in rows],
-             "orders": [r[3] for r in rows]})
+        cur.execute(sql, [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]])
 
 
 def count_order(account, now: datetime | None = None) -> None:
