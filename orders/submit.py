@@ -232,10 +232,13 @@ def mark_submitted(signal: Signal, accounts: dict[int, Account], fresh: list[Ord
 
 # --- step 4: the calls ---------------------------------------------------------------------------------
 # A call leaves only this soon after its wave's kill-switch read ("no order leaves within 1 s of
-# the kill switch"). A call that waited longer for a pool thread (a threads-pool worker running
-# several chunks at once) is not sent by the wave: the single-order loop reads the switch again
-# and sends it.
+# the kill switch"). A call that waited longer for a pool thread (a busy machine, a threads-pool
+# worker running several chunks at once) is not sent by the wave: the calls left over read the
+# gate again and go out together in one more wave (at most ``LATE_REWAVES`` times); only what is
+# late even then continues in the single-order loop, which reads the switch again before each
+# call. Sent one by one, late orders put 10-20 ms each on the last acknowledgement.
 GATE_MAX_AGE_S = 0.5
+LATE_REWAVES = 2
 NOT_SENT = object()
 
 
@@ -258,41 +261,49 @@ def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]
     """One broker call per order, ``ORDERS_SEND_CONCURRENCY`` at a time: a fan-out is bound by the
     broker's round trip (tens of ms to a real broker), not by our CPU, so the calls of a wave are in
     flight together. Each wave reads the send gate right before its calls leave, and a call leaves
-    at most ``GATE_MAX_AGE_S`` after that read. Definite successes are recorded together; anything
-    else continues in :func:`send_open`, one order at a time."""
+    at most ``GATE_MAX_AGE_S`` after that read; calls that could not leave in time go out again
+    together after a new read (``LATE_REWAVES``). Definite successes are recorded together;
+    anything else continues in :func:`send_open`, one order at a time."""
     filled: list[tuple[Order, dict]] = []
     troubled: list[tuple[Order, BrokerError]] = []
     clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
-    late: list[Order] = []
-    for wave in chunked(orders, max(1, settings.ORDERS_SEND_CONCURRENCY)):
-        gates = reads.send_gates([o.account_id for o in wave])
-        not_after = time.monotonic() + GATE_MAX_AGE_S
-        sendable = []
-        for order in wave:
-            gate = gates[order.account_id]
-            if gate.ok:
-                sendable.append(order)
-                continue
-            order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
-            log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
-        if len(sendable) == 1:  # no thread hand-off for a single call
-            outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0], not_after)]
-        else:
-            pool = broker.send_pool()
-            futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
-            # every call of the wave has ended before anything is concluded: a crash (a Redis error
-            # in one call) propagates with rows left submitted, and the chunk's retry
-            # (orders.recovery) reads them back at the broker — a call still on the wire then
-            # could execute after that read
-            wait_futures(futures)
-            outcomes = [f.result() for f in futures]
-        for order, outcome in zip(sendable, outcomes, strict=True):
-            if outcome is NOT_SENT:
-                late.append(order)
-            elif isinstance(outcome, BrokerError):
-                troubled.append((order, outcome))
+    pending, rewaves = orders, 0
+    while True:
+        late: list[Order] = []
+        for wave in chunked(pending, max(1, settings.ORDERS_SEND_CONCURRENCY)):
+            gates = reads.send_gates([o.account_id for o in wave])
+            not_after = time.monotonic() + GATE_MAX_AGE_S
+            sendable = []
+            for order in wave:
+                gate = gates[order.account_id]
+                if gate.ok:
+                    sendable.append(order)
+                    continue
+                order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
+                log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
+            if len(sendable) == 1:  # no thread hand-off for a single call
+                outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0], not_after)]
             else:
-                filled.append((order, {"broker_order_id": outcome.order_id or ""}))
+                pool = broker.send_pool()
+                futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
+                # every call of the wave has ended before anything is concluded: a crash (a Redis error
+                # in one call) propagates with rows left submitted, and the chunk's retry
+                # (orders.recovery) reads them back at the broker — a call still on the wire then
+                # could execute after that read
+                wait_futures(futures)
+                outcomes = [f.result() for f in futures]
+            for order, outcome in zip(sendable, outcomes, strict=True):
+                if outcome is NOT_SENT:
+                    late.append(order)
+                elif isinstance(outcome, BrokerError):
+                    troubled.append((order, outcome))
+                else:
+                    filled.append((order, {"broker_order_id": outcome.order_id or ""}))
+        if not late or rewaves >= LATE_REWAVES:
+            break
+        rewaves += 1
+        log.info("orders_send_late_for_gate_rewave", count=len(late), rewave=rewaves)
+        pending = late  # a new wave: the gate read again, the calls in flight together
     moved = bulk_transition(filled, S.FILLED)
     if moved:
         fills_done(sorted(moved), [o for o, _ in filled if o.pk in moved])

@@ -311,3 +311,32 @@ def test_a_call_that_waited_too_long_for_the_pool_reads_the_kill_switch_again(si
     assert [statuses(signal)[a.pk] for a in accounts] == [S.FILLED, S.FAILED, S.FAILED]
     assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 0, 0]
     assert set(Order.objects.filter(signal=signal).values_list("attempts", flat=True)) == {1}
+
+
+def test_calls_that_waited_too_long_for_the_pool_go_out_again_together(sim, monkeypatch):
+    # a busy machine: the whole first wave waited past its gate read. The calls read the gate again
+    # and leave together in one more wave; none is left to the one-by-one single-order loop
+    accounts = sim_accounts(sim, 4)
+    signal = eurusd_buy_signal()
+    original_call, original_send_open = submit._call, submit.send_open
+    tried, single = [], []
+
+    def pool_too_slow_the_first_time(client, signal_, order, not_after):
+        tried.append(order.pk)
+        if tried.count(order.pk) == 1:
+            return submit.NOT_SENT
+        return original_call(client, signal_, order, not_after)
+
+    def single_order_loop(order, account, **kw):
+        single.append(order.pk)
+        return original_send_open(order, account, **kw)
+
+    monkeypatch.setattr(submit, "_call", pool_too_slow_the_first_time)
+    monkeypatch.setattr(submit, "send_open", single_order_loop)
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    orders = list(Order.objects.filter(signal=signal))
+    assert single == [] and sorted(tried) == sorted([o.pk for o in orders] * 2)
+    assert {(o.status, o.attempts) for o in orders} == {(S.FILLED, 1)}
+    assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 1, 1, 1]
+    signal.refresh_from_db()
+    assert sorted(int(k) for k in signal.hops["orders"]) == sorted(o.pk for o in orders)  # each answer timed
