@@ -16,8 +16,8 @@ random phase of the beat period, a symbol again only once its last surge left th
 baseline window): the feed started with the event path OFF
 (``ANALYSIS_EVENT_PATH=false``: the beat alone finds surges), then restarted with it ON (the
 strategy pre-screen wakes the analysis). For each surge, from the venue time the surge starts (the
-simulator's clock when it was planted; its first tick follows within one tick interval, so the
-figures include up to 1/tick-rate s too much):
+simulator records its first surge tick's venue time; it follows the planting by up to one tick
+interval, which runs before 2026-12-06 10:45 still counted):
 
 - → signal: the signal's ``signal`` hop;
 - → first / last broker acknowledgement: the earliest / latest ``answer`` hop of its FILLED orders
@@ -246,9 +246,14 @@ def run_phase(phase: str, args, sim, names, procs: Procs, py: str) -> dict:
         wakes_before = int(r.hget("signals:wakes", symbol) or 0)
         planted = sim.control.surge(symbol, side="BUY" if i % 2 == 0 else "SELL", intensity=SURGE_INTENSITY,
                                     seconds=SURGE_S)
-        start_ms = float(planted.get("starts_ms") or time.time() * 1000)
+        planted_ms = float(planted.get("starts_ms") or time.time() * 1000)
         sig = wait_for(lambda: Signal.objects.filter(symbol__name=symbol).exclude(pk__in=seen).order_by("pk").first(),
                        10, f"a signal on {symbol}", procs.alive())
+        # from the venue time of the surge's first tick (the origin), which the simulator
+        # records; it follows the planting by up to one tick interval
+        first_tick = sim.control.stats().get("surge_first_tick_ms", {}).get(symbol)
+        start_ms = float(first_tick) if first_tick is not None and first_tick >= planted_ms else planted_ms
+        out.setdefault("first_tick_after_plant", []).append(start_ms - planted_ms)
         wakes_at_signal = int(r.hget("signals:wakes", symbol) or 0)
         if sig is None:
             out["missed"] += 1
@@ -327,6 +332,9 @@ def report(results: dict, args) -> None:
                 print(f"headline {label}: off/on p50 ×{statistics.median(off[key]) / statistics.median(on[key]):.2f}, "
                       f"p95 ×{pct(off[key], 95) / pct(on[key], 95):.2f}")
     for phase, res in results.items():
+        if res.get("first_tick_after_plant"):
+            print(f"{phase}: the surge's first tick came {statistics.median(res['first_tick_after_plant']):.0f} ms (p50, "
+                  f"max {max(res['first_tick_after_plant']):.0f}) after it was planted (measured from that tick)")
         if res.get("woke_at"):
             print(f"{phase}: the signalling wake-up's tick came {statistics.median(res['woke_at']):.0f} ms (p50) after "
                   f"the surge start")

@@ -109,6 +109,7 @@ class Surge:
     side: int  # +1 buy aggression, -1 sell
     intensity: float
     until_ms: int
+    first_tick_ms: int | None = None  # venue time of the first tick it shaped (what a surge is measured from)
 
 
 @dataclass(slots=True)
@@ -176,6 +177,8 @@ class Market:
         self.replay_ticks_per_bar = replay_ticks_per_bar
         self.paused = False
         self.states: dict[str, SymbolState] = {}
+        # per symbol: the venue time of the latest surge's first tick (control API stats)
+        self.surge_first_tick_ms: dict[str, int] = {}
         replay = replay or {}
         master = random.Random(seed)
         for sym in symbols:
@@ -231,6 +234,7 @@ class Market:
 
     # -- control -----------------------------------------------------------------------------------
     def plant_surge(self, symbol: str, side: int, intensity: float, seconds: float, now_ms: int) -> None:
+        self.surge_first_tick_ms.pop(symbol, None)
         self.states[symbol].surge = Surge(side=1 if side > 0 else -1, intensity=max(1.0, intensity),
                                           until_ms=now_ms + int(seconds * 1000))
 
@@ -267,6 +271,9 @@ class Market:
         buy_prob = 0.5
         size_mult = 1.0
         if st.surge is not None:
+            if st.surge.first_tick_ms is None:
+                st.surge.first_tick_ms = now_ms
+                self.surge_first_tick_ms[st.spec.symbol] = now_ms
             drift = st.surge.side * sigma * 0.8 * st.surge.intensity ** 0.5
             n_trades = _poisson(rng, 1.0 * st.surge.intensity) + 1
             buy_prob = 0.88 if st.surge.side > 0 else 0.12

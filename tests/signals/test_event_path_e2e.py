@@ -122,21 +122,27 @@ def test_a_surge_takes_the_event_path_once_a_blind_prescreen_is_caught_by_beat_a
                          and r["reasons"].get("cooldown") == 2, 15, "beat passes in cool-down", alive)
                 assert Signal.objects.count() == 2
 
-                # every (signal, account) pair ends filled, and each fill has its hops in order
+                # every (signal, account) pair ends filled — or skipped as price_moved, the shipped
+                # deviation rule's named outcome when the surge runs away during a loaded fan-out
+                # (the beat-path signal comes up to 1 s into the surge) — and each fill has its hops
                 def terminal():
                     orders = list(Order.objects.all())
                     return len(orders) == 2 * ACCOUNTS and all(o.status in TERMINAL for o in orders) and orders
 
                 orders = wait_for(terminal, 60, "every order terminal", alive)
-                assert {o.status for o in orders} == {"filled"}, [(o.status, o.reason) for o in orders]
+                outcomes = {(o.status, o.reason) for o in orders}
+                assert outcomes <= {("filled", ""), ("skipped", "price_moved")}, sorted(outcomes)
+                filled = {s.pk: {str(o.pk) for o in orders if o.signal_id == s.pk and o.status == "filled"}
+                          for s in Signal.objects.all()}
+                assert all(filled.values()), filled  # each signal reached the broker
 
                 def all_hops():
-                    return all(len(s.hops.get("orders", {})) == ACCOUNTS for s in Signal.objects.all())
+                    return all(set(s.hops.get("orders", {})) >= filled[s.pk] for s in Signal.objects.all())
 
-                wait_for(all_hops, 10, "the order hops of every signal", alive)
+                wait_for(all_hops, 10, "the order hops of every fill", alive)
                 for s in Signal.objects.all():
-                    for o in Order.objects.filter(signal=s):
-                        assert hops.order_hops_monotonic(s.hops, o.pk), (s.symbol_id, o.pk, s.hops)
+                    for pk in filled[s.pk]:
+                        assert hops.order_hops_monotonic(s.hops, int(pk)), (s.symbol_id, pk, s.hops)
                     b = hops.breakdown(s.hops)
                     print(s.symbol_id, s.hops["path"], b)
                     assert 0 <= b["to_signal_ms"] <= b["to_first_answer_ms"] <= b["to_last_answer_ms"]
