@@ -267,43 +267,21 @@ def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]
     filled: list[tuple[Order, dict]] = []
     troubled: list[tuple[Order, BrokerError]] = []
     clients = broker.prepare_calls([accounts[o.account_id] for o in orders])
-    pending, rewaves = orders, 0
-    while True:
-        late: list[Order] = []
+    late = orders
+    for rewave in range(LATE_REWAVES + 1):  # the calls late for their gate read: read again, send together
+        if rewave:
+            log.info("orders_send_late_for_gate_rewave", count=len(late), rewave=rewave)
+        pending, late = late, []
         for wave in chunked(pending, max(1, settings.ORDERS_SEND_CONCURRENCY)):
-            gates = reads.send_gates([o.account_id for o in wave])
-            not_after = time.monotonic() + GATE_MAX_AGE_S
-            sendable = []
-            for order in wave:
-                gate = gates[order.account_id]
-                if gate.ok:
-                    sendable.append(order)
-                    continue
-                order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
-                log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
-            if len(sendable) == 1:  # no thread hand-off for a single call
-                outcomes = [_call(clients[sendable[0].account_id], signal, sendable[0], not_after)]
-            else:
-                pool = broker.send_pool()
-                futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
-                # every call of the wave has ended before anything is concluded: a crash (a Redis error
-                # in one call) propagates with rows left submitted, and the chunk's retry
-                # (orders.recovery) reads them back at the broker — a call still on the wire then
-                # could execute after that read
-                wait_futures(futures)
-                outcomes = [f.result() for f in futures]
-            for order, outcome in zip(sendable, outcomes, strict=True):
+            for order, outcome in _send_wave(signal, clients, wave):
                 if outcome is NOT_SENT:
                     late.append(order)
                 elif isinstance(outcome, BrokerError):
                     troubled.append((order, outcome))
                 else:
                     filled.append((order, {"broker_order_id": outcome.order_id or ""}))
-        if not late or rewaves >= LATE_REWAVES:
+        if not late:
             break
-        rewaves += 1
-        log.info("orders_send_late_for_gate_rewave", count=len(late), rewave=rewaves)
-        pending = late  # a new wave: the gate read again, the calls in flight together
     moved = bulk_transition(filled, S.FILLED)
     if moved:
         fills_done(sorted(moved), [o for o, _ in filled if o.pk in moved])
@@ -314,6 +292,32 @@ def send_opens(signal: Signal, accounts: dict[int, Account], orders: list[Order]
         log.info("order_send_late_for_gate", order_id=order.pk)
         if order.status == S.SUBMITTED:  # reads the switch again, then sends
             send_open(order, accounts[order.account_id], first_attempt_counted=True)
+
+
+def _send_wave(signal: Signal, clients: dict, wave: list[Order]) -> list[tuple[Order, object]]:
+    """One wave: the send gate read for its accounts, then its calls in flight together, each
+    leaving at most ``GATE_MAX_AGE_S`` after that read. (order, outcome) for every order the gate
+    let through (a blocked one is ``failed`` with the gate's reason); the outcome is the broker's
+    answer, its ``BrokerError`` or ``NOT_SENT``."""
+    gates = reads.send_gates([o.account_id for o in wave])
+    not_after = time.monotonic() + GATE_MAX_AGE_S
+    sendable = []
+    for order in wave:
+        gate = gates[order.account_id]
+        if gate.ok:
+            sendable.append(order)
+            continue
+        order.transition(S.FAILED, reason=gate.reason, last_error="blocked immediately before sending")
+        log.warning("order_blocked_before_send", order_id=order.pk, reason=gate.reason)
+    if len(sendable) == 1:  # no thread hand-off for a single call
+        return [(sendable[0], _call(clients[sendable[0].account_id], signal, sendable[0], not_after))]
+    pool = broker.send_pool()
+    futures = [pool.submit(_call, clients[o.account_id], signal, o, not_after) for o in sendable]
+    # every call of the wave has ended before anything is concluded: a crash (a Redis error in one
+    # call) propagates with rows left submitted, and the chunk's retry (orders.recovery) reads them
+    # back at the broker — a call still on the wire then could execute after that read
+    wait_futures(futures)
+    return [(order, f.result()) for order, f in zip(sendable, futures, strict=True)]
 
 
 def fills_done(order_ids: list[int], orders: Sequence[Order]) -> None:

@@ -193,7 +193,7 @@ class ControlApi:
         return jresp(dict(self.stats, accounts=len(self.exchange.accounts), open_positions=len(self.exchange.positions),
                           pending_orders=len(self.exchange.orders), executions=self.exchange.executions,
                           ws_open=len(self.sim.ws.conns), faults_hit=dict(self.faults.counts), symbols=self.market.symbols,
-                          surge_first_tick_ms=dict(self.market.surge_first_tick_ms),
+                          surge_first_tick_ms=self.market.surge_first_ticks(),
                           uptime_s=round((now_ms() - self.sim.started_ms) / 1000, 1)))
 
     async def c_health(self, request: web.Request) -> web.Response:

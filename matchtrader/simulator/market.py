@@ -140,6 +140,7 @@ class SymbolState:
     rng: random.Random
     regime: str = "normal"
     surge: Surge | None = None
+    last_surge: Surge | None = None  # the latest surge, also once over (its first tick's time: control API stats)
     day_high: float = 0.0
     day_low: float = 0.0
     m1: deque = field(default_factory=lambda: deque(maxlen=MAX_M1_HISTORY))  # closed candles
@@ -177,8 +178,6 @@ class Market:
         self.replay_ticks_per_bar = replay_ticks_per_bar
         self.paused = False
         self.states: dict[str, SymbolState] = {}
-        # per symbol: the venue time of the latest surge's first tick (control API stats)
-        self.surge_first_tick_ms: dict[str, int] = {}
         replay = replay or {}
         master = random.Random(seed)
         for sym in symbols:
@@ -234,13 +233,18 @@ class Market:
 
     # -- control -----------------------------------------------------------------------------------
     def plant_surge(self, symbol: str, side: int, intensity: float, seconds: float, now_ms: int) -> None:
-        self.surge_first_tick_ms.pop(symbol, None)
-        self.states[symbol].surge = Surge(side=1 if side > 0 else -1, intensity=max(1.0, intensity),
-                                          until_ms=now_ms + int(seconds * 1000))
+        st = self.states[symbol]
+        st.surge = st.last_surge = Surge(side=1 if side > 0 else -1, intensity=max(1.0, intensity),
+                                         until_ms=now_ms + int(seconds * 1000))
 
     def set_price(self, symbol: str, bid: float) -> None:
         st = self.states[symbol]
         st.bid = round(bid, st.spec.price_precision)
+
+    def surge_first_ticks(self) -> dict[str, int]:
+        """Per symbol, the venue time of its latest surge's first tick (what a surge is measured from)."""
+        return {sym: st.last_surge.first_tick_ms for sym, st in self.states.items()
+                if st.last_surge is not None and st.last_surge.first_tick_ms is not None}
 
     # -- stepping ----------------------------------------------------------------------------------
     def step(self, now_ms: int) -> list[Tick]:
@@ -262,7 +266,8 @@ class Market:
             st.regime = rng.choice(("calm", "normal", "normal", "volatile"))
         # random surges
         if st.surge is None and rng.random() < self.surges_per_hour / (3600 * self.tick_rate):
-            st.surge = Surge(rng.choice((1, -1)), rng.uniform(3, 6), now_ms + int(rng.uniform(5, 20) * 1000))
+            st.surge = st.last_surge = Surge(rng.choice((1, -1)), rng.uniform(3, 6),
+                                             now_ms + int(rng.uniform(5, 20) * 1000))
         if st.surge is not None and now_ms >= st.surge.until_ms:
             st.surge = None
         sigma = self._sigma_per_tick(st)
@@ -273,7 +278,6 @@ class Market:
         if st.surge is not None:
             if st.surge.first_tick_ms is None:
                 st.surge.first_tick_ms = now_ms
-                self.surge_first_tick_ms[st.spec.symbol] = now_ms
             drift = st.surge.side * sigma * 0.8 * st.surge.intensity ** 0.5
             n_trades = _poisson(rng, 1.0 * st.surge.intensity) + 1
             buy_prob = 0.88 if st.surge.side > 0 else 0.12
