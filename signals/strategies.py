@@ -107,8 +107,9 @@ class VolumeSurgePreScreen:
     ``min_baseline_s`` covered baseline seconds — the analysis' thresholds WITHOUT its no-book
     multiplier, so it is a necessary condition of a volume-surge signal: it wakes at least
     whenever the analysis could fire, and otherwise stays quiet (a calm market wakes nothing).
-    While the test holds it fires again: every ``RELOOK_MS`` (25 ms, about one tick interval of a
-    busy symbol) during the first ``FAST_PHASE_MS`` (0.5 s) of an episode, then once per
+    While the test holds it fires again: every ``RELOOK_MS`` (15 ms: every tick of a symbol ticking
+    up to ~65 times a second, every few ticks of a busier one) during the first ``FAST_PHASE_MS``
+    (0.5 s) of an episode, then once per
     ``REFIRE_MAX_MS`` (one beat period). Why: the first look of a surge often finds the analysis'
     other conditions (direction, flow: over the recent window, still mostly the calm seconds
     before the surge) not met yet, and they are met a few ticks later; a re-look must then come
@@ -116,10 +117,11 @@ class VolumeSurgePreScreen:
     hundreds of ms on the slow surges, a fixed 250 ms one a quarter second on one surge in five
     (``bench/relook_schedule.py``: on 200 of the simulator's surges the strategy's evidence is
     there 40 / 120 / 260 ms (p50 / p95 / max) after the surge start; doubling signals at
-    40 / 200 / 420, this schedule at 40 / 120 / 260). The cost is bounded: at most
-    ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in an episode's fast phase (13 at 50 ticks/s: every
-    other tick), then one a second (16 per 3 s surge there, 7 with doubling); the looks after the
-    signal are answered
+    40 / 200 / 420, this schedule at 40 / 120 / 260 — at the evidence's own tick on every surge,
+    where a 25 ms interval, every other tick at 50 ticks/s, came one tick late on some: 20 ms at
+    p95, 100 ms at most). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in
+    an episode's fast phase (25 at 50 ticks/s: every tick), then one a second (28 per 3 s surge
+    there, 7 with doubling); the looks after the signal are answered
     ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
     Beyond one beat period the beat looks anyway. An episode ends when the test has not held for
     ``REARM_MS``; the next one starts a new fast phase. A calm market
@@ -128,7 +130,7 @@ class VolumeSurgePreScreen:
     beat alone covers the symbol.
     """
 
-    RELOOK_MS = 25  # re-look interval in an episode's fast phase: about one tick of more evidence
+    RELOOK_MS = 15  # re-look interval in an episode's fast phase: every tick up to ~65 ticks/s
     FAST_PHASE_MS = 500  # how long an episode re-looks every RELOOK_MS (from its first fire)
     REFIRE_MAX_MS = 1_000  # after the fast phase: the beat period (the beat looks this often anyway)
     REARM_MS = 1_000  # the test not holding this long ends the episode
