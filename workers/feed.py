@@ -30,7 +30,8 @@ the symbols thread keeps one pre-screen per enabled symbol from the symbols' con
 survives). When one fires, the batch holding that tick is flushed *and acknowledged* by Redis
 (the analysis must find the tick there), then ONE ``signals.analyze_symbols`` message on the
 ``analysis`` queue (``expires`` one beat period) wakes the analysis for just those symbols, with
-their hop times (venue, receive, store, wake — ``signals.hops``). ``prescreen=False``
+their hop times (venue, receive, store, wake — ``signals.hops``); a symbol in its strategy's
+cool-down after a signal is not woken until it ends (``FeedWorker._in_cooldown``). ``prescreen=False``
 (``ANALYSIS_EVENT_PATH=false``) leaves the beat alone, as before.
 
 Shutdown (``stop`` set, e.g. by SIGTERM/SIGINT in the command): the transport is stopped, the
@@ -139,15 +140,18 @@ def enabled_symbols_from_db() -> set[str]:
 
 
 def prescreens_from_db(names: set[str]) -> dict[str, tuple]:
-    """symbol -> (key, factory) of each enabled symbol's configured strategy's pre-screen: the
-    analysis' own choice of strategy and parameters (``signals.service.load_strategies``)."""
+    """symbol -> (key, factory, cooldown_ms) of each enabled symbol's configured strategy's
+    pre-screen: the analysis' own choice of strategy and parameters
+    (``signals.service.load_strategies``); ``cooldown_ms``: its strategy's cool-down (see
+    ``FeedWorker._in_cooldown``)."""
     from marketdata.models import Symbol
     from signals.service import load_strategies
 
     symbols = list(Symbol.objects.filter(enabled=True, name__in=names).only("id", "name"))
     out = {}
     for name, (strategy, params) in load_strategies(symbols).items():
-        out[name] = ((strategy.name, repr(params)), functools.partial(strategy.prescreen, params))
+        out[name] = ((strategy.name, repr(params)), functools.partial(strategy.prescreen, params),
+                     getattr(params, "cooldown_ms", 0))
     return out
 
 
@@ -248,11 +252,14 @@ class FeedWorker:
             transport = build_transport(config, self.client)
         self.transport = transport
         self.symbol_source = symbol_source or enabled_symbols_from_db
-        # pre-screens (event path): symbol -> (key, factory); wake-ups go to ``wake_sink``
+        # pre-screens (event path): symbol -> (key, factory[, cooldown_ms]); wake-ups go to ``wake_sink``
         self.prescreen_source = (prescreen_source or prescreens_from_db) if config.prescreen else None
         self.wake_sink = wake_sink or send_wakes
         self.wakes_sent = 0
         self.wake_failures = 0
+        self.wakes_in_cooldown = 0  # wake-ups not sent: their symbol is in its strategy's cool-down
+        self._cooldown_ms: dict[str, float] = {}  # symbol -> its strategy's cool-down (prescreens)
+        self._quiet_until_ms: dict[str, float] = {}  # symbol -> wall ms its known cool-down ends
         self.warmup_enabled = warmup and self.client is not None
         self.writer = MarketDataWriter(
             redis,
@@ -443,7 +450,8 @@ class FeedWorker:
                 self.writer.set_subscribed(payload)
             elif kind == "prescreens":
                 state = self.writer.state
-                for name, (key, factory) in payload.items():
+                for name, (key, factory, *cooldown) in payload.items():
+                    self._cooldown_ms[name] = cooldown[0] if cooldown else 0
                     if state.sym(name).prescreen_key != key:
                         try:
                             state.set_prescreen(name, key, factory())
@@ -527,7 +535,7 @@ class FeedWorker:
                 if now >= next_try:
                     # a pending wake-up waits for Redis' acknowledgement of its tick (the analysis
                     # must read it); otherwise batch N's replies are read after batch N+1 is parsed
-                    waking = bool(writer.state.wakes)
+                    waking = self._drop_wakes_in_cooldown()
                     if writer.flush(wait=waking):
                         flush_failures = 0
                         next_try = 0.0
@@ -553,6 +561,10 @@ class FeedWorker:
             if symbol not in wakes:  # the first tick that fired is the one the path is timed from
                 wakes[symbol] = {"venue": venue_ms, "recv": min(hops.wall_to_mono(recv_wall_ms, at), stored),
                                  "store": stored}
+        for symbol in self._in_cooldown(list(wakes)):
+            del wakes[symbol]
+        if not wakes:
+            return
         sent = hops.mono_ms()
         for w in wakes.values():
             w["wake"] = sent
@@ -562,6 +574,44 @@ class FeedWorker:
         except Exception as exc:  # noqa: BLE001 - the beat's next pass covers the symbols
             self.wake_failures += 1
             log.warning("feed_wake_failed", symbols=sorted(wakes), error=f"{type(exc).__name__}: {exc}"[:300])
+
+    # After a symbol's signal, every wake-up until its strategy's cool-down ends is answered
+    # ``cooldown`` (signals.strategy.cooling_down) whatever the market says: at 50 ticks/s the
+    # pre-screen's re-looks are 25 messages and analysis tasks per surge, on the 2 cores the
+    # signal's fan-out needs at that very moment. So the feed reads the woken symbols' last signal
+    # times before it sends (one HMGET; a symbol without a cool-down costs nothing) and, for a
+    # symbol in cool-down, drops its wake-ups until the cool-down ends, without I/O. The
+    # pre-screen itself is untouched (the backtest drives the same one), and the beat still
+    # analyses every symbol every period.
+    def _drop_wakes_in_cooldown(self) -> bool:
+        """Drop the pending wake-ups of symbols in a known cool-down; True if any are left."""
+        state = self.writer.state
+        if state.wakes and self._quiet_until_ms:
+            now_ms = time.time() * 1000.0
+            kept = [w for w in state.wakes if self._quiet_until_ms.get(w[0], 0.0) <= now_ms]
+            self.wakes_in_cooldown += len(state.wakes) - len(kept)
+            state.wakes = kept
+        return bool(state.wakes)
+
+    def _in_cooldown(self, names: list[str]) -> list[str]:
+        """The symbols of ``names`` in their strategy's cool-down (remembered until it ends)."""
+        from signals.service import last_signal_times
+        from signals.strategy import cooling_down
+
+        names = [n for n in names if self._cooldown_ms.get(n)]
+        if not names:
+            return []
+        try:
+            last = last_signal_times(self.redis, names)
+        except Exception as exc:  # noqa: BLE001 - unknown: wake, the analysis applies the rule itself
+            log.warning("feed_cooldown_read_failed", symbols=names, error=f"{type(exc).__name__}: {exc}"[:300])
+            return []
+        now_ms = int(time.time() * 1000)
+        cooling = [n for n in names if cooling_down(now_ms, last[n], self._cooldown_ms[n])]
+        for n in cooling:
+            self._quiet_until_ms[n] = last[n] + self._cooldown_ms[n]
+        self.wakes_in_cooldown += len(cooling)
+        return cooling
 
     def _shutdown(self, threads) -> None:
         self._transport_stop.set()
