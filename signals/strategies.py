@@ -137,7 +137,7 @@ class VolumeSurgePreScreen:
 
     __slots__ = ("ratio", "zmin", "vmin", "std_floor", "recent_s", "baseline_s", "n", "min_seconds", "use_volume",
                  "ring", "second", "first_second", "recent_sum", "base_sum", "base_sq", "next_fire_ms",
-                 "resum_at", "episode_ms", "held_ms")
+                 "resum_at", "episode_ms", "held_ms", "gate_mean", "gate_rate_min", "gate_denom", "gate_from_ms")
 
     def __init__(self, params: StrategyParams):
         self.ratio = params.surge_min_ratio
@@ -162,6 +162,28 @@ class VolumeSurgePreScreen:
         self.resum_at = 0
         self.episode_ms = 0  # the first fire of the current episode
         self.held_ms = -(1 << 62)  # the last tick at which the test held
+        self.gate_mean = None  # the second's baseline terms (``_gate``); None: the test cannot hold
+        self.gate_rate_min = self.gate_denom = 0.0
+        self.gate_from_ms = 0
+
+    def _gate(self) -> None:
+        """The test's terms that change only with the second (the baseline moves once a second):
+        the baseline mean, ``ratio × mean``, the z-score's denominator and where the recent window
+        starts. Computed once a second instead of at every tick (the per-tick cost is the feed's);
+        the same float operations as before, so the test's answers are the same to the bit."""
+        second = self.second
+        k = min(self.baseline_s, second - self.recent_s - self.first_second)
+        self.gate_mean = None
+        if k < self.min_seconds or k <= 0:
+            return
+        mean = self.base_sum / k
+        if mean <= MIN_BASELINE_RATE:
+            return
+        std = math.sqrt(max(self.base_sq / k - mean * mean, 0.0))
+        self.gate_mean = mean
+        self.gate_rate_min = self.ratio * mean
+        self.gate_denom = max(std, self.std_floor * mean)
+        self.gate_from_ms = (second - self.recent_s + 1) * 1000 - 1
 
     def _advance(self, second: int) -> None:
         """Move the windows on to ``second`` (the seconds in between had no activity)."""
@@ -180,6 +202,7 @@ class VolumeSurgePreScreen:
             self.base_sum = sum(base)
             self.base_sq = sum(x * x for x in base)
             self.resum_at = second + n
+            self._gate()
             return
         for s in range(self.second + 1, second + 1):
             moving = ring[(s - r) % n]  # leaves the recent window, enters the baseline
@@ -189,6 +212,7 @@ class VolumeSurgePreScreen:
             self.base_sq += moving * moving - leaving * leaving
             ring[s % n] = 0.0
         self.second = second
+        self._gate()
 
     def wakeups(self, ts: np.ndarray, price: np.ndarray, volume: np.ndarray) -> np.ndarray | None:
         """``on_tick`` over a whole time-ordered run at once, for a fresh pre-screen (see ``wakeups``).
@@ -289,17 +313,12 @@ class VolumeSurgePreScreen:
         x = volume if self.use_volume else 1.0
         self.ring[second % self.n] += x
         self.recent_sum += x
-        # baseline seconds covered: those after the first (partial) second, before the recent window
-        k = min(self.baseline_s, second - self.recent_s - self.first_second)
-        if k < self.min_seconds or k <= 0:
+        # the baseline (seconds after the first, partial one, before the recent window): _gate
+        mean = self.gate_mean
+        if mean is None:
             return False
-        mean = self.base_sum / k
-        if mean <= MIN_BASELINE_RATE:
-            return False
-        std = math.sqrt(max(self.base_sq / k - mean * mean, 0.0))
-        elapsed_s = (ts_ms - (second - self.recent_s + 1) * 1000 + 1) / 1000.0
-        rate = self.recent_sum / elapsed_s
-        if (rate >= self.ratio * mean and (rate - mean) / max(std, self.std_floor * mean) >= self.zmin
+        rate = self.recent_sum / ((ts_ms - self.gate_from_ms) / 1000.0)
+        if (rate >= self.gate_rate_min and (rate - mean) / self.gate_denom >= self.zmin
                 and self.recent_sum >= self.vmin):
             if ts_ms - self.held_ms >= self.REARM_MS:
                 self.next_fire_ms = -1  # a new episode: fire now
