@@ -40,7 +40,6 @@ import random
 from collections import Counter
 
 from signals import hops
-from signals.models import Signal
 from tradeops.logging import get_logger
 
 from . import delivery, publish, reads, submit
@@ -74,24 +73,11 @@ def place_signal_orders(signal_id: int, account_ids: list[int], requeues: int = 
             # timestamps, in the statement that releases the locks (if it fails, the sweep settles
             # the pairs; the timings are lost, logged)
             closing.append(delivery.settle_statement([signal_id], locked))
-            hop_update = hops_statement(signal_id, task_mono, placed)
+            hop_update = submit.hops_statement(signal_id, task_mono, placed)
             if hop_update is not None:
                 closing.append(hop_update)
     log.info("orders_batch_done", signal_id=signal_id, accounts=len(account_ids), **counts)
     return dict(counts)
-
-
-def hops_statement(signal_id: int, task_mono: float, orders) -> tuple[str, dict] | None:
-    """Task start, HTTP send and broker answer of each order this task sent, added to the signal's
-    hop document (``signals.hops``): the UPDATE and its parameters, or None when nothing was sent."""
-    rows = {o.pk: [task_mono, round(o.hop_send, 3), round(o.hop_answer, 3)]
-            for o in orders if getattr(o, "hop_send", None) is not None and getattr(o, "hop_answer", None) is not None}
-    if not rows:
-        return None
-    value = hops.merged_orders(rows)
-    (doc,) = value.params
-    return (f'UPDATE {Signal._meta.db_table} SET "hops" = {value.sql.replace("%s", "%(doc)s")} WHERE id = %(signal)s',
-            {"doc": doc, "signal": signal_id})
 
 
 def hand_over(signal_id: int, account_ids: list[int], requeues: int = 0) -> None:

@@ -49,6 +49,7 @@ from matchtrader.errors import BrokerError
 from matchtrader.protocol import CLOSE_REASON_PARTIAL
 from matchtrader.trader_client import order_tag
 from prop import pretrade
+from signals import hops
 from signals.models import Signal
 from tradeops import metrics
 from tradeops.logging import get_logger
@@ -155,6 +156,22 @@ def place_locked(signal: Signal, account_ids: list[int]) -> list[Order]:
     if submitted:
         send_opens(signal, accounts, submitted)
     return orders
+
+
+# --- the hops of what was sent (signals.hops) ------------------------------------------------------------
+def hops_statement(signal_id: int, task_mono: float, orders) -> tuple[str, dict] | None:
+    """Task start, HTTP send and broker answer of each order this task sent (the call that got the
+    order's answer: a wave's, or the single-order loop's last), added to the signal's hop document
+    (``signals.hops``): the UPDATE and its parameters, or None when nothing was sent. Both drivers
+    run it (:mod:`orders.batch` with its unlock statement, :mod:`orders.execution` after its order)."""
+    rows = {o.pk: [task_mono, round(o.hop_send, 3), round(o.hop_answer, 3)]
+            for o in orders if getattr(o, "hop_send", None) is not None and getattr(o, "hop_answer", None) is not None}
+    if not rows:
+        return None
+    value = hops.merged_orders(rows)
+    (doc,) = value.params
+    return (f'UPDATE {Signal._meta.db_table} SET "hops" = {value.sql.replace("%s", "%(doc)s")} WHERE id = %(signal)s',
+            {"doc": doc, "signal": signal_id})
 
 
 # --- step 3: decide and mark ---------------------------------------------------------------------------
@@ -359,12 +376,15 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
             error, pending = pending, None
         else:
             metrics.observe_order_sent(order=order)
+            order.hop_send = time.monotonic() * 1000.0  # the hops of this order's latest call, as _call
             try:
                 result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss,
                                               order.take_profit, intent=order.idempotency_key)
             except BrokerError as exc:
+                order.hop_answer = time.monotonic() * 1000.0
                 error = exc
             else:
+                order.hop_answer = time.monotonic() * 1000.0
                 order.transition(S.FILLED, broker_order_id=result.order_id or "")
                 order.account = account
                 fills_done([order.pk], [order])

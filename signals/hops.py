@@ -16,7 +16,7 @@ hop                meaning                                                    wr
 ``analysis``       the analysis pass started                                  ``signals.service``
 ``signal``         the decision was taken (before the INSERT)                 ``signals.service``
 ``dispatch``       ``orders.dispatch_signal`` published the chunk tasks        ``orders.dispatch``
-``orders``         per order id: [task start, HTTP send, broker answer]       ``orders.batch``
+``orders``         per order id: [task start, HTTP send, broker answer]       ``orders.submit``
 =================  =========================================================  ====================
 
 Clocks: every hop from ``recv`` on is ``time.monotonic()`` in milliseconds — CLOCK_MONOTONIC is

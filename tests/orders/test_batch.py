@@ -8,6 +8,7 @@ recorded with their reason; and the chunk's database work must not grow with its
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -16,7 +17,8 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account, TradingSwitch
 from matchtrader.client import MatchTraderClient
-from orders import batch, submit
+from matchtrader.errors import BrokerUnavailable
+from orders import batch, execution, submit
 from orders.bulk import account_locks, bulk_transition
 from orders.lifecycle import IllegalTransition
 from orders.lifecycle import OrderStatus as S
@@ -340,3 +342,41 @@ def test_calls_that_waited_too_long_for_the_pool_go_out_again_together(sim, monk
     assert [ledger_counts(sim, a)[1] for a in accounts] == [1, 1, 1, 1]
     signal.refresh_from_db()
     assert sorted(int(k) for k in signal.hops["orders"]) == sorted(o.pk for o in orders)  # each answer timed
+
+
+def test_an_order_filled_by_the_single_order_loop_has_its_hops(sim, monkeypatch):
+    # the wave's call of one order never reached the broker (retryable): the single-order loop
+    # sends it again and it fills; its hops are those of the call that got the answer, in order
+    accounts = sim_accounts(sim, 3)
+    signal = eurusd_buy_signal()
+    original_call = submit._call
+    failed_once = []
+
+    def first_call_unavailable(client, signal_, order, not_after):
+        if not failed_once:
+            failed_once.append(order.pk)
+            order.hop_send = order.hop_answer = time.monotonic() * 1000.0
+            return BrokerUnavailable("connect refused")
+        return original_call(client, signal_, order, not_after)
+
+    monkeypatch.setattr(submit, "_call", first_call_unavailable)
+    task_start = time.monotonic() * 1000.0
+    batch.place_signal_orders(signal.pk, [a.pk for a in accounts])
+    orders = {o.pk: o for o in Order.objects.filter(signal=signal)}
+    assert {o.status for o in orders.values()} == {S.FILLED}
+    signal.refresh_from_db()
+    rows = signal.hops["orders"]
+    assert sorted(int(k) for k in rows) == sorted(orders)  # the retried order's answer timed too
+    task, send, answer = rows[str(failed_once[0])]
+    assert task_start <= task <= send <= answer
+    assert send > min(r[1] for k, r in rows.items() if int(k) != failed_once[0])  # its second call's
+
+
+def test_the_single_account_driver_records_its_orders_hops(sim):
+    (account,) = sim_accounts(sim, 1)
+    signal = eurusd_buy_signal()
+    assert execution.place_signal_order(account.pk, signal.pk) == S.FILLED
+    order = Order.objects.get(signal=signal)
+    signal.refresh_from_db()
+    task, send, answer = signal.hops["orders"][str(order.pk)]
+    assert task <= send <= answer
