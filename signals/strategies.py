@@ -121,8 +121,9 @@ class VolumeSurgePreScreen:
     where a 25 ms interval, every other tick at 50 ticks/s, came one tick late on some: 20 ms at
     p95, 100 ms at most). The cost is bounded: at most ``FAST_PHASE_MS / RELOOK_MS`` + 1 looks in
     an episode's fast phase (25 at 50 ticks/s: every tick), then one a second (28 per 3 s surge
-    there, 7 with doubling); the looks after the signal are answered
-    ``cooldown`` before the analysis reads the market window (``signals.service.run_analysis``).
+    there, 7 with doubling); after the signal the live feed sends none of them while the symbol
+    is in cool-down (``workers.feed``), and one already on its way is answered ``cooldown`` before
+    the analysis reads the market window (``signals.service.run_analysis``).
     Beyond one beat period the beat looks anyway. An episode ends when the test has not held for
     ``REARM_MS``; the next one starts a new fast phase. A calm market
     never passes the test, so this costs nothing there. The baseline covers only the seconds this pre-screen has seen (a

@@ -582,7 +582,8 @@ class FeedWorker:
     # times before it sends (one HMGET; a symbol without a cool-down costs nothing) and, for a
     # symbol in cool-down, drops its wake-ups until the cool-down ends, without I/O. The
     # pre-screen itself is untouched (the backtest drives the same one), and the beat still
-    # analyses every symbol every period.
+    # analyses every symbol every period (it also covers the rare claim the analysis puts back
+    # when its signal's INSERT failed: the feed stays quiet until that cool-down would have ended).
     def _drop_wakes_in_cooldown(self) -> bool:
         """Drop the pending wake-ups of symbols in a known cool-down; True if any are left."""
         state = self.writer.state
