@@ -264,9 +264,15 @@ def _call(client, signal: Signal, order: Order, not_after: float):
     if time.monotonic() > not_after:
         return NOT_SENT
     metrics.observe_order_sent(signal)
-    order.hop_send = time.monotonic() * 1000.0  # the "HTTP send" and "broker answer" hops (signals.hops)
+    return _open_call(client, order)
+
+
+def _open_call(client, order: Order):
+    """The open call itself (a wave's and the single-order loop's), the error returned, with the
+    "HTTP send" and "broker answer" hops of the order's latest call (signals.hops)."""
+    order.hop_send = time.monotonic() * 1000.0
     try:
-        return client.open_position(signal.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit,
+        return client.open_position(order.symbol.name, order.side, order.volume, order.stop_loss, order.take_profit,
                                     intent=order.idempotency_key)
     except BrokerError as exc:
         return exc
@@ -356,7 +362,6 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
     loop handles it as if its own first call had raised it."""
     client = broker.client_for(account)
     config = engine_config()
-    symbol = order.symbol
     retries = 0
     counted = first_attempt_counted
     deadline = time.monotonic() + settings.ORDERS_SUBMIT_DEADLINE_S
@@ -376,15 +381,10 @@ def send_open(order: Order, account: Account, *, first_attempt_counted: bool,
             error, pending = pending, None
         else:
             metrics.observe_order_sent(order=order)
-            order.hop_send = time.monotonic() * 1000.0  # the hops of this order's latest call, as _call
-            try:
-                result = client.open_position(symbol.name, order.side, order.volume, order.stop_loss,
-                                              order.take_profit, intent=order.idempotency_key)
-            except BrokerError as exc:
-                order.hop_answer = time.monotonic() * 1000.0
-                error = exc
+            result = _open_call(client, order)
+            if isinstance(result, BrokerError):
+                error = result
             else:
-                order.hop_answer = time.monotonic() * 1000.0
                 order.transition(S.FILLED, broker_order_id=result.order_id or "")
                 order.account = account
                 fills_done([order.pk], [order])
