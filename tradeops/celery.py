@@ -8,14 +8,44 @@ every other process's.
 
 import logging.config
 import os
+from functools import cached_property
 
-from celery import Celery, signals
+from celery import Celery, platforms, signals
+from celery.apps.beat import Beat as CeleryBeat
 
 from .queues import Priority, Queues
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeops.settings")
 
-app = Celery("tradeops")
+
+class Beat(CeleryBeat):
+    """``celery beat`` whose SIGTERM / SIGINT stop it at once, with no I/O inside the handler.
+
+    Celery's handler saves the schedule in the handler itself, i.e. in the middle of whatever
+    beat was doing. With the DatabaseScheduler that is a query on the connection the interrupted
+    frame may be holding (psycopg's connection lock is not re-entrant), or, while the scheduler
+    is still being set up, a second scheduler built inside the first: beat hung, the supervisor
+    SIGKILLed it, and its last schedule save was lost (CI's smoke run; reproduced by
+    tests/operate/test_beat_shutdown.py). Here the handler only raises SystemExit: psycopg
+    cancels a query it interrupts, and ``celery.beat.Service.start`` catches the exit and saves
+    the schedule in its ``finally``, back on the main frame.
+    """
+
+    def install_sync_handler(self, service) -> None:
+        def _stop(signum, frame):
+            service._is_shutdown.set()
+            raise SystemExit()
+
+        platforms.signals.update(SIGTERM=_stop, SIGINT=_stop)
+
+
+class App(Celery):
+    @cached_property
+    def Beat(self):  # noqa: N802 (Celery's name)
+        return self.subclass_with_self(Beat)
+
+
+app = App("tradeops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
