@@ -6,14 +6,12 @@ SIGTERM/SIGINT stop it cleanly. See ``workers/account_stream.py``.
 
 from __future__ import annotations
 
-import signal
-import threading
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tradeops.logging import get_logger
 from workers.account_stream import AccountStream, BudgetedPoller
+from workers.stopping import StopOnSignal
 
 log = get_logger(__name__)
 
@@ -34,14 +32,9 @@ class Command(BaseCommand):
             raise CommandError("--threads must be between 1 and 256")
         worker = AccountStream(db_threads=options["threads"]) if mode == "push" else \
             BudgetedPoller(threads=options["threads"])
-        stop = threading.Event()
-
-        def on_signal(signum, _frame):
-            log.info("account_stream_signal", signal=signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stopper = StopOnSignal().install()
         log.info("account_stream_start", mode=mode)
-        worker.run(stop)
+        worker.run(stopper.event)
+        if stopper.received:
+            log.info("account_stream_signal", signal=stopper.received)
         self.stdout.write("account stream stopped")

@@ -12,8 +12,6 @@ simulation mode) this command creates ``FEED_EMAIL``/``FEED_PASSWORD`` on the si
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 
 import requests
@@ -23,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tradeops import metrics
 from tradeops.logging import get_logger
 from workers.feed import check_dedicated_data_login, FeedConfig, FeedWorker
+from workers.stopping import StopOnSignal
 
 log = get_logger(__name__)
 
@@ -72,14 +71,8 @@ class Command(BaseCommand):
             check_dedicated_data_login(cfg.email, cfg.base_url)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        stop = threading.Event()
-
-        def on_signal(signum, _frame):
-            log.info("feed_signal", signal=signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stopper = StopOnSignal().install()
+        stop = stopper.event
         if settings.FEED_SIM_AUTO_ACCOUNT and settings.SIMULATION_MODE:
             # Started together with the simulator (make run): wait until it answers instead of
             # streaming into a gap and reconnecting on every start.
@@ -91,12 +84,15 @@ class Command(BaseCommand):
                     break
                 stop.wait(1.0)
             if stop.is_set():
+                log.info("feed_signal", signal=stopper.received)
                 self.stdout.write("feed stopped")
                 return
 
         worker = FeedWorker(cfg, warmup=not options["no_warmup"])
         self.stdout.write(f"feed: {cfg.transport} from {cfg.base_url} → {settings.REDIS_URL.rsplit('@', 1)[-1]}")
         worker.run(stop)
+        if stopper.received:
+            log.info("feed_signal", signal=stopper.received)
         if worker.lease_lost:
             raise CommandError("another feed took over the lease (this one stalled longer than FEED_LEASE_TTL_S); "
                                "exiting so the supervisor restarts it as a standby")
