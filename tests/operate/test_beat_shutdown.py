@@ -27,13 +27,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 SUPERVISOR_GRACE_S = 5
 
 
-def _beat_backend(db: str, locker_pid: int) -> dict | None:
-    """Beat's session: the one in the test database that is neither this test's nor the locker's."""
+# beat's sessions are told apart from every other one in the test database (this test's, the
+# locker's, any left by earlier tests in the same run) by their application name
+BEAT_APPLICATION_NAME = "tradeops-beat-under-test"
+
+
+def _beat_waiting_on_a_lock() -> dict | None:
     with connection.cursor() as cur:
-        cur.execute("SELECT pid, wait_event_type, query FROM pg_stat_activity WHERE datname = %s"
-                    " AND pid NOT IN (pg_backend_pid(), %s) AND backend_type = 'client backend'", [db, locker_pid])
-        rows = cur.fetchall()
-    return {"pid": rows[0][0], "wait": rows[0][1], "query": rows[0][2]} if len(rows) == 1 else None
+        cur.execute("SELECT pid, query FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    [BEAT_APPLICATION_NAME])
+        row = cur.fetchone()
+    return {"pid": row[0], "query": row[1]} if row else None
 
 
 @pytest.mark.parametrize("moment", ["setting_up", "ticking"])
@@ -55,12 +59,13 @@ def test_sigterm_while_beat_waits_on_postgresql_stops_it_cleanly(tmp_path, momen
     try:
         if moment == "setting_up":
             locker.execute(lock)
-        beat = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+        env = subprocess_env()
+        env["DATABASE_URL"] += f"?application_name={BEAT_APPLICATION_NAME}"
+        beat = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         if moment == "ticking":
             wait_for(lambda: b"Sending due task" in log_path.read_bytes(), 60, "beat's first sent task", [beat])
             locker.execute(lock)
-        pid = locker.info.backend_pid
-        blocked = wait_for(lambda: (b := _beat_backend(db, pid)) and b["wait"] == "Lock" and b, 60,
+        blocked = wait_for(_beat_waiting_on_a_lock, 60,
                            f"beat waiting on the locked table ({moment})", [beat])
         assert "django_celery_beat_periodictasks" in blocked["query"], blocked
         beat.send_signal(os_signal.SIGTERM)
