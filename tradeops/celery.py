@@ -33,6 +33,8 @@ class Beat(CeleryBeat):
 
     def install_sync_handler(self, service) -> None:
         def _stop(signum, frame):
+            # the flag too (what Service.stop sets, without its log line): the loop ends even if
+            # a layer between here and Service.start swallowed the exit
             service._is_shutdown.set()
             raise SystemExit()
 
